@@ -1,1 +1,19 @@
-//! placeholder until the crate lands
+//! libap: the AP (crypto adapter) model of s390 hosts.
+//!
+//! The kernel's vocabulary ([`mask`], [`ids`], [`apqn`], [`matrix`]), the
+//! only door to the kernel ([`sysfs`]), the host model read through it
+//! ([`host`], [`guest`]), verdicts ([`validate`]) and definitions on disk
+//! ([`definition`], [`store`], [`mdevctl`], [`desired`]).
+//!
+//! libap never panics on bad input and never touches sysfs except through
+//! the [`sysfs::Sysfs`] trait.
+
+pub mod apqn;
+pub mod ids;
+pub mod mask;
+pub mod matrix;
+pub mod sysfs;
+
+pub use apqn::Apqn;
+pub use mask::ApMask;
+pub use sysfs::{DirSysfs, Sysfs, SysfsError, SysfsOp};
