@@ -682,7 +682,8 @@ mod tests {
         let a = m(&[1, 5, 200]);
         let b = m(&[5, 6, 255]);
         assert_eq!(a.union(b), m(&[1, 5, 6, 200, 255]));
-        assert_eq!(a.intersection(&b), m(&[5]));
+        assert_eq!(a.intersection(b), m(&[5]));
+        assert_eq!(a.intersects(b), !(a & b).is_empty());
         assert_eq!(a.difference(b), m(&[1, 200]));
         assert_eq!(a | b, m(&[1, 5, 6, 200, 255]));
         assert_eq!(a & b, m(&[5]));

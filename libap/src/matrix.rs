@@ -292,17 +292,8 @@ mod tests {
     #[test]
     fn ap_config() {
         let text = format_ap_config(m(&[5]), m(&[4]), ApMask::empty());
-        assert_eq!(
-            text,
-            format!(
-                "0x{}4{},0x0{}8{},0x{}\n",
-                "0".repeat(1),
-                "0".repeat(62),
-                "0".repeat(0),
-                "0".repeat(62),
-                "0".repeat(64)
-            )
-        );
+        let zeros = "0".repeat(62);
+        assert_eq!(text, format!("0x04{zeros},0x08{zeros},0x{zeros}00\n"));
         assert_eq!(
             parse_ap_config(&text),
             Ok((m(&[5]), m(&[4]), ApMask::empty()))
