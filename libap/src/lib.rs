@@ -9,11 +9,14 @@
 //! the [`sysfs::Sysfs`] trait.
 
 pub mod apqn;
+pub mod guest;
+pub mod host;
 pub mod ids;
 pub mod mask;
 pub mod matrix;
 pub mod sysfs;
 
 pub use apqn::Apqn;
+pub use host::{Host, HostError, Matrix, Mdev, Owner};
 pub use mask::ApMask;
 pub use sysfs::{DirSysfs, Sysfs, SysfsError, SysfsOp};
