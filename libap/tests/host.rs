@@ -1,0 +1,230 @@
+//! Host model read through the Sysfs trait, on the in-memory fake and on a
+//! directory (DirSysfs).
+
+mod common;
+
+use common::{m, seed_with_guests, HostSpec, G1, G2};
+use libap::host::{CardMode, Owner};
+use libap::{ApMask, Apqn, DirSysfs, Host, HostError};
+use uuid::Uuid;
+
+fn uuid(s: &str) -> Uuid {
+    Uuid::parse_str(s).expect("uuid")
+}
+
+#[test]
+fn reads_the_seed_host() {
+    let fs = seed_with_guests().fake();
+    let host = Host::read(&fs).expect("read");
+    assert_eq!(host.max_adapter_id, 255);
+    assert!(host.config.known);
+    assert_eq!(host.config.adapters, m(&[5, 6, 7]));
+    assert_eq!(host.config.usage_domains, m(&[4, 0x47, 0xab, 0xff]));
+    assert!(host.vfio_ap_loaded);
+    assert!(host.supports_ap_config());
+    assert_eq!(host.cards.len(), 3);
+    let c5 = &host.cards[&5];
+    assert_eq!(c5.type_name, "CEX7C");
+    assert_eq!(c5.mode, Some(CardMode::Cca));
+    assert_eq!(host.cards[&6].mode, Some(CardMode::Accel));
+    assert_eq!(host.cards[&7].mode, Some(CardMode::Ep11));
+    assert_eq!(host.queues.len(), 12);
+    let q = &host.queues[&Apqn::new(5, 4)];
+    assert_eq!(q.driver.as_deref(), Some("vfio_ap"));
+    assert_eq!(q.status.as_deref(), Some("assigned"));
+    assert_eq!(host.mdevs.len(), 2);
+    let g1 = &host.mdevs[&uuid(G1)];
+    assert_eq!(g1.matrix.adapters, m(&[5, 6]));
+    assert_eq!(g1.matrix.domains, m(&[4, 0xab]));
+    let gm = g1.guest_matrix.expect("guest matrix");
+    assert_eq!((gm.adapters, gm.domains), (m(&[5, 6]), m(&[4, 0xab])));
+}
+
+#[test]
+fn owners() {
+    let host = Host::read(&seed_with_guests().fake()).expect("read");
+    assert_eq!(host.owner(Apqn::new(5, 4)), Owner::Mdev { uuid: uuid(G1) });
+    assert_eq!(
+        host.owner(Apqn::new(5, 0x47)),
+        Owner::Mdev { uuid: uuid(G2) }
+    );
+    assert_eq!(host.owner(Apqn::new(7, 4)), Owner::Free);
+    assert_eq!(
+        host.owner(Apqn::new(7, 5)),
+        Owner::Host {
+            apmask_bit: 7,
+            aqmask_bit: 5
+        }
+    );
+    let idx = host.mdev_owners();
+    assert_eq!(idx.get(Apqn::new(6, 0xab)), Some(&uuid(G1)));
+    assert_eq!(idx.get(Apqn::new(7, 0xab)), None);
+}
+
+#[test]
+fn spec_mask_example_host_apqns() {
+    // apmask 0x7d00.. + aqmask 0x8000.. give the host (1..5,7) x 0.
+    let mut host = Host::default();
+    host.apmask = ApMask::parse_absolute(
+        "0x7d00000000000000000000000000000000000000000000000000000000000000",
+    )
+    .expect("mask");
+    host.aqmask = ApMask::parse_absolute(
+        "0x8000000000000000000000000000000000000000000000000000000000000000",
+    )
+    .expect("mask");
+    let mut owned = Vec::new();
+    for a in 0..=255u8 {
+        for d in 0..=255u8 {
+            if matches!(host.owner(Apqn::new(a, d)), Owner::Host { .. }) {
+                owned.push((a, d));
+            }
+        }
+    }
+    assert_eq!(owned, vec![(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (7, 0)]);
+}
+
+#[test]
+fn usability_reasons() {
+    let mut spec = seed_with_guests();
+    // Adapter 6 configured off: still in the guest matrix, not usable.
+    spec.adapters[1].2 = false;
+    let host = Host::read(&spec.fake()).expect("read");
+    let (in_g, usable, why) = host.usability(uuid(G1), Apqn::new(6, 4));
+    assert!(in_g);
+    assert!(!usable);
+    assert!(why.expect("reason").contains("configured off"));
+    let (in_g, usable, why) = host.usability(uuid(G1), Apqn::new(5, 4));
+    assert!(in_g && usable && why.is_none());
+
+    // Queue bound to cex4queue (host-owned) and an adapter outside the LPAR.
+    let mut spec = HostSpec::seed();
+    spec.mdevs
+        .push((G1.into(), m(&[5, 9]), m(&[4, 5]), ApMask::empty()));
+    let mut host = Host::read(&spec.fake()).expect("read");
+    let (in_g, usable, why) = host.usability(uuid(G1), Apqn::new(9, 4));
+    assert!(!in_g && !usable);
+    assert!(
+        why.expect("reason").contains("outside the LPAR"),
+        "adapter 9"
+    );
+    let (_, _, why) = host.usability(uuid(G1), Apqn::new(5, 5));
+    assert!(why.expect("reason").contains("domain 0x05 is outside"));
+    // Host-owned reason when the configuration knows the domain.
+    host.config.usage_domains.insert(5);
+    host.aqmask.insert(5);
+    host.apmask.insert(5);
+    let (_, _, why) = host.usability(uuid(G1), Apqn::new(5, 5));
+    assert!(why.expect("reason").contains("belongs to the host"));
+    let (in_g, _, why) = host.usability(uuid(G1), Apqn::new(0, 0));
+    assert!(!in_g);
+    assert!(why.is_some());
+}
+
+#[test]
+fn unbound_queue_drops_its_adapter() {
+    let spec = seed_with_guests();
+    let fs = spec.fake();
+    fs.remove_tree("devices/ap/card06/06.00ab/driver");
+    let host = Host::read(&fs).expect("read");
+    assert_eq!(host.queues[&Apqn::new(6, 0xab)].driver, None);
+    let (a, d) = libap::guest::guest_matrix(&host, m(&[5, 6]), m(&[4, 0xab]));
+    assert_eq!((a, d), (m(&[5]), m(&[4, 0xab])));
+    // The guest_matrix file the fake wrote still holds adapter 6 (the
+    // kernel updates it incrementally); without it the full filter decides.
+    let (in_g, _, _) = host.usability(uuid(G1), Apqn::new(6, 4));
+    assert!(in_g);
+    let mut h2 = host.clone();
+    if let Some(mdev) = h2.mdevs.get_mut(&uuid(G1)) {
+        mdev.guest_matrix = None;
+    }
+    let (in_g, _, why) = h2.usability(uuid(G1), Apqn::new(6, 4));
+    assert!(!in_g);
+    assert!(why.expect("reason").contains("06.00ab is not bound"));
+}
+
+#[test]
+fn without_qci_and_old_kernel() {
+    let mut spec = seed_with_guests();
+    spec.qci = false;
+    spec.features = None;
+    let host = Host::read(&spec.fake()).expect("read");
+    assert!(!host.config.known);
+    assert_eq!(host.config.adapters, m(&[5, 6, 7]));
+    assert_eq!(host.config.usage_domains, m(&[4, 0x47, 0xab, 0xff]));
+    assert!(host.features.is_none());
+    assert!(!host.supports_ap_config());
+    // matrix + control_domains instead of ap_config; no guest_matrix file.
+    let g1 = &host.mdevs[&uuid(G1)];
+    assert_eq!(g1.matrix.adapters, m(&[5, 6]));
+    assert!(g1.guest_matrix.is_none());
+    let gm = host.guest_matrix_of(&uuid(G1)).expect("predicted");
+    assert_eq!((gm.adapters, gm.domains), (m(&[5, 6]), m(&[4, 0xab])));
+}
+
+#[test]
+fn vfio_ap_not_loaded() {
+    let mut spec = HostSpec::seed();
+    spec.vfio_ap_loaded = false;
+    let host = Host::read(&spec.fake()).expect("read");
+    assert!(!host.vfio_ap_loaded);
+    assert!(host.mdevs.is_empty());
+    assert_eq!(host.queues[&Apqn::new(5, 4)].driver, None);
+}
+
+#[test]
+fn read_and_refresh_one_mdev() {
+    let fs = seed_with_guests().fake();
+    let mut host = Host::read(&fs).expect("read");
+    let dir = format!("devices/vfio_ap/matrix/{G2}");
+    // Another tool assigns domain 4 behind our back (no uevent).
+    fs.file(
+        &format!("{dir}/ap_config"),
+        &libap::matrix::format_ap_config(m(&[5]), m(&[4, 0x47, 0xff]), ApMask::empty()),
+    );
+    let fresh = Host::read_mdev(&fs, uuid(G2))
+        .expect("read")
+        .expect("exists");
+    assert_eq!(fresh.matrix.domains, m(&[4, 0x47, 0xff]));
+    host.refresh_mdev(&fs, uuid(G2)).expect("refresh");
+    assert_eq!(host.mdevs[&uuid(G2)].matrix.domains, m(&[4, 0x47, 0xff]));
+    fs.remove_tree(&dir);
+    assert!(Host::read_mdev(&fs, uuid(G2)).expect("read").is_none());
+    assert!(host.refresh_mdev(&fs, uuid(G2)).expect("refresh").is_none());
+    assert!(!host.mdevs.contains_key(&uuid(G2)));
+}
+
+#[test]
+fn bad_content_is_an_error_naming_the_file() {
+    let fs = seed_with_guests().fake();
+    fs.file("bus/ap/apmask", "garbage\n");
+    match Host::read(&fs) {
+        Err(HostError::Parse { path, .. }) => assert_eq!(path, "bus/ap/apmask"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    let fs = seed_with_guests().fake();
+    fs.file(&format!("devices/vfio_ap/matrix/{G1}/ap_config"), "0x1\n");
+    let e = Host::read(&fs).expect_err("bad ap_config");
+    assert!(e.to_string().contains("ap_config"), "{e}");
+    let fs = common::FakeSysfs::new();
+    assert!(matches!(Host::read(&fs), Err(HostError::NoApBus { .. })));
+}
+
+#[test]
+fn dir_sysfs_reads_the_same_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = seed_with_guests();
+    spec.write_dir(dir.path());
+    let from_dir = Host::read(&DirSysfs::new(dir.path())).expect("read dir");
+    let from_fake = Host::read(&spec.fake()).expect("read fake");
+    assert_eq!(from_dir, from_fake);
+}
+
+#[test]
+fn card_mode_sources() {
+    assert_eq!(CardMode::from_type("CEX8P"), Some(CardMode::Ep11));
+    assert_eq!(CardMode::from_type("CEX4"), None);
+    assert_eq!(CardMode::from_functions(0x9200_0000), Some(CardMode::Cca));
+    assert_eq!(CardMode::from_functions(0x0800_0000), Some(CardMode::Accel));
+    assert_eq!(CardMode::from_functions(0x0400_0000), Some(CardMode::Ep11));
+}
