@@ -64,15 +64,17 @@ fn owners() {
 #[test]
 fn spec_mask_example_host_apqns() {
     // apmask 0x7d00.. + aqmask 0x8000.. give the host (1..5,7) x 0.
-    let mut host = Host::default();
-    host.apmask = ApMask::parse_absolute(
-        "0x7d00000000000000000000000000000000000000000000000000000000000000",
-    )
-    .expect("mask");
-    host.aqmask = ApMask::parse_absolute(
-        "0x8000000000000000000000000000000000000000000000000000000000000000",
-    )
-    .expect("mask");
+    let host = Host {
+        apmask: ApMask::parse_absolute(
+            "0x7d00000000000000000000000000000000000000000000000000000000000000",
+        )
+        .expect("mask"),
+        aqmask: ApMask::parse_absolute(
+            "0x8000000000000000000000000000000000000000000000000000000000000000",
+        )
+        .expect("mask"),
+        ..Host::default()
+    };
     let mut owned = Vec::new();
     for a in 0..=255u8 {
         for d in 0..=255u8 {
