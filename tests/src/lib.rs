@@ -1,1 +1,79 @@
-//! e2e harness
+//! The end-to-end harness: real processes (a private `dbus-daemon`, `apsim`,
+//! `apd`, `apctl`) started per test, each test with its own everything, so
+//! tests run in parallel. The walk-through binary (`ap-walkthrough`) is
+//! built on the same pieces.
+//!
+//! The binaries under test are found next to the running executable
+//! (`target/<profile>/`): build them first (`cargo build --workspace --bins`;
+//! `cargo test --workspace` does it because apd, apctl and apsim have
+//! integration tests of their own).
+
+mod bus;
+mod host;
+mod process;
+
+use std::path::PathBuf;
+
+pub use bus::{command_exists, shipped_policy_file, Bus, BusPolicy};
+pub use host::{describe, fuse_available, is_mounted, tail, Host, HostOptions, Mode};
+pub use process::liveness_timeout;
+
+/// The bus name apd owns (design.md, D-Bus).
+pub const APD_BUS_NAME: &str = "org.apctl.Apd1";
+
+/// The seed documents' host: adapters 1-7, usage and control domains 0, 4,
+/// 0x47, 0xab, 0xff.
+pub const SEED_HOST: &str = r#"# The host of the seed documents (vfio-ap.txt): adapters 1-7,
+# usage and control domains 0, 4, 0x47, 0xab, 0xff.
+usage_domains = [0, 4, 0x47, 0xab, 0xff]
+control_domains = [0, 4, 0x47, 0xab, 0xff]
+
+[[adapter]]
+id = 1
+type = "CEX7C"
+
+[[adapter]]
+id = 2
+type = "CEX7C"
+
+[[adapter]]
+id = 3
+type = "CEX7A"
+
+[[adapter]]
+id = 4
+type = "CEX7P"
+
+[[adapter]]
+id = 5
+type = "CEX5C"
+
+[[adapter]]
+id = 6
+type = "CEX5A"
+
+[[adapter]]
+id = 7
+type = "CEX6C"
+"#;
+
+/// `target/<profile>/<name>`: a binary of this workspace, next to the
+/// running test executable (`target/<profile>/deps/…`) or binary.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable has a path");
+    let mut dir = exe
+        .parent()
+        .expect("the executable lives in a directory")
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first \
+         (with --release for a release build)",
+        path.display()
+    );
+    path
+}
