@@ -9,6 +9,7 @@
 //! the [`sysfs::Sysfs`] trait.
 
 pub mod apqn;
+pub mod definition;
 pub mod guest;
 pub mod host;
 pub mod ids;
@@ -17,6 +18,7 @@ pub mod matrix;
 pub mod sysfs;
 
 pub use apqn::Apqn;
+pub use definition::Definition;
 pub use host::{Host, HostError, Matrix, Mdev, Owner};
 pub use mask::ApMask;
 pub use sysfs::{DirSysfs, Sysfs, SysfsError, SysfsOp};

@@ -428,6 +428,28 @@ impl IntoIterator for ApMask {
     }
 }
 
+/// Serialized as an ascending array of ids (`[5, 6]`), as in definitions
+/// and `--json` output.
+impl serde::Serialize for ApMask {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+/// Deserialized from an array of ids 0..=255 (duplicates collapse).
+impl<'de> serde::Deserialize<'de> for ApMask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ids = Vec::<i64>::deserialize(d)?;
+        let mut m = ApMask::empty();
+        for id in ids {
+            let id = u8::try_from(id)
+                .map_err(|_| serde::de::Error::custom(format!("id {id} is outside 0..=255")))?;
+            m.insert(id);
+        }
+        Ok(m)
+    }
+}
+
 /// Ascending iterator over the ids of an [`ApMask`].
 #[derive(Debug, Clone)]
 pub struct Iter {
