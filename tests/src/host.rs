@@ -302,8 +302,14 @@ impl Host {
         cmd.arg("--config-dir")
             .arg(&self.config)
             .arg("--bus")
-            .arg(self.bus_address())
-            .args(&self.apd_args)
+            .arg(self.bus_address());
+        // Each host its own AP configuration lock, so parallel tests (and a
+        // walk-through run by a user who cannot write /run/lock) stay apart.
+        if !self.apd_args.iter().any(|a| a.starts_with("--lock-file")) {
+            cmd.arg("--lock-file")
+                .arg(self.root.join("s390apconfig.lock"));
+        }
+        cmd.args(&self.apd_args)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null());
         let log = self.log_for_child(&self.apd_log, &format!("apd start #{}", self.apd_starts));
