@@ -16,6 +16,7 @@ pub mod ids;
 pub mod mask;
 pub mod matrix;
 pub mod sysfs;
+pub mod validate;
 
 pub use apqn::Apqn;
 pub use definition::Definition;
