@@ -1,0 +1,434 @@
+//! The definition store: `CFG/mdevs/<uuid>.toml`, one file per mdev, and
+//! the persistent masks in `CFG/apd.toml`.
+//!
+//! Writes are atomic: a temporary file in the same directory
+//! (`.<name>.tmp.<pid>.<n>`), written, fsynced, renamed over the target, then
+//! the directory fsynced; a reader sees the old file or the new one, never
+//! half of one. Loading never fails as a whole: each bad file becomes a
+//! typed error naming it, and is never rewritten or deleted.
+
+use crate::definition::{one_line, validate_name, Definition, DefinitionError, NameError};
+use crate::mask::ApMask;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use uuid::Uuid;
+
+/// Subdirectory holding the definitions.
+pub const MDEVS_DIR: &str = "mdevs";
+/// File holding the persistent masks.
+pub const MASKS_FILE: &str = "apd.toml";
+
+/// A store failure, naming the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// An OS error on `path`.
+    #[error("cannot {op} {}: {message}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was attempted (`read`, `write`, `rename`, ...).
+        op: &'static str,
+        /// The OS error text.
+        message: String,
+        /// The errno, when the OS gave one.
+        errno: Option<i32>,
+    },
+    /// A definition file that does not parse; it is skipped, never rewritten.
+    #[error("{}: {error}; fix or remove the file", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: DefinitionError,
+    },
+    /// The file name's UUID is not the UUID inside.
+    #[error("{}: the file holds uuid {content}, but its name says {file}; rename the file to {content}.toml or fix the uuid", path.display())]
+    UuidMismatch {
+        /// The file.
+        path: PathBuf,
+        /// UUID from the file name.
+        file: Uuid,
+        /// UUID inside.
+        content: Uuid,
+    },
+    /// A `.toml` file whose name is not `<lowercase uuid>.toml`.
+    #[error("{}: a definition file must be named <uuid>.toml (lowercase); rename or remove it", path.display())]
+    BadFileName {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A second definition with a name already taken; it is skipped.
+    #[error("{}: the name {name:?} is already used by {}; rename one of them", path.display(), other.display())]
+    DuplicateName {
+        /// The skipped file.
+        path: PathBuf,
+        /// The name.
+        name: String,
+        /// The file that keeps the name.
+        other: PathBuf,
+    },
+    /// A definition with an invalid name cannot be saved.
+    #[error("{0}")]
+    InvalidName(#[from] NameError),
+    /// `apd.toml` does not hold valid masks.
+    #[error("{}: {message}", path.display())]
+    Masks {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// The file concerned, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            StoreError::Io { path, .. }
+            | StoreError::Parse { path, .. }
+            | StoreError::UuidMismatch { path, .. }
+            | StoreError::BadFileName { path }
+            | StoreError::DuplicateName { path, .. }
+            | StoreError::Masks { path, .. } => Some(path),
+            StoreError::InvalidName(_) => None,
+        }
+    }
+}
+
+fn io_err(path: &Path, op: &'static str, e: &std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        op,
+        message: e.to_string(),
+        errno: e.raw_os_error(),
+    }
+}
+
+/// What [`Store::load`] found: the good definitions (sorted by UUID) and
+/// one error per bad file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Definitions that loaded.
+    pub definitions: Vec<Definition>,
+    /// One entry per file that did not.
+    pub errors: Vec<StoreError>,
+}
+
+/// The on-disk store rooted at `CFG`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Our temporary file name for `target` (`.target.tmp.<pid>.<n>`).
+fn temp_name(target: &str) -> String {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(".{target}.tmp.{}.{n}", std::process::id())
+}
+
+/// If `name` is one of our temporary files, the pid that made it.
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp.")?;
+    let (pid, n) = tail.split_once('.')?;
+    if n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err(dir, "fsync", &e))
+}
+
+/// Write `content` to `dir/name` atomically (temp file, fsync, rename,
+/// fsync the directory).
+pub fn write_atomic(dir: &Path, name: &str, content: &[u8]) -> Result<(), StoreError> {
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, "create directory", &e))?;
+    let tmp = dir.join(temp_name(name));
+    let target = dir.join(name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, "create", &e))?;
+        f.write_all(content)
+            .map_err(|e| io_err(&tmp, "write", &e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, "fsync", &e))?;
+        drop(f);
+        fs::rename(&tmp, &target).map_err(|e| io_err(&target, "rename into", &e))
+    })();
+    if result.is_err() {
+        // Best effort: never leave our own temp file behind on failure.
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    fsync_dir(dir)
+}
+
+impl Store {
+    /// The store in `dir` (`CFG`, e.g. `/etc/apd`).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `CFG`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `CFG/mdevs`.
+    pub fn mdevs_dir(&self) -> PathBuf {
+        self.dir.join(MDEVS_DIR)
+    }
+
+    /// `CFG/mdevs/<uuid>.toml`.
+    pub fn path_of(&self, uuid: Uuid) -> PathBuf {
+        self.mdevs_dir().join(format!("{}.toml", uuid.hyphenated()))
+    }
+
+    /// `CFG/apd.toml`.
+    pub fn masks_path(&self) -> PathBuf {
+        self.dir.join(MASKS_FILE)
+    }
+
+    /// Load every definition; bad files become errors, the rest load.
+    /// Temporary files of ours are skipped, and removed when the process
+    /// that made them is gone (an interrupted save).
+    pub fn load(&self) -> LoadReport {
+        let mut report = LoadReport::default();
+        let dir = self.mdevs_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return report,
+            Err(e) => {
+                report.errors.push(io_err(&dir, "read directory", &e));
+                return report;
+            }
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(e) => names.push(e.file_name().to_string_lossy().into_owned()),
+                Err(e) => report.errors.push(io_err(&dir, "read directory", &e)),
+            }
+        }
+        names.sort();
+        let mut taken: HashMap<String, PathBuf> = HashMap::new();
+        for name in names {
+            let path = dir.join(&name);
+            if let Some(pid) = temp_owner(&name) {
+                if !process_alive(pid) {
+                    tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted save");
+                    let _ = fs::remove_file(&path);
+                }
+                continue;
+            }
+            if name.starts_with('.') {
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".toml") else {
+                tracing::debug!(path = %path.display(), "ignoring a file that is not a definition");
+                continue;
+            };
+            let file_uuid = match Uuid::try_parse(stem) {
+                Ok(u) if u.hyphenated().to_string() == stem => u,
+                _ => {
+                    report.errors.push(StoreError::BadFileName { path });
+                    continue;
+                }
+            };
+            let text = match fs::read(&path) {
+                Ok(b) => match String::from_utf8(b) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        report.errors.push(StoreError::Parse {
+                            path,
+                            error: DefinitionError::Toml("the file is not UTF-8 text".into()),
+                        });
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    report.errors.push(io_err(&path, "read", &e));
+                    continue;
+                }
+            };
+            let def = match Definition::from_toml(&text) {
+                Ok(d) => d,
+                Err(error) => {
+                    report.errors.push(StoreError::Parse { path, error });
+                    continue;
+                }
+            };
+            if def.uuid != file_uuid {
+                report.errors.push(StoreError::UuidMismatch {
+                    path,
+                    file: file_uuid,
+                    content: def.uuid,
+                });
+                continue;
+            }
+            if let Some(n) = &def.name {
+                if let Some(other) = taken.get(n) {
+                    report.errors.push(StoreError::DuplicateName {
+                        path,
+                        name: n.clone(),
+                        other: other.clone(),
+                    });
+                    continue;
+                }
+                taken.insert(n.clone(), path.clone());
+            }
+            report.definitions.push(def);
+        }
+        for e in &report.errors {
+            tracing::warn!("definition store: {e}");
+        }
+        report
+    }
+
+    /// Load one definition by UUID; `Ok(None)` when there is no file.
+    pub fn load_one(&self, uuid: Uuid) -> Result<Option<Definition>, StoreError> {
+        let path = self.path_of(uuid);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, "read", &e)),
+        };
+        let def = Definition::from_toml(&text).map_err(|error| StoreError::Parse {
+            path: path.clone(),
+            error,
+        })?;
+        if def.uuid != uuid {
+            return Err(StoreError::UuidMismatch {
+                path,
+                file: uuid,
+                content: def.uuid,
+            });
+        }
+        Ok(Some(def))
+    }
+
+    /// Write a definition atomically (creating `CFG/mdevs` if needed).
+    /// Name uniqueness across definitions is the caller's rule to enforce.
+    pub fn save(&self, def: &Definition) -> Result<(), StoreError> {
+        if let Some(n) = &def.name {
+            validate_name(n)?;
+        }
+        let name = format!("{}.toml", def.uuid.hyphenated());
+        write_atomic(&self.mdevs_dir(), &name, def.to_toml().as_bytes())?;
+        tracing::debug!(uuid = %def.uuid, "definition saved");
+        Ok(())
+    }
+
+    /// Remove a definition's file; `Ok(false)` when there was none.
+    pub fn remove(&self, uuid: Uuid) -> Result<bool, StoreError> {
+        let path = self.path_of(uuid);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                fsync_dir(&self.mdevs_dir())?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&path, "remove", &e)),
+        }
+    }
+
+    fn read_masks_table(&self) -> Result<Option<toml::Table>, StoreError> {
+        let path = self.masks_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, "read", &e)),
+        };
+        text.parse::<toml::Table>()
+            .map(Some)
+            .map_err(|e| StoreError::Masks {
+                path,
+                message: one_line(&e.to_string()),
+            })
+    }
+
+    /// The persistent masks (`apmask`, `aqmask` in `CFG/apd.toml`); None
+    /// for a mask that is not stored.
+    pub fn load_masks(&self) -> Result<(Option<ApMask>, Option<ApMask>), StoreError> {
+        let Some(table) = self.read_masks_table()? else {
+            return Ok((None, None));
+        };
+        let path = self.masks_path();
+        let get = |key: &str| -> Result<Option<ApMask>, StoreError> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => {
+                    ApMask::parse_absolute(s)
+                        .map(Some)
+                        .map_err(|e| StoreError::Masks {
+                            path: path.clone(),
+                            message: format!("{key}: {e}"),
+                        })
+                }
+                Some(other) => Err(StoreError::Masks {
+                    path: path.clone(),
+                    message: format!(
+                        "{key} must be a string such as \"0xffff...\", not a {}",
+                        other.type_str()
+                    ),
+                }),
+            }
+        };
+        Ok((get("apmask")?, get("aqmask")?))
+    }
+
+    /// Store the persistent masks (None removes one); other keys of
+    /// `apd.toml` are kept. A file that does not parse is not overwritten.
+    pub fn save_masks(
+        &self,
+        apmask: Option<ApMask>,
+        aqmask: Option<ApMask>,
+    ) -> Result<(), StoreError> {
+        let mut table = self.read_masks_table()?.unwrap_or_default();
+        for (key, value) in [("apmask", apmask), ("aqmask", aqmask)] {
+            match value {
+                Some(m) => {
+                    table.insert(key.to_string(), toml::Value::String(m.to_string()));
+                }
+                None => {
+                    table.remove(key);
+                }
+            }
+        }
+        let text = toml::to_string(&table).map_err(|e| StoreError::Masks {
+            path: self.masks_path(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.dir, MASKS_FILE, text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognized() {
+        let t = temp_name("x.toml");
+        assert_eq!(temp_owner(&t), Some(std::process::id()));
+        assert_eq!(temp_owner(".x.toml.tmp.123.4"), Some(123));
+        assert_eq!(temp_owner("x.toml"), None);
+        assert_eq!(temp_owner(".x.toml.tmp.abc.4"), None);
+        assert_eq!(temp_owner(".hidden"), None);
+    }
+}
