@@ -9,6 +9,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -20,6 +21,9 @@ use serde_json::{json, Value};
 /// The host everything runs on; a global so the signal thread can tear it
 /// down. Whoever holds the lock may use the host; teardown takes it away.
 static HOST: Mutex<Option<Host>> = Mutex::new(None);
+
+/// Set by the signal thread before it tears down.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 const USAGE: &str = "usage: ap-walkthrough [--interactive] [--record FILE]
 
@@ -83,6 +87,13 @@ fn main() -> ExitCode {
         Ok(())
     });
     let dir = teardown();
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        // The signal thread has torn down (teardown waited for it) and
+        // exits with 128+signal; what failed here was the interruption.
+        loop {
+            thread::park();
+        }
+    }
     match outcome {
         Ok(()) => {
             if let Some(dir) = dir {
@@ -107,6 +118,7 @@ fn handle_signals() -> nix::Result<()> {
     set.thread_block()?;
     thread::spawn(move || {
         let signal = set.wait().unwrap_or(Signal::SIGINT);
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\nap-walkthrough: {signal}: stopping apd and the bus");
         if let Some(dir) = teardown() {
             eprintln!("ap-walkthrough: removed {}", dir.display());
@@ -120,10 +132,12 @@ fn host() -> MutexGuard<'static, Option<Host>> {
     HOST.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Stops everything the walk-through started; returns the removed directory.
+/// Stops everything the walk-through started; returns the removed
+/// directory. Holds the lock until the host is gone, so a second caller
+/// (main after a signal) returns only once the first has finished.
 fn teardown() -> Option<PathBuf> {
-    let taken = host().take();
-    taken.map(|host| {
+    let mut guard = host();
+    guard.take().map(|host| {
         let dir = host.dir().to_path_buf();
         drop(host);
         dir
@@ -275,13 +289,16 @@ impl Walk {
         println!("ap-walkthrough: the seed documents' scenario on a simulated s390 host.");
         println!("Starting a private D-Bus bus and `apd --sim` on the seed host");
         println!("(adapters 1-7; usage and control domains 0, 4, 0x47, 0xab, 0xff).");
-        let started = Host::start_with(HostOptions {
-            mode: Mode::InProcess,
-            policy: BusPolicy::Permissive,
-            ..HostOptions::default()
-        });
-        let address = started.bus_address().to_owned();
-        *host() = Some(started);
+        let address = {
+            // Locked while starting: a Ctrl-C now tears down what started.
+            let mut guard = host();
+            let started = guard.insert(Host::start_with(HostOptions {
+                mode: Mode::InProcess,
+                policy: BusPolicy::Permissive,
+                ..HostOptions::default()
+            }));
+            started.bus_address().to_owned()
+        };
         self.record_host("host")?;
         println!("Every command below is real; to run your own, point apctl at the bus:");
         println!("$ export APCTL_BUS='{address}'");
