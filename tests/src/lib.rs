@@ -21,41 +21,10 @@ pub use process::liveness_timeout;
 /// The bus name apd owns (design.md, D-Bus).
 pub const APD_BUS_NAME: &str = "org.apctl.Apd1";
 
-/// The seed documents' host: adapters 1-7, usage and control domains 0, 4,
-/// 0x47, 0xab, 0xff.
-pub const SEED_HOST: &str = r#"# The host of the seed documents (vfio-ap.txt): adapters 1-7,
-# usage and control domains 0, 4, 0x47, 0xab, 0xff.
-usage_domains = [0, 4, 0x47, 0xab, 0xff]
-control_domains = [0, 4, 0x47, 0xab, 0xff]
-
-[[adapter]]
-id = 1
-type = "CEX7C"
-
-[[adapter]]
-id = 2
-type = "CEX7C"
-
-[[adapter]]
-id = 3
-type = "CEX7A"
-
-[[adapter]]
-id = 4
-type = "CEX7P"
-
-[[adapter]]
-id = 5
-type = "CEX5C"
-
-[[adapter]]
-id = 6
-type = "CEX5A"
-
-[[adapter]]
-id = 7
-type = "CEX6C"
-"#;
+/// The seed documents' host (`apsim/examples/seed.toml`, embedded so the
+/// walk-through runs from anywhere): adapters 1-7, usage and control
+/// domains 0, 4, 0x47, 0xab, 0xff.
+pub const SEED_HOST: &str = include_str!("../../apsim/examples/seed.toml");
 
 /// `target/<profile>/<name>`: a binary of this workspace, next to the
 /// running test executable (`target/<profile>/deps/…`) or binary.
