@@ -15,6 +15,7 @@ pub mod host;
 pub mod ids;
 pub mod mask;
 pub mod matrix;
+pub mod mdevctl;
 pub mod store;
 pub mod sysfs;
 pub mod validate;
