@@ -1,0 +1,662 @@
+//! The simulated kernel: one struct holding every piece of AP state, changed
+//! only under the simulator's single lock. Submodules hold the store and
+//! show functions of each sysfs area; this file holds the objects, the
+//! driver core (bind/unbind/probe), the guest matrix filter, bus scans and
+//! uevent emission.
+
+mod ap;
+mod control;
+mod mdev;
+pub(crate) mod tree;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::Sender;
+
+use crate::bits::Bits;
+use crate::topology::{AdapterSpec, CardType, Topology};
+use crate::Errno;
+
+pub(crate) use control::Injection;
+
+/// How many kernel log lines the ring keeps.
+const LOG_RING: usize = 8192;
+
+/// The AP drivers of `/sys/bus/ap/drivers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Drv {
+    Cex4Card,
+    Cex4Queue,
+    VfioAp,
+}
+
+impl Drv {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Drv::Cex4Card => "cex4card",
+            Drv::Cex4Queue => "cex4queue",
+            Drv::VfioAp => "vfio_ap",
+        }
+    }
+}
+
+/// A card device (`/sys/devices/ap/cardXX`).
+#[derive(Clone, Debug)]
+pub(crate) struct Card {
+    pub(crate) card_type: CardType,
+    pub(crate) config: bool,
+    pub(crate) chkstop: bool,
+    /// zcrypt's online flag (what was last written to `online`).
+    pub(crate) online: bool,
+    pub(crate) driver: Option<Drv>,
+}
+
+/// A queue device (`/sys/devices/ap/cardXX/XX.YYYY`).
+#[derive(Clone, Debug)]
+pub(crate) struct Queue {
+    pub(crate) config: bool,
+    pub(crate) online: bool,
+    pub(crate) driver: Option<Drv>,
+}
+
+/// A vfio_ap mediated device.
+#[derive(Clone, Debug)]
+pub(crate) struct Mdev {
+    /// Lowercase, as the kernel names it.
+    pub(crate) uuid: String,
+    pub(crate) apm: Bits,
+    pub(crate) aqm: Bits,
+    pub(crate) adm: Bits,
+    /// The guest matrix (shadow APCB).
+    pub(crate) shadow_apm: Bits,
+    pub(crate) shadow_aqm: Bits,
+    /// A guest has the mdev open.
+    pub(crate) in_use: bool,
+    /// A `remove` write is waiting for the guest to release it.
+    pub(crate) removing: bool,
+    pub(crate) iommu_group: u32,
+    /// The running scan added assigned ids: filter once the scan ends.
+    pub(crate) scan_added: bool,
+}
+
+/// A device that sends uevents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dev {
+    ApRoot,
+    Card(u8),
+    Queue(u8, u8),
+    Matrix,
+    Mdev(String),
+}
+
+impl Dev {
+    pub(crate) fn devpath(&self) -> String {
+        match self {
+            Dev::ApRoot => "/devices/ap".to_string(),
+            Dev::Card(a) => format!("/devices/ap/card{a:02x}"),
+            Dev::Queue(a, d) => format!("/devices/ap/card{a:02x}/{a:02x}.{d:04x}"),
+            Dev::Matrix => "/devices/vfio_ap/matrix".to_string(),
+            Dev::Mdev(u) => format!("/devices/vfio_ap/matrix/{u}"),
+        }
+    }
+
+    fn subsystem(&self) -> &'static str {
+        match self {
+            Dev::ApRoot | Dev::Card(_) | Dev::Queue(..) => "ap",
+            Dev::Matrix => "matrix",
+            Dev::Mdev(_) => "mdev",
+        }
+    }
+}
+
+/// The driver key of a uevent: the device's current driver, or an explicit
+/// one (the old driver on `unbind`, none on `add`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DriverKey {
+    Current,
+    Is(Option<&'static str>),
+}
+
+/// Formats an APQN as sysfs names queues.
+pub(crate) fn apqn(a: u8, d: u8) -> String {
+    format!("{a:02x}.{d:04x}")
+}
+
+/// The whole simulated kernel state.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    pub(crate) max_apid: u8,
+    pub(crate) max_apqi: u8,
+    /// The host AP configuration (QCI): APM, AQM, ADM.
+    pub(crate) host_apm: Bits,
+    pub(crate) host_aqm: Bits,
+    pub(crate) host_adm: Bits,
+    /// What firmware knows about each adapter, in or out of the LPAR.
+    pub(crate) specs: BTreeMap<u8, AdapterSpec>,
+    pub(crate) cards: BTreeMap<u8, Card>,
+    pub(crate) queues: BTreeMap<(u8, u8), Queue>,
+    pub(crate) apmask: Bits,
+    pub(crate) aqmask: Bits,
+    pub(crate) vfio_loaded: bool,
+    /// Oldest first; the kernel searches newest first.
+    pub(crate) mdevs: Vec<Mdev>,
+    pub(crate) ap_domain: Option<u8>,
+    pub(crate) config_time: i64,
+    pub(crate) poll_thread: bool,
+    pub(crate) poll_timeout: u64,
+    pub(crate) scans: u64,
+    complete_count: u64,
+    /// A queue was probed since the last `BINDINGS=complete`.
+    probed: bool,
+    seqnum: u64,
+    subscribers: Vec<Sender<Vec<u8>>>,
+    log: VecDeque<String>,
+    pub(crate) injections: Vec<Injection>,
+    pub(crate) delays: Vec<(String, u64)>,
+    next_iommu_group: u32,
+}
+
+impl Kernel {
+    /// Boots: loads vfio_ap if the topology says so, then runs the initial
+    /// bus scan that creates and binds every card and queue.
+    pub(crate) fn boot(topology: &Topology) -> Kernel {
+        let mut k = Kernel {
+            max_apid: topology.max_adapter_id,
+            max_apqi: topology.max_domain_id,
+            host_apm: Bits::empty(),
+            host_aqm: Bits::empty(),
+            host_adm: Bits::empty(),
+            specs: topology
+                .adapters
+                .iter()
+                .map(|a| (a.id, a.clone()))
+                .collect(),
+            cards: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            apmask: topology.apmask,
+            aqmask: topology.aqmask,
+            vfio_loaded: false,
+            mdevs: Vec::new(),
+            ap_domain: None,
+            config_time: 30,
+            poll_thread: false,
+            poll_timeout: 250_000,
+            scans: 0,
+            complete_count: 0,
+            probed: true,
+            seqnum: 0,
+            subscribers: Vec::new(),
+            log: VecDeque::new(),
+            injections: Vec::new(),
+            delays: Vec::new(),
+            next_iommu_group: 0,
+        };
+        if topology.vfio_ap_loaded {
+            k.load_vfio_ap();
+        }
+        let apm = Bits::from_ids(topology.adapters.iter().map(|a| a.id));
+        k.scan(Some((
+            apm,
+            topology.usage_domains,
+            topology.control_domains,
+        )));
+        k
+    }
+
+    // ---- kernel log and uevents -------------------------------------------
+
+    pub(crate) fn klog(&mut self, line: String) {
+        tracing::info!(target: "apsim::kernel", "{line}");
+        if self.log.len() == LOG_RING {
+            self.log.pop_front();
+        }
+        self.log.push_back(line);
+    }
+
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        self.log.iter().cloned().collect()
+    }
+
+    pub(crate) fn subscribe(&mut self, tx: Sender<Vec<u8>>) {
+        self.subscribers.push(tx);
+    }
+
+    /// The device's current driver name, for `DRIVER=` keys.
+    fn current_driver(&self, dev: &Dev) -> Option<&'static str> {
+        match dev {
+            Dev::ApRoot => None,
+            Dev::Card(a) => self.cards.get(a).and_then(|c| c.driver).map(Drv::name),
+            Dev::Queue(a, d) => self
+                .queues
+                .get(&(*a, *d))
+                .and_then(|q| q.driver)
+                .map(Drv::name),
+            Dev::Matrix => self.vfio_loaded.then_some("vfio_ap"),
+            Dev::Mdev(u) => self.mdev_index(u).map(|_| "vfio_ap_mdev"),
+        }
+    }
+
+    /// The device's own uevent keys (what its `uevent` file shows).
+    pub(crate) fn device_keys(&self, dev: &Dev, driver: DriverKey) -> Vec<String> {
+        let driver = match driver {
+            DriverKey::Current => self.current_driver(dev),
+            DriverKey::Is(d) => d,
+        };
+        let mut keys = Vec::new();
+        let mode = |a: &u8| self.cards.get(a).map(|c| c.card_type.mode.name());
+        match dev {
+            Dev::Card(_) => keys.push("DEVTYPE=ap_card".to_string()),
+            Dev::Queue(..) => keys.push("DEVTYPE=ap_queue".to_string()),
+            _ => {}
+        }
+        if let Some(d) = driver {
+            keys.push(format!("DRIVER={d}"));
+        }
+        match dev {
+            Dev::Card(a) => {
+                if let Some(c) = self.cards.get(a) {
+                    let t = c.card_type.hwtype();
+                    keys.push(format!("DEV_TYPE={t:04X}"));
+                    keys.push(format!("MODALIAS=ap:t{t:02X}"));
+                    keys.push(format!("MODE={}", c.card_type.mode.name()));
+                }
+            }
+            Dev::Queue(a, _) => {
+                if let Some(m) = mode(a) {
+                    keys.push(format!("MODE={m}"));
+                }
+            }
+            Dev::Mdev(_) => keys.push("MDEV_TYPE=vfio_ap-passthrough".to_string()),
+            Dev::ApRoot | Dev::Matrix => {}
+        }
+        keys
+    }
+
+    /// Sends one uevent in the kernel's wire format to every subscriber.
+    pub(crate) fn uevent(&mut self, action: &str, dev: &Dev, own: &[String], driver: DriverKey) {
+        self.seqnum += 1;
+        let devpath = dev.devpath();
+        let mut msg = format!(
+            "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM={}\0",
+            dev.subsystem()
+        );
+        for key in own.iter().chain(self.device_keys(dev, driver).iter()) {
+            msg.push_str(key);
+            msg.push('\0');
+        }
+        msg.push_str(&format!("SEQNUM={}\0", self.seqnum));
+        tracing::debug!(target: "apsim::uevent", "{}", msg.replace('\0', " "));
+        let bytes = msg.into_bytes();
+        self.subscribers.retain(|s| s.send(bytes.clone()).is_ok());
+    }
+
+    fn event(&mut self, action: &str, dev: &Dev, own: &[String]) {
+        self.uevent(action, dev, own, DriverKey::Current);
+    }
+
+    // ---- ownership and the driver core ------------------------------------
+
+    /// apmask and aqmask give the queue to the host's zcrypt drivers.
+    pub(crate) fn host_owned(&self, a: u8, d: u8) -> bool {
+        self.apmask.get(a) && self.aqmask.get(d)
+    }
+
+    /// The driver the masks give the queue to, if it is there.
+    fn wanted_driver(&self, a: u8, d: u8) -> Option<Drv> {
+        if self.host_owned(a, d) {
+            Some(Drv::Cex4Queue)
+        } else if self.vfio_loaded {
+            Some(Drv::VfioAp)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn bound_to_vfio(&self, a: u8, d: u8) -> bool {
+        self.queues
+            .get(&(a, d))
+            .is_some_and(|q| q.driver == Some(Drv::VfioAp))
+    }
+
+    /// Index of the mdev whose matrix holds the APQN (assignments never
+    /// overlap, so there is at most one).
+    pub(crate) fn holder(&self, a: u8, d: u8) -> Option<usize> {
+        self.mdevs.iter().position(|m| m.apm.get(a) && m.aqm.get(d))
+    }
+
+    pub(crate) fn mdev_index(&self, uuid: &str) -> Option<usize> {
+        self.mdevs.iter().position(|m| m.uuid == uuid)
+    }
+
+    pub(crate) fn bind_queue(&mut self, a: u8, d: u8, drv: Drv) {
+        let card_online = self.cards.get(&a).is_some_and(|c| c.online);
+        let Some(q) = self.queues.get_mut(&(a, d)) else {
+            return;
+        };
+        q.driver = Some(drv);
+        if drv == Drv::Cex4Queue {
+            q.online = card_online;
+        }
+        self.probed = true;
+        self.event("bind", &Dev::Queue(a, d), &[]);
+        if drv == Drv::VfioAp {
+            if let Some(i) = self.holder(a, d) {
+                // During a scan that adds assigned ids the filter waits for
+                // the scan's end (on_scan_complete).
+                if !self.mdevs[i].scan_added {
+                    self.full_filter(i);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn unbind_queue(&mut self, a: u8, d: u8) {
+        let Some(old) = self.queues.get_mut(&(a, d)).and_then(|q| q.driver.take()) else {
+            return;
+        };
+        if old == Drv::VfioAp {
+            // A queue leaving vfio_ap unplugs its whole adapter from the guest.
+            for m in &mut self.mdevs {
+                if m.shadow_apm.get(a) && m.shadow_aqm.get(d) {
+                    m.shadow_apm.clear(a);
+                }
+            }
+        }
+        self.uevent(
+            "unbind",
+            &Dev::Queue(a, d),
+            &[],
+            DriverKey::Is(Some(old.name())),
+        );
+    }
+
+    /// Binds an unbound queue to the driver the masks give it to.
+    pub(crate) fn probe_queue(&mut self, a: u8, d: u8) {
+        if self.queues.get(&(a, d)).is_some_and(|q| q.driver.is_none()) {
+            if let Some(drv) = self.wanted_driver(a, d) {
+                self.bind_queue(a, d, drv);
+            }
+        }
+    }
+
+    /// After a mask change: every queue whose owner changed leaves its
+    /// driver and is probed again.
+    pub(crate) fn revise_bindings(&mut self, old_apmask: Bits, old_aqmask: Bits) {
+        let affected: Vec<(u8, u8)> = self
+            .queues
+            .keys()
+            .copied()
+            .filter(|(a, d)| {
+                let before = old_apmask.get(*a) && old_aqmask.get(*d);
+                before != self.host_owned(*a, *d)
+            })
+            .collect();
+        for (a, d) in affected {
+            self.unbind_queue(a, d);
+            self.probe_queue(a, d);
+        }
+    }
+
+    // ---- the guest matrix ---------------------------------------------------
+
+    /// The full filter (§6): assigned ∩ host configuration, then drop every
+    /// adapter with a queue not bound to vfio_ap.
+    pub(crate) fn full_filter(&mut self, i: usize) {
+        let m = &self.mdevs[i];
+        let mut apm = m.apm.and(&self.host_apm);
+        let aqm = m.aqm.and(&self.host_aqm);
+        for a in apm.clone().iter() {
+            if aqm.iter().any(|d| !self.bound_to_vfio(a, d)) {
+                apm.clear(a);
+            }
+        }
+        let m = &mut self.mdevs[i];
+        m.shadow_apm = apm;
+        m.shadow_aqm = aqm;
+    }
+
+    // ---- bus scans ----------------------------------------------------------
+
+    /// One AP bus scan. `config` is the host configuration firmware reports
+    /// now (None: unchanged).
+    pub(crate) fn scan(&mut self, config: Option<(Bits, Bits, Bits)>) {
+        let mut changed = false;
+        if let Some((apm, aqm, adm)) = config {
+            if (apm, aqm, adm) != (self.host_apm, self.host_aqm, self.host_adm) {
+                changed = true;
+                let removed_apm = self.host_apm.minus(&apm);
+                let removed_aqm = self.host_aqm.minus(&aqm);
+                let added_apm = apm.minus(&self.host_apm);
+                let added_aqm = aqm.minus(&self.host_aqm);
+                self.host_apm = apm;
+                self.host_aqm = aqm;
+                self.host_adm = adm;
+                if self.vfio_loaded {
+                    // vfio_ap's on_config_changed: unplug what left, note
+                    // what came back for the filter at the scan's end.
+                    for m in &mut self.mdevs {
+                        m.shadow_apm = m.shadow_apm.minus(&removed_apm);
+                        m.shadow_aqm = m.shadow_aqm.minus(&removed_aqm);
+                        m.scan_added =
+                            !m.apm.and(&added_apm).is_empty() || !m.aqm.and(&added_aqm).is_empty();
+                    }
+                }
+            }
+        }
+        self.select_domain();
+        for a in 0..=self.max_apid {
+            self.scan_adapter(a);
+        }
+        if changed {
+            for i in 0..self.mdevs.len() {
+                if self.mdevs[i].scan_added {
+                    self.mdevs[i].scan_added = false;
+                    self.full_filter(i);
+                }
+            }
+        }
+        self.scans += 1;
+        if self.scans == 1 {
+            self.event("change", &Dev::ApRoot, &["INITSCAN=done".to_string()]);
+        }
+        self.check_bindings_complete();
+    }
+
+    /// The default domain (`ap_domain`): kept while it is a usage domain,
+    /// else the lowest usage domain.
+    fn select_domain(&mut self) {
+        if self.ap_domain.is_some_and(|d| self.host_aqm.get(d)) {
+            return;
+        }
+        self.ap_domain = self.host_aqm.iter().next();
+    }
+
+    fn scan_adapter(&mut self, a: u8) {
+        let wanted =
+            self.host_apm.get(a) && self.specs.get(&a).is_some_and(|s| s.card_type.has_card());
+        let exists = self.cards.contains_key(&a);
+        if exists && !wanted {
+            self.remove_card(a);
+            return;
+        }
+        if !wanted {
+            return;
+        }
+        if !exists {
+            self.add_card(a);
+        }
+        let gone: Vec<u8> = self
+            .queues
+            .range((a, 0)..=(a, 255))
+            .map(|((_, d), _)| *d)
+            .filter(|d| !self.host_aqm.get(*d))
+            .collect();
+        for d in gone {
+            self.remove_queue(a, d);
+        }
+        let card_config = self.cards.get(&a).is_some_and(|c| c.config);
+        for d in self.host_aqm.iter().collect::<Vec<_>>() {
+            match self.queues.get_mut(&(a, d)) {
+                None => self.add_queue(a, d),
+                Some(q) if q.config != card_config => {
+                    q.config = card_config;
+                    let key = format!("CONFIG={}", u8::from(card_config));
+                    self.event("change", &Dev::Queue(a, d), &[key]);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn add_card(&mut self, a: u8) {
+        let Some(spec) = self.specs.get(&a) else {
+            return;
+        };
+        self.cards.insert(
+            a,
+            Card {
+                card_type: spec.card_type,
+                config: spec.config,
+                chkstop: spec.chkstop,
+                online: false,
+                driver: None,
+            },
+        );
+        self.event("add", &Dev::Card(a), &[]);
+        if let Some(c) = self.cards.get_mut(&a) {
+            c.driver = Some(Drv::Cex4Card);
+            c.online = true;
+        }
+        self.event("bind", &Dev::Card(a), &[]);
+    }
+
+    fn add_queue(&mut self, a: u8, d: u8) {
+        let config = self.cards.get(&a).is_some_and(|c| c.config);
+        self.queues.insert(
+            (a, d),
+            Queue {
+                config,
+                online: false,
+                driver: None,
+            },
+        );
+        self.event("add", &Dev::Queue(a, d), &[]);
+        self.probe_queue(a, d);
+    }
+
+    fn remove_queue(&mut self, a: u8, d: u8) {
+        self.unbind_queue(a, d);
+        self.event("remove", &Dev::Queue(a, d), &[]);
+        self.queues.remove(&(a, d));
+    }
+
+    fn remove_card(&mut self, a: u8) {
+        let ds: Vec<u8> = self
+            .queues
+            .range((a, 0)..=(a, 255))
+            .map(|((_, d), _)| *d)
+            .collect();
+        for d in ds {
+            self.remove_queue(a, d);
+        }
+        if let Some(old) = self.cards.get_mut(&a).and_then(|c| c.driver.take()) {
+            self.uevent(
+                "unbind",
+                &Dev::Card(a),
+                &[],
+                DriverKey::Is(Some(old.name())),
+            );
+        }
+        self.event("remove", &Dev::Card(a), &[]);
+        self.cards.remove(&a);
+    }
+
+    /// Bound queues and all queues, as `bindings` counts them.
+    pub(crate) fn binding_counts(&self) -> (usize, usize) {
+        let bound = self.queues.values().filter(|q| q.driver.is_some()).count();
+        (bound, self.queues.len())
+    }
+
+    pub(crate) fn check_bindings_complete(&mut self) {
+        let (bound, all) = self.binding_counts();
+        if self.scans >= 1 && bound == all && self.probed {
+            self.probed = false;
+            self.complete_count += 1;
+            let keys = [
+                "BINDINGS=complete".to_string(),
+                format!("COMPLETECOUNT={}", self.complete_count),
+            ];
+            self.event("change", &Dev::ApRoot, &keys);
+        }
+    }
+
+    // ---- the vfio_ap module -------------------------------------------------
+
+    pub(crate) fn load_vfio_ap(&mut self) {
+        if self.vfio_loaded {
+            return;
+        }
+        self.uevent("add", &Dev::Matrix, &[], DriverKey::Is(None));
+        self.vfio_loaded = true;
+        self.event("bind", &Dev::Matrix, &[]);
+        let free: Vec<(u8, u8)> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.driver.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for (a, d) in free {
+            self.probe_queue(a, d);
+        }
+        self.check_bindings_complete();
+        self.event(
+            "change",
+            &Dev::Matrix,
+            &["MDEV_STATE=registered".to_string()],
+        );
+    }
+
+    pub(crate) fn unload_vfio_ap(&mut self) -> Result<(), Errno> {
+        if !self.vfio_loaded {
+            return Ok(());
+        }
+        if let Some(m) = self.mdevs.iter().find(|m| m.in_use) {
+            tracing::warn!("vfio_ap stays loaded: a guest uses mdev {}", m.uuid);
+            return Err(libc::EBUSY);
+        }
+        while let Some(i) = self.mdevs.len().checked_sub(1) {
+            self.remove_mdev(i);
+        }
+        self.event(
+            "change",
+            &Dev::Matrix,
+            &["MDEV_STATE=unregistered".to_string()],
+        );
+        let bound: Vec<(u8, u8)> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.driver == Some(Drv::VfioAp))
+            .map(|(k, _)| *k)
+            .collect();
+        for (a, d) in bound {
+            self.unbind_queue(a, d);
+        }
+        self.uevent("unbind", &Dev::Matrix, &[], DriverKey::Is(Some("vfio_ap")));
+        self.uevent("remove", &Dev::Matrix, &[], DriverKey::Is(None));
+        self.vfio_loaded = false;
+        Ok(())
+    }
+
+    /// Removes an mdev now (its guest has released it).
+    pub(crate) fn remove_mdev(&mut self, i: usize) {
+        let dev = Dev::Mdev(self.mdevs[i].uuid.clone());
+        self.uevent("unbind", &dev, &[], DriverKey::Is(Some("vfio_ap_mdev")));
+        self.mdevs.remove(i);
+        self.event("remove", &dev, &[]);
+    }
+
+    pub(crate) fn new_iommu_group(&mut self) -> u32 {
+        let g = self.next_iommu_group;
+        self.next_iommu_group += 1;
+        g
+    }
+}

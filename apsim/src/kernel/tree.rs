@@ -1,0 +1,816 @@
+//! The sysfs tree: which directories, attributes and links exist in the
+//! current state, path resolution through symlinks, and the dispatch of
+//! reads and writes to the store/show functions.
+
+use std::collections::VecDeque;
+
+use super::{Dev, Drv, Kernel};
+use crate::Errno;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Root,
+    Bus,
+    BusAp,
+    BusApDevices,
+    BusApDrivers,
+    ApDriver(Drv),
+    BusMatrix,
+    BusMatrixDevices,
+    BusMatrixDrivers,
+    MatrixDriver,
+    BusMdev,
+    BusMdevDevices,
+    BusMdevDrivers,
+    MdevDriver,
+    Devices,
+    DevAp,
+    Card(u8),
+    Queue(u8, u8),
+    DevVfioAp,
+    Matrix,
+    MdevTypes,
+    MdevType,
+    MdevTypeDevices,
+    Mdev(String),
+    Class,
+    ClassMdevBus,
+    SysKernel,
+    IommuGroups,
+    IommuGroup(u32),
+    IommuGroupDevices(u32),
+    Control,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BusAttr {
+    Apmask,
+    Aqmask,
+    AdapterMask,
+    UsageDomainMask,
+    ControlDomainMask,
+    MaxAdapterId,
+    MaxDomainId,
+    ApDomain,
+    ApInterrupts,
+    ConfigTime,
+    PollThread,
+    PollTimeout,
+    Features,
+    Bindings,
+    Scans,
+    DriversProbe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CardAttr {
+    Hwtype,
+    RawHwtype,
+    Type,
+    Depth,
+    ApFunctions,
+    RequestCount,
+    RequestqCount,
+    PendingqCount,
+    Modalias,
+    Chkstop,
+    MaxMsgSize,
+    Serialnr,
+    Load,
+    Config,
+    Online,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QueueAttr {
+    RequestCount,
+    RequestqCount,
+    PendingqCount,
+    Reset,
+    Interrupt,
+    Config,
+    Chkstop,
+    ApFunctions,
+    Load,
+    Online,
+    Status,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TypeAttr {
+    Name,
+    DeviceApi,
+    AvailableInstances,
+    Create,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MdevAttr {
+    AssignAdapter,
+    UnassignAdapter,
+    AssignDomain,
+    UnassignDomain,
+    AssignControlDomain,
+    UnassignControlDomain,
+    Matrix,
+    GuestMatrix,
+    ControlDomains,
+    ApConfig,
+    Remove,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ctl {
+    Log,
+    Inject,
+    Delay,
+    Lpar,
+    InUse,
+    VfioAp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attr {
+    Bus(BusAttr),
+    DriverBind(Drv),
+    DriverUnbind(Drv),
+    Card(u8, CardAttr),
+    Queue(u8, u8, QueueAttr),
+    Uevent(Dev),
+    MatrixFeatures,
+    Type(TypeAttr),
+    Mdev(String, MdevAttr),
+    Control(Ctl),
+}
+
+/// A node of the tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Obj {
+    Dir(Dir),
+    Attr(Attr),
+    Link(String),
+}
+
+/// What a write did: done, or an mdev removal that waits for its guest.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Written {
+    Done(usize),
+    AwaitRelease { uuid: String, len: usize },
+}
+
+pub(crate) const RW: u32 = 0o644;
+pub(crate) const RO: u32 = 0o444;
+pub(crate) const WO: u32 = 0o200;
+
+const BUS_ATTRS: &[(&str, BusAttr)] = &[
+    ("apmask", BusAttr::Apmask),
+    ("aqmask", BusAttr::Aqmask),
+    ("ap_adapter_mask", BusAttr::AdapterMask),
+    ("ap_usage_domain_mask", BusAttr::UsageDomainMask),
+    ("ap_control_domain_mask", BusAttr::ControlDomainMask),
+    ("ap_max_adapter_id", BusAttr::MaxAdapterId),
+    ("ap_max_domain_id", BusAttr::MaxDomainId),
+    ("ap_domain", BusAttr::ApDomain),
+    ("ap_interrupts", BusAttr::ApInterrupts),
+    ("config_time", BusAttr::ConfigTime),
+    ("poll_thread", BusAttr::PollThread),
+    ("poll_timeout", BusAttr::PollTimeout),
+    ("features", BusAttr::Features),
+    ("bindings", BusAttr::Bindings),
+    ("scans", BusAttr::Scans),
+    ("drivers_probe", BusAttr::DriversProbe),
+];
+
+const CARD_ATTRS: &[(&str, CardAttr)] = &[
+    ("hwtype", CardAttr::Hwtype),
+    ("raw_hwtype", CardAttr::RawHwtype),
+    ("type", CardAttr::Type),
+    ("depth", CardAttr::Depth),
+    ("ap_functions", CardAttr::ApFunctions),
+    ("request_count", CardAttr::RequestCount),
+    ("requestq_count", CardAttr::RequestqCount),
+    ("pendingq_count", CardAttr::PendingqCount),
+    ("modalias", CardAttr::Modalias),
+    ("chkstop", CardAttr::Chkstop),
+    ("max_msg_size", CardAttr::MaxMsgSize),
+    ("serialnr", CardAttr::Serialnr),
+    ("load", CardAttr::Load),
+    ("config", CardAttr::Config),
+    ("online", CardAttr::Online),
+];
+
+const QUEUE_ATTRS: &[(&str, QueueAttr)] = &[
+    ("request_count", QueueAttr::RequestCount),
+    ("requestq_count", QueueAttr::RequestqCount),
+    ("pendingq_count", QueueAttr::PendingqCount),
+    ("reset", QueueAttr::Reset),
+    ("interrupt", QueueAttr::Interrupt),
+    ("config", QueueAttr::Config),
+    ("chkstop", QueueAttr::Chkstop),
+    ("ap_functions", QueueAttr::ApFunctions),
+    ("load", QueueAttr::Load),
+    ("online", QueueAttr::Online),
+    ("status", QueueAttr::Status),
+];
+
+const TYPE_ATTRS: &[(&str, TypeAttr)] = &[
+    ("name", TypeAttr::Name),
+    ("device_api", TypeAttr::DeviceApi),
+    ("available_instances", TypeAttr::AvailableInstances),
+    ("create", TypeAttr::Create),
+];
+
+const MDEV_ATTRS: &[(&str, MdevAttr)] = &[
+    ("assign_adapter", MdevAttr::AssignAdapter),
+    ("unassign_adapter", MdevAttr::UnassignAdapter),
+    ("assign_domain", MdevAttr::AssignDomain),
+    ("unassign_domain", MdevAttr::UnassignDomain),
+    ("assign_control_domain", MdevAttr::AssignControlDomain),
+    ("unassign_control_domain", MdevAttr::UnassignControlDomain),
+    ("matrix", MdevAttr::Matrix),
+    ("guest_matrix", MdevAttr::GuestMatrix),
+    ("control_domains", MdevAttr::ControlDomains),
+    ("ap_config", MdevAttr::ApConfig),
+    ("remove", MdevAttr::Remove),
+];
+
+const CONTROL: &[(&str, Ctl)] = &[
+    ("log", Ctl::Log),
+    ("inject", Ctl::Inject),
+    ("delay", Ctl::Delay),
+    ("lpar", Ctl::Lpar),
+    ("in_use", Ctl::InUse),
+    ("vfio_ap", Ctl::VfioAp),
+];
+
+const AP_DRIVERS: &[Drv] = &[Drv::Cex4Card, Drv::Cex4Queue, Drv::VfioAp];
+
+/// The mode bits sysfs shows for an attribute.
+pub(crate) fn attr_mode(attr: &Attr) -> u32 {
+    match attr {
+        Attr::Bus(b) => match b {
+            BusAttr::Apmask
+            | BusAttr::Aqmask
+            | BusAttr::ApDomain
+            | BusAttr::ConfigTime
+            | BusAttr::PollThread
+            | BusAttr::PollTimeout
+            | BusAttr::Scans => RW,
+            BusAttr::DriversProbe => WO,
+            _ => RO,
+        },
+        Attr::DriverBind(_) | Attr::DriverUnbind(_) => WO,
+        Attr::Card(_, c) => match c {
+            CardAttr::Config | CardAttr::Online => RW,
+            _ => RO,
+        },
+        Attr::Queue(_, _, q) => match q {
+            QueueAttr::Reset | QueueAttr::Online => RW,
+            _ => RO,
+        },
+        Attr::Uevent(_) => RW,
+        Attr::MatrixFeatures => RO,
+        Attr::Type(t) => match t {
+            TypeAttr::Create => WO,
+            _ => RO,
+        },
+        Attr::Mdev(_, m) => match m {
+            MdevAttr::Matrix | MdevAttr::GuestMatrix | MdevAttr::ControlDomains => RO,
+            MdevAttr::ApConfig => RW,
+            _ => WO,
+        },
+        Attr::Control(c) => match c {
+            Ctl::Log => RO,
+            Ctl::VfioAp => RW,
+            _ => WO,
+        },
+    }
+}
+
+/// Parses `cardXX` (two lowercase hex digits).
+fn parse_card(name: &str) -> Option<u8> {
+    let hex = name.strip_prefix("card")?;
+    lower_hex(hex, 2).and_then(|v| u8::try_from(v).ok())
+}
+
+/// Parses `XX.YYYY`.
+fn parse_queue(name: &str) -> Option<(u8, u8)> {
+    let (a, d) = name.split_once('.')?;
+    let a = u8::try_from(lower_hex(a, 2)?).ok()?;
+    let d = u8::try_from(lower_hex(d, 4)?).ok()?;
+    Some((a, d))
+}
+
+fn lower_hex(s: &str, width: usize) -> Option<u32> {
+    if s.len() != width
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return None;
+    }
+    u32::from_str_radix(s, 16).ok()
+}
+
+fn attr_entries<T: Copy>(table: &[(&str, T)], wrap: impl Fn(T) -> Attr) -> Vec<(String, Obj)> {
+    table
+        .iter()
+        .map(|(n, a)| ((*n).to_string(), Obj::Attr(wrap(*a))))
+        .collect()
+}
+
+fn link(name: impl Into<String>, target: impl Into<String>) -> (String, Obj) {
+    (name.into(), Obj::Link(target.into()))
+}
+
+fn dir(name: impl Into<String>, d: Dir) -> (String, Obj) {
+    (name.into(), Obj::Dir(d))
+}
+
+impl Kernel {
+    fn card_has(&self, a: u8, attr: CardAttr) -> bool {
+        let Some(c) = self.cards.get(&a) else {
+            return false;
+        };
+        let zcrypt = c.driver == Some(Drv::Cex4Card);
+        match attr {
+            // zcrypt's attributes exist while cex4card drives the card.
+            CardAttr::Type | CardAttr::Online | CardAttr::Load => zcrypt,
+            CardAttr::Serialnr => zcrypt && c.card_type.mode != crate::topology::Mode::Accel,
+            _ => true,
+        }
+    }
+
+    fn queue_has(&self, a: u8, d: u8, attr: QueueAttr) -> bool {
+        let Some(q) = self.queues.get(&(a, d)) else {
+            return false;
+        };
+        match attr {
+            QueueAttr::Online => q.driver == Some(Drv::Cex4Queue),
+            QueueAttr::Status => q.driver == Some(Drv::VfioAp),
+            _ => true,
+        }
+    }
+
+    /// Every entry of a directory, in the state as it is now.
+    pub(crate) fn entries(&self, d: &Dir) -> Vec<(String, Obj)> {
+        match d {
+            Dir::Root => vec![
+                dir("bus", Dir::Bus),
+                dir("devices", Dir::Devices),
+                dir("class", Dir::Class),
+                dir("kernel", Dir::SysKernel),
+                dir(".apsim", Dir::Control),
+            ],
+            Dir::Bus => {
+                let mut v = vec![dir("ap", Dir::BusAp), dir("mdev", Dir::BusMdev)];
+                if self.vfio_loaded {
+                    v.push(dir("matrix", Dir::BusMatrix));
+                }
+                v
+            }
+            Dir::BusAp => {
+                let mut v = attr_entries(BUS_ATTRS, Attr::Bus);
+                v.push(dir("devices", Dir::BusApDevices));
+                v.push(dir("drivers", Dir::BusApDrivers));
+                v
+            }
+            Dir::BusApDevices => {
+                let mut v = Vec::with_capacity(self.cards.len() + self.queues.len());
+                for a in self.cards.keys() {
+                    v.push(link(
+                        format!("card{a:02x}"),
+                        format!("../../../devices/ap/card{a:02x}"),
+                    ));
+                }
+                for (a, d) in self.queues.keys() {
+                    let q = super::apqn(*a, *d);
+                    v.push(link(
+                        q.clone(),
+                        format!("../../../devices/ap/card{a:02x}/{q}"),
+                    ));
+                }
+                v
+            }
+            Dir::BusApDrivers => AP_DRIVERS
+                .iter()
+                .filter(|drv| **drv != Drv::VfioAp || self.vfio_loaded)
+                .map(|drv| dir(drv.name(), Dir::ApDriver(*drv)))
+                .collect(),
+            Dir::ApDriver(drv) => {
+                let mut v = vec![
+                    ("bind".to_string(), Obj::Attr(Attr::DriverBind(*drv))),
+                    ("unbind".to_string(), Obj::Attr(Attr::DriverUnbind(*drv))),
+                ];
+                for (a, c) in &self.cards {
+                    if c.driver == Some(*drv) {
+                        v.push(link(
+                            format!("card{a:02x}"),
+                            format!("../../../../devices/ap/card{a:02x}"),
+                        ));
+                    }
+                }
+                for ((a, d), q) in &self.queues {
+                    if q.driver == Some(*drv) {
+                        let n = super::apqn(*a, *d);
+                        v.push(link(
+                            n.clone(),
+                            format!("../../../../devices/ap/card{a:02x}/{n}"),
+                        ));
+                    }
+                }
+                v
+            }
+            Dir::BusMatrix => vec![
+                dir("devices", Dir::BusMatrixDevices),
+                dir("drivers", Dir::BusMatrixDrivers),
+            ],
+            Dir::BusMatrixDevices => vec![link("matrix", "../../../devices/vfio_ap/matrix")],
+            Dir::BusMatrixDrivers => vec![dir("vfio_ap", Dir::MatrixDriver)],
+            Dir::MatrixDriver => vec![link("matrix", "../../../../devices/vfio_ap/matrix")],
+            Dir::BusMdev => vec![
+                dir("devices", Dir::BusMdevDevices),
+                dir("drivers", Dir::BusMdevDrivers),
+            ],
+            Dir::BusMdevDevices => self
+                .mdevs
+                .iter()
+                .map(|m| {
+                    link(
+                        m.uuid.clone(),
+                        format!("../../../devices/vfio_ap/matrix/{}", m.uuid),
+                    )
+                })
+                .collect(),
+            Dir::BusMdevDrivers => vec![dir("vfio_ap_mdev", Dir::MdevDriver)],
+            Dir::MdevDriver => self
+                .mdevs
+                .iter()
+                .map(|m| {
+                    link(
+                        m.uuid.clone(),
+                        format!("../../../../devices/vfio_ap/matrix/{}", m.uuid),
+                    )
+                })
+                .collect(),
+            Dir::Devices => {
+                let mut v = vec![dir("ap", Dir::DevAp)];
+                if self.vfio_loaded {
+                    v.push(dir("vfio_ap", Dir::DevVfioAp));
+                }
+                v
+            }
+            Dir::DevAp => {
+                let mut v = vec![("uevent".to_string(), Obj::Attr(Attr::Uevent(Dev::ApRoot)))];
+                for a in self.cards.keys() {
+                    v.push(dir(format!("card{a:02x}"), Dir::Card(*a)));
+                }
+                v
+            }
+            Dir::Card(a) => {
+                let a = *a;
+                let mut v: Vec<(String, Obj)> = CARD_ATTRS
+                    .iter()
+                    .filter(|(_, c)| self.card_has(a, *c))
+                    .map(|(n, c)| ((*n).to_string(), Obj::Attr(Attr::Card(a, *c))))
+                    .collect();
+                v.push(("uevent".to_string(), Obj::Attr(Attr::Uevent(Dev::Card(a)))));
+                v.push(link("subsystem", "../../../bus/ap"));
+                if let Some(drv) = self.cards.get(&a).and_then(|c| c.driver) {
+                    v.push(link(
+                        "driver",
+                        format!("../../../bus/ap/drivers/{}", drv.name()),
+                    ));
+                }
+                for ((_, d), _) in self.queues.range((a, 0)..=(a, 255)) {
+                    v.push(dir(super::apqn(a, *d), Dir::Queue(a, *d)));
+                }
+                v
+            }
+            Dir::Queue(a, d) => {
+                let (a, d) = (*a, *d);
+                let mut v: Vec<(String, Obj)> = QUEUE_ATTRS
+                    .iter()
+                    .filter(|(_, q)| self.queue_has(a, d, *q))
+                    .map(|(n, q)| ((*n).to_string(), Obj::Attr(Attr::Queue(a, d, *q))))
+                    .collect();
+                v.push((
+                    "uevent".to_string(),
+                    Obj::Attr(Attr::Uevent(Dev::Queue(a, d))),
+                ));
+                v.push(link("subsystem", "../../../../bus/ap"));
+                if let Some(drv) = self.queues.get(&(a, d)).and_then(|q| q.driver) {
+                    v.push(link(
+                        "driver",
+                        format!("../../../../bus/ap/drivers/{}", drv.name()),
+                    ));
+                }
+                v
+            }
+            Dir::DevVfioAp => vec![dir("matrix", Dir::Matrix)],
+            Dir::Matrix => {
+                let mut v = vec![
+                    ("uevent".to_string(), Obj::Attr(Attr::Uevent(Dev::Matrix))),
+                    ("features".to_string(), Obj::Attr(Attr::MatrixFeatures)),
+                    dir("mdev_supported_types", Dir::MdevTypes),
+                    link("driver", "../../../bus/matrix/drivers/vfio_ap"),
+                    link("subsystem", "../../../bus/matrix"),
+                ];
+                for m in &self.mdevs {
+                    v.push(dir(m.uuid.clone(), Dir::Mdev(m.uuid.clone())));
+                }
+                v
+            }
+            Dir::MdevTypes => vec![dir("vfio_ap-passthrough", Dir::MdevType)],
+            Dir::MdevType => {
+                let mut v = attr_entries(TYPE_ATTRS, Attr::Type);
+                v.push(dir("devices", Dir::MdevTypeDevices));
+                v
+            }
+            Dir::MdevTypeDevices => self
+                .mdevs
+                .iter()
+                .map(|m| link(m.uuid.clone(), format!("../../../{}", m.uuid)))
+                .collect(),
+            Dir::Mdev(u) => {
+                let Some(i) = self.mdev_index(u) else {
+                    return Vec::new();
+                };
+                let uuid = u.clone();
+                let mut v = attr_entries(MDEV_ATTRS, |m| Attr::Mdev(uuid.clone(), m));
+                v.push((
+                    "uevent".to_string(),
+                    Obj::Attr(Attr::Uevent(Dev::Mdev(u.clone()))),
+                ));
+                v.push(link("driver", "../../../../bus/mdev/drivers/vfio_ap_mdev"));
+                v.push(link("subsystem", "../../../../bus/mdev"));
+                v.push(link(
+                    "iommu_group",
+                    format!(
+                        "../../../../kernel/iommu_groups/{}",
+                        self.mdevs[i].iommu_group
+                    ),
+                ));
+                v.push(link(
+                    "mdev_type",
+                    "../mdev_supported_types/vfio_ap-passthrough",
+                ));
+                v
+            }
+            Dir::Class => vec![dir("mdev_bus", Dir::ClassMdevBus)],
+            Dir::ClassMdevBus => {
+                if self.vfio_loaded {
+                    vec![link("matrix", "../../devices/vfio_ap/matrix")]
+                } else {
+                    Vec::new()
+                }
+            }
+            Dir::SysKernel => vec![dir("iommu_groups", Dir::IommuGroups)],
+            Dir::IommuGroups => self
+                .mdevs
+                .iter()
+                .map(|m| dir(m.iommu_group.to_string(), Dir::IommuGroup(m.iommu_group)))
+                .collect(),
+            Dir::IommuGroup(g) => vec![dir("devices", Dir::IommuGroupDevices(*g))],
+            Dir::IommuGroupDevices(g) => self
+                .mdevs
+                .iter()
+                .filter(|m| m.iommu_group == *g)
+                .map(|m| {
+                    link(
+                        m.uuid.clone(),
+                        format!("../../../../devices/vfio_ap/matrix/{}", m.uuid),
+                    )
+                })
+                .collect(),
+            Dir::Control => attr_entries(CONTROL, Attr::Control),
+        }
+    }
+
+    /// One entry of a directory. Large directories (65536 queues on a big
+    /// host) are looked up by name instead of listed.
+    pub(crate) fn child(&self, d: &Dir, name: &str) -> Option<Obj> {
+        match d {
+            Dir::BusApDevices => {
+                if let Some(a) = parse_card(name) {
+                    return self
+                        .cards
+                        .contains_key(&a)
+                        .then(|| Obj::Link(format!("../../../devices/ap/card{a:02x}")));
+                }
+                let (a, dom) = parse_queue(name)?;
+                self.queues
+                    .contains_key(&(a, dom))
+                    .then(|| Obj::Link(format!("../../../devices/ap/card{a:02x}/{name}")))
+            }
+            Dir::DevAp => match parse_card(name) {
+                Some(a) => self
+                    .cards
+                    .contains_key(&a)
+                    .then_some(Obj::Dir(Dir::Card(a))),
+                None => (name == "uevent").then_some(Obj::Attr(Attr::Uevent(Dev::ApRoot))),
+            },
+            Dir::Card(a) => {
+                if let Some((qa, qd)) = parse_queue(name) {
+                    return (qa == *a && self.queues.contains_key(&(qa, qd)))
+                        .then_some(Obj::Dir(Dir::Queue(qa, qd)));
+                }
+                if let Some((_, c)) = CARD_ATTRS.iter().find(|(n, _)| *n == name) {
+                    return self
+                        .card_has(*a, *c)
+                        .then_some(Obj::Attr(Attr::Card(*a, *c)));
+                }
+                self.cards.get(a)?;
+                self.small_child(d, name)
+            }
+            Dir::ApDriver(drv) => {
+                if let Some(a) = parse_card(name) {
+                    return (self.cards.get(&a)?.driver == Some(*drv))
+                        .then(|| Obj::Link(format!("../../../../devices/ap/card{a:02x}")));
+                }
+                if let Some((a, dom)) = parse_queue(name) {
+                    return (self.queues.get(&(a, dom))?.driver == Some(*drv))
+                        .then(|| Obj::Link(format!("../../../../devices/ap/card{a:02x}/{name}")));
+                }
+                self.small_child(d, name)
+            }
+            _ => self.small_child(d, name),
+        }
+    }
+
+    fn small_child(&self, d: &Dir, name: &str) -> Option<Obj> {
+        self.entries(d)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o)
+    }
+
+    /// Walks a path from the root, following symlinks in the middle and, if
+    /// `follow_last`, at the end. Returns the physical path and the node.
+    pub(crate) fn resolve(&self, path: &str, follow_last: bool) -> Result<(String, Obj), Errno> {
+        let mut todo: VecDeque<String> = split(path).collect();
+        let mut stack: Vec<(String, Dir)> = Vec::new();
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            if name == ".." {
+                stack.pop();
+                continue;
+            }
+            let cur = stack.last().map_or(Dir::Root, |(_, d)| d.clone());
+            let obj = self.child(&cur, &name).ok_or(libc::ENOENT)?;
+            match obj {
+                Obj::Dir(d) => stack.push((name, d)),
+                Obj::Link(target) if follow_last || !todo.is_empty() => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(libc::ELOOP);
+                    }
+                    if target.starts_with('/') {
+                        stack.clear();
+                    }
+                    for c in split(&target).collect::<Vec<_>>().into_iter().rev() {
+                        todo.push_front(c);
+                    }
+                }
+                other => {
+                    if !todo.is_empty() {
+                        return Err(libc::ENOTDIR);
+                    }
+                    stack.push((name, Dir::Root));
+                    let p = join(&stack);
+                    return Ok((p, other));
+                }
+            }
+        }
+        let d = stack.last().map_or(Dir::Root, |(_, d)| d.clone());
+        Ok((join(&stack), Obj::Dir(d)))
+    }
+
+    /// The physical path a stored control path (inject, delay) means now;
+    /// a path that does not resolve yet stays as written.
+    pub(crate) fn canonical(&self, path: &str) -> String {
+        match self.resolve(path, true) {
+            Ok((p, _)) => p,
+            Err(_) => split(path).collect::<Vec<_>>().join("/"),
+        }
+    }
+
+    pub(crate) fn read_attr(&self, attr: &Attr) -> Result<Vec<u8>, Errno> {
+        if attr_mode(attr) & 0o444 == 0 {
+            return Err(libc::EACCES);
+        }
+        let text = match attr {
+            Attr::Bus(b) => self.show_bus(*b),
+            Attr::Card(a, c) => self.show_card(*a, *c)?,
+            Attr::Queue(a, d, q) => self.show_queue(*a, *d, *q)?,
+            Attr::Uevent(dev) => {
+                let mut s = String::new();
+                for k in self.device_keys(dev, super::DriverKey::Current) {
+                    s.push_str(&k);
+                    s.push('\n');
+                }
+                s
+            }
+            Attr::MatrixFeatures => "guest_matrix hotplug ap_config\n".to_string(),
+            Attr::Type(t) => self.show_type(*t),
+            Attr::Mdev(u, m) => self.show_mdev(u, *m)?,
+            Attr::Control(c) => self.show_control(*c),
+            Attr::DriverBind(_) | Attr::DriverUnbind(_) => return Err(libc::EACCES),
+        };
+        Ok(text.into_bytes())
+    }
+
+    /// A write to an attribute, under the lock. The caller has checked the
+    /// attribute exists, is writable and the data is not empty.
+    pub(crate) fn write_attr(&mut self, attr: &Attr, data: &[u8]) -> Result<Written, Errno> {
+        let n = data.len();
+        let done = |r: Result<(), Errno>| r.map(|()| Written::Done(n));
+        match attr {
+            Attr::Bus(b) => done(self.store_bus(*b, data)),
+            Attr::DriverBind(drv) => done(self.store_bind(*drv, data)),
+            Attr::DriverUnbind(drv) => done(self.store_unbind(*drv, data)),
+            Attr::Card(a, c) => done(self.store_card(*a, *c, data)),
+            Attr::Queue(a, d, q) => done(self.store_queue(*a, *d, *q, data)),
+            Attr::Uevent(dev) => done(self.store_uevent(dev, data)),
+            Attr::Type(TypeAttr::Create) => done(self.store_create(data)),
+            Attr::Mdev(u, m) => self.store_mdev(u, *m, data),
+            Attr::Control(c) => done(self.store_control(*c, data)),
+            Attr::MatrixFeatures | Attr::Type(_) => Err(libc::EACCES),
+        }
+    }
+
+    /// `echo ACTION > uevent` (`udevadm trigger`): kobject_synth_uevent.
+    fn store_uevent(&mut self, dev: &Dev, data: &[u8]) -> Result<(), Errno> {
+        let mut s = data;
+        if let Some((last, rest)) = s.split_last() {
+            if *last == b'\n' || *last == 0 {
+                s = rest;
+            }
+        }
+        let text = std::str::from_utf8(s).map_err(|_| libc::EINVAL)?;
+        let (action, args) = match text.split_once(' ') {
+            Some((a, r)) => (a, Some(r)),
+            None => (text, None),
+        };
+        const ACTIONS: &[&str] = &[
+            "add", "remove", "change", "move", "online", "offline", "bind", "unbind",
+        ];
+        if !ACTIONS.contains(&action) {
+            self.klog(format!(
+                "synth uevent: {}: unknown uevent action string",
+                dev.devpath()
+            ));
+            return Err(libc::EINVAL);
+        }
+        let mut keys = Vec::new();
+        match args {
+            None => keys.push("SYNTH_UUID=0".to_string()),
+            Some(args) => {
+                let mut words = args.split(' ').filter(|w| !w.is_empty());
+                let uuid = words
+                    .next()
+                    .filter(|u| crate::parse::uuid_is_valid(u.as_bytes()) && u.len() == 36);
+                let Some(uuid) = uuid else {
+                    self.klog(format!(
+                        "synth uevent: {}: incorrect uevent action arguments",
+                        dev.devpath()
+                    ));
+                    return Err(libc::EINVAL);
+                };
+                keys.push(format!("SYNTH_UUID={uuid}"));
+                for w in words {
+                    match w.split_once('=') {
+                        Some((k, v))
+                            if !k.is_empty() && k.bytes().all(|c| c.is_ascii_alphanumeric()) =>
+                        {
+                            keys.push(format!("SYNTH_ARG_{k}={v}"));
+                        }
+                        _ => {
+                            self.klog(format!(
+                                "synth uevent: {}: incorrect uevent action arguments",
+                                dev.devpath()
+                            ));
+                            return Err(libc::EINVAL);
+                        }
+                    }
+                }
+            }
+        }
+        self.uevent(action, dev, &keys, super::DriverKey::Current);
+        Ok(())
+    }
+}
+
+fn split(path: &str) -> impl Iterator<Item = String> + '_ {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+}
+
+fn join(stack: &[(String, Dir)]) -> String {
+    stack
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -1,0 +1,238 @@
+//! The state machine through the in-process API, against kernel.md.
+
+use apsim::{NodeKind, Sim, Topology};
+
+const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
+const G2: &str = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e";
+
+fn seed() -> Sim {
+    let text = include_str!("../examples/seed.toml");
+    Sim::new(Topology::from_toml_str(text).expect("seed topology"))
+}
+
+fn read(sim: &Sim, path: &str) -> String {
+    String::from_utf8(
+        sim.read(path)
+            .unwrap_or_else(|e| panic!("read {path}: errno {e}")),
+    )
+    .expect("utf-8")
+}
+
+fn write(sim: &Sim, path: &str, data: &str) -> Result<usize, i32> {
+    sim.write(path, data.as_bytes())
+}
+
+fn ok(sim: &Sim, path: &str, data: &str) {
+    assert_eq!(
+        write(sim, path, data),
+        Ok(data.len()),
+        "write {data:?} to {path}"
+    );
+}
+
+fn mdev(uuid: &str, attr: &str) -> String {
+    format!("devices/vfio_ap/matrix/{uuid}/{attr}")
+}
+
+const CREATE: &str = "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create";
+
+/// The seed documents' setup: masks, Guest1 and Guest2.
+fn seed_guests() -> Sim {
+    let sim = seed();
+    ok(&sim, "bus/ap/apmask", "-5,-6\n");
+    ok(&sim, "bus/ap/aqmask", "-4,-0x47,-0xab,-0xff\n");
+    ok(&sim, CREATE, &format!("{G1}\n"));
+    for (attr, v) in [
+        ("assign_adapter", "5"),
+        ("assign_adapter", "6"),
+        ("assign_domain", "4"),
+        ("assign_domain", "0xab"),
+    ] {
+        ok(&sim, &mdev(G1, attr), &format!("{v}\n"));
+    }
+    ok(&sim, CREATE, G2);
+    for (attr, v) in [
+        ("assign_adapter", "5"),
+        ("assign_domain", "0x47"),
+        ("assign_domain", "0xff"),
+    ] {
+        ok(&sim, &mdev(G2, attr), &format!("{v}\n"));
+    }
+    sim
+}
+
+#[test]
+fn boot_state() {
+    let sim = seed();
+    assert_eq!(read(&sim, "bus/ap/ap_max_adapter_id"), "255\n");
+    assert_eq!(
+        read(&sim, "bus/ap/apmask"),
+        format!("0x{}\n", "f".repeat(64))
+    );
+    assert_eq!(
+        read(&sim, "bus/ap/ap_adapter_mask"),
+        "0x7f00000000000000000000000000000000000000000000000000000000000000\n"
+    );
+    assert_eq!(read(&sim, "bus/ap/bindings"), "35/35 (complete)\n");
+    assert_eq!(read(&sim, "bus/ap/devices/card05/type"), "CEX7C\n");
+    assert_eq!(read(&sim, "bus/ap/devices/card05/hwtype"), "13\n");
+    assert_eq!(read(&sim, "devices/ap/card05/05.0047/online"), "1\n");
+    assert_eq!(
+        sim.readlink("bus/ap/devices/card05"),
+        Ok("../../../devices/ap/card05".into())
+    );
+    assert_eq!(
+        sim.readlink("devices/ap/card05/05.0004/driver"),
+        Ok("../../../../bus/ap/drivers/cex4queue".into())
+    );
+    assert_eq!(
+        sim.stat("bus/ap/devices/05.0004").map(|n| n.kind),
+        Ok(NodeKind::Symlink)
+    );
+    assert_eq!(
+        sim.stat("devices/ap/card05/config")
+            .map(|n| (n.mode, n.size)),
+        Ok((0o644, 4096))
+    );
+    assert_eq!(sim.stat(CREATE).map(|n| n.mode), Ok(0o200));
+    assert_eq!(sim.read(CREATE), Err(libc::EACCES));
+    assert_eq!(
+        read(&sim, "devices/vfio_ap/matrix/features"),
+        "guest_matrix hotplug ap_config\n"
+    );
+    assert_eq!(
+        read(
+            &sim,
+            "class/mdev_bus/matrix/mdev_supported_types/vfio_ap-passthrough/name"
+        ),
+        "VFIO AP Passthrough Device\n"
+    );
+}
+
+#[test]
+fn seed_scenario_guest_matrices() {
+    let sim = seed_guests();
+    assert_eq!(
+        read(&sim, &mdev(G1, "matrix")),
+        "05.0004\n05.00ab\n06.0004\n06.00ab\n"
+    );
+    assert_eq!(
+        read(&sim, &mdev(G1, "guest_matrix")),
+        "05.0004\n05.00ab\n06.0004\n06.00ab\n"
+    );
+    assert_eq!(read(&sim, &mdev(G2, "guest_matrix")), "05.0047\n05.00ff\n");
+    assert_eq!(read(&sim, "devices/ap/card05/05.0004/status"), "assigned\n");
+    assert_eq!(
+        read(&sim, "devices/ap/card06/06.0047/status"),
+        "unassigned\n"
+    );
+    assert_eq!(
+        sim.read("devices/ap/card05/05.0004/online"),
+        Err(libc::ENOENT)
+    );
+    assert_eq!(
+        sim.readlink(&format!("bus/mdev/devices/{G1}")),
+        Ok(format!("../../../devices/vfio_ap/matrix/{G1}"))
+    );
+    assert_eq!(
+        read(
+            &sim,
+            "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/available_instances"
+        ),
+        "65534\n"
+    );
+}
+
+#[test]
+fn host_owned_and_shared_queues() {
+    let sim = seed_guests();
+    // Queues 01.0047 and 01.00ff are free for vfio (aqmask bits clear).
+    ok(&sim, &mdev(G2, "assign_adapter"), "1");
+    assert_eq!(
+        read(&sim, &mdev(G2, "guest_matrix")),
+        "01.0047\n01.00ff\n05.0047\n05.00ff\n"
+    );
+    // 01.0000 is the host's.
+    assert_eq!(
+        write(&sim, &mdev(G2, "assign_domain"), "0"),
+        Err(libc::EADDRNOTAVAIL)
+    );
+    ok(&sim, &mdev(G2, "unassign_adapter"), "1");
+    assert_eq!(read(&sim, &mdev(G2, "matrix")), "05.0047\n05.00ff\n");
+    // 05.0004 belongs to Guest1.
+    assert_eq!(
+        write(&sim, &mdev(G2, "assign_domain"), "4"),
+        Err(libc::EADDRINUSE)
+    );
+    assert!(sim.log().contains(&format!(
+        "vfio_ap_mdev {G2}: Userspace may not assign queue 05.0004 to mdev: already assigned to {G1}"
+    )));
+    assert_eq!(
+        write(&sim, &mdev(G2, "assign_domain"), "256"),
+        Err(libc::ENODEV)
+    );
+    assert_eq!(
+        write(&sim, &mdev(G2, "assign_domain"), "0x"),
+        Err(libc::EINVAL)
+    );
+    assert_eq!(
+        write(&sim, &mdev(G2, "assign_domain"), "99999999999999999999"),
+        Err(libc::ERANGE)
+    );
+    // 05.0000 is free while apmask bit 5 is clear; setting it takes the
+    // queue back from Guest2.
+    ok(&sim, &mdev(G2, "assign_domain"), "0");
+    assert_eq!(write(&sim, "bus/ap/apmask", "+5"), Err(libc::EBUSY));
+    assert!(sim.log().contains(&format!(
+        "vfio_ap_mdev {G2}: Can not reserve queue 05.0000 for host driver: in use by mdev"
+    )));
+    assert_eq!(
+        read(&sim, "bus/ap/apmask"),
+        format!("0xf9{}\n", "f".repeat(62))
+    );
+}
+
+#[test]
+fn uevents_of_a_mask_change() {
+    let sim = seed();
+    let rx = sim.subscribe();
+    ok(&sim, "bus/ap/apmask", "-5");
+    let events: Vec<String> = rx
+        .try_iter()
+        .map(|e| String::from_utf8(e).expect("utf-8"))
+        .collect();
+    assert_eq!(events.len(), 11, "{events:#?}");
+    assert!(events[0].starts_with("unbind@/devices/ap/card05/05.0000\0ACTION=unbind\0DEVPATH=/devices/ap/card05/05.0000\0SUBSYSTEM=ap\0DEVTYPE=ap_queue\0DRIVER=cex4queue\0MODE=cca\0SEQNUM="));
+    assert!(events[1].contains("DRIVER=vfio_ap\0"));
+    assert!(events[10].contains("APMASK=0xfbff"));
+    // Unchanged: no event.
+    ok(&sim, "bus/ap/apmask", "-5");
+    assert_eq!(rx.try_iter().count(), 0);
+    assert_eq!(write(&sim, "bus/ap/apmask", ""), Ok(0));
+}
+
+#[test]
+fn remove_blocks_while_in_use() {
+    let sim = seed_guests();
+    ok(&sim, ".apsim/in_use", &format!("{G1} 1\n"));
+    assert_eq!(read(&sim, "devices/ap/card05/05.0004/status"), "in use\n");
+    let s2 = sim.clone();
+    let t = std::thread::spawn(move || {
+        s2.write(&format!("devices/vfio_ap/matrix/{G1}/remove"), b"1\n")
+    });
+    // The write waits; the log line says so.
+    while !sim
+        .log()
+        .iter()
+        .any(|l| l.contains("Relaying device request to user (#0)"))
+    {
+        std::thread::yield_now();
+    }
+    assert!(sim.stat(&format!("devices/vfio_ap/matrix/{G1}")).is_ok());
+    ok(&sim, ".apsim/in_use", &format!("{G1} 0"));
+    assert_eq!(t.join().expect("remove thread"), Ok(2));
+    assert_eq!(
+        sim.stat(&format!("devices/vfio_ap/matrix/{G1}")),
+        Err(libc::ENOENT)
+    );
+}
