@@ -10,6 +10,7 @@
 
 pub mod apqn;
 pub mod definition;
+pub mod desired;
 pub mod guest;
 pub mod host;
 pub mod ids;
