@@ -4,10 +4,13 @@
 //! with libap: it is the referee of the rules libap implements.
 
 mod bits;
+pub mod fuse;
 mod kernel;
+mod owned_fd;
 mod parse;
 mod sim;
 pub mod topology;
+pub mod uevent_socket;
 
 pub use sim::{DirEntry, Node, NodeKind, Sim};
 pub use topology::{Topology, TopologyError};
