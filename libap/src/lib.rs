@@ -8,6 +8,7 @@
 //! libap never panics on bad input and never touches sysfs except through
 //! the [`sysfs::Sysfs`] trait.
 
+pub mod apply;
 pub mod apqn;
 pub mod definition;
 pub mod desired;
@@ -17,6 +18,7 @@ pub mod ids;
 pub mod mask;
 pub mod matrix;
 pub mod mdevctl;
+pub mod plan;
 pub mod store;
 pub mod sysfs;
 pub mod validate;

@@ -680,6 +680,14 @@ mod tests {
         // The last term on a bit wins.
         assert_eq!(e.apply_write("+5,-5"), Ok(ApMask::empty()));
         assert_eq!(e.apply_write("-5,+5"), Ok(m(&[5])));
+        // A '-' right after a number always starts a range end: "-1-2-4" is
+        // the range 1-2, then the term -4.
+        assert_eq!(
+            ApMask::full().apply_write("-1-2-4"),
+            Ok(ApMask::full().difference(m(&[1, 2, 4])))
+        );
+        // strtoul base 0 wraps like the kernel's: 2^64 + 5 reads as 5.
+        assert_eq!(e.apply_write("+18446744073709551621"), Ok(m(&[5])));
     }
 
     #[test]

@@ -26,12 +26,13 @@ pub enum Step {
         /// The aqmask before the step.
         old_aqmask: ApMask,
     },
-    /// Store the persistent masks (`CFG/apd.toml`) applied at boot.
+    /// Store the persistent masks (`CFG/apd.toml`) applied at boot: the
+    /// values after the step (None = no persistent mask of that kind).
     StoreMasks {
-        /// The apmask stored.
-        apmask: ApMask,
-        /// The aqmask stored.
-        aqmask: ApMask,
+        /// The persistent apmask.
+        apmask: Option<ApMask>,
+        /// The persistent aqmask.
+        aqmask: Option<ApMask>,
     },
     /// Store a new definition.
     Define(Definition),
@@ -293,9 +294,17 @@ impl Step {
                 "change the live host masks: {}",
                 mask_moves(old_apmask, apmask, old_aqmask, aqmask)
             ),
-            Step::StoreMasks { apmask, aqmask } => format!(
-                "store apmask {apmask} and aqmask {aqmask} as the persistent masks applied at boot"
-            ),
+            Step::StoreMasks { apmask, aqmask } => {
+                let show = |what: &str, m: &Option<ApMask>| match m {
+                    Some(m) => format!("{what} {m}"),
+                    None => format!("no {what}"),
+                };
+                format!(
+                    "store {} and {} as the persistent masks applied at boot",
+                    show("apmask", apmask),
+                    show("aqmask", aqmask)
+                )
+            }
             Step::Define(d) => format!(
                 "define {} ({}): {}",
                 d.label(),
@@ -405,7 +414,10 @@ mod tests {
             kind: AssignKind::ControlDomain,
             id: 4,
         };
-        assert_eq!(s.describe(), format!("unassign control domain 0x04 from {G1}"));
+        assert_eq!(
+            s.describe(),
+            format!("unassign control domain 0x04 from {G1}")
+        );
         assert_eq!(s.target(), G1);
         assert_eq!(s.action(), "unassign-control-domain");
 
@@ -457,9 +469,13 @@ mod tests {
             "change the live host masks: take adapter 5 back for the host"
         );
         let st = Step::StoreMasks {
-            apmask: full,
-            aqmask: full,
+            apmask: Some(full),
+            aqmask: None,
         };
+        assert_eq!(
+            st.describe(),
+            format!("store apmask {full} and no aqmask as the persistent masks applied at boot")
+        );
         assert_eq!(st.action(), "store-masks");
         assert!(!st.is_live());
     }

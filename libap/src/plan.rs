@@ -1,0 +1,523 @@
+//! The planner of `apctl apply`: from the live host, the stored definitions
+//! and a desired state to an ordered list of steps that never trips the
+//! kernel, validated before anything is written.
+//!
+//! What a desired state means:
+//! - **Matching.** A file mdev with a UUID is the stored definition with
+//!   that UUID; one without a UUID is the stored definition with its name;
+//!   if there is none it gets a new random UUID, which the plan shows.
+//! - **Definitions.** The file describes definitions: a file mdev that is
+//!   not stored is defined, one that differs is redefined.
+//! - **Live mdevs.** An active mdev the file names follows its definition
+//!   (its live matrix is made equal to the file's, whether autostart or
+//!   not). An autostart mdev that is not active is started (created, then
+//!   assigned). A manual mdev that is not active stays stopped.
+//! - **Not in the file.** Definitions the file does not name are left
+//!   alone, unless `prune`: then they are stopped (if active) and
+//!   undefined. Active mdevs that are not defined (made by another tool)
+//!   and not named by the file are always left alone, `prune` or not.
+//! - **Masks.** `[masks]` (each mask optional) are applied live and stored
+//!   as the persistent masks; a mask the file does not give is left alone.
+//!
+//! The order (kernel spec §2 and §5): pruned mdevs are stopped and
+//! undefined first; then definitions are written; then every unassign (so
+//! an APQN leaves one mdev before another takes it); then mask bits are
+//! cleared (queues given to vfio_ap before they are assigned); then mdevs
+//! are created and assigned; last, mask bits are set (queues taken back for
+//! the host once no mdev holds them).
+//!
+//! Every step is simulated on a copy of the host model and checked as the
+//! kernel would check it (an assign by [`validate::check_assign`], each mask
+//! write by [`validate::check_mask_change_named`] against the other mask's
+//! value at that moment), and the end state's definitions by
+//! [`validate::check_definitions`]. Any error means `Err(findings)`: the
+//! plan is not returned, so nothing can be written.
+
+mod step;
+
+pub use step::{Step, WireStep};
+
+use crate::definition::{label, Definition};
+use crate::desired::DesiredState;
+use crate::host::{paths, Host, Mdev};
+use crate::mask::ApMask;
+use crate::validate::{self, AssignKind, Finding, FindingKind, Severity};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// An ordered, validated list of steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The steps, in the order they run. Empty when the host already is in
+    /// the desired state.
+    pub steps: Vec<Step>,
+    /// Warnings about the end state (errors refuse the plan). Errors in
+    /// definitions the plan does not touch are reported here too: they
+    /// exist already and apply does not make them worse.
+    pub warnings: Vec<Finding>,
+    /// The stored definitions once the plan has run, sorted by UUID.
+    pub definitions: Vec<Definition>,
+    /// The host model as predicted after the plan.
+    pub end: Host,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The steps in wire form.
+    pub fn to_wire(&self) -> Vec<WireStep> {
+        self.steps.iter().map(Step::to_wire).collect()
+    }
+}
+
+/// A file mdev resolved to its definition.
+struct Resolved<'a> {
+    /// What the file wants stored.
+    def: Definition,
+    /// What is stored now under that UUID, if anything.
+    stored: Option<&'a Definition>,
+}
+
+fn error(kind: FindingKind, mdevs: Vec<(Uuid, Option<String>)>, message: String) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        kind,
+        apqns: Vec::new(),
+        mdevs,
+        reason: message.clone(),
+        message,
+    }
+}
+
+/// A UUID that no stored definition, live mdev or file mdev uses.
+fn fresh_uuid(taken: &BTreeSet<Uuid>) -> Uuid {
+    loop {
+        let u = Uuid::new_v4();
+        if !taken.contains(&u) {
+            return u;
+        }
+    }
+}
+
+/// Resolve every file mdev to a definition (matching by UUID, else name).
+fn resolve<'a>(
+    host: &Host,
+    stored: &'a [Definition],
+    desired: &DesiredState,
+    errors: &mut Vec<Finding>,
+) -> Vec<Resolved<'a>> {
+    let mut taken: BTreeSet<Uuid> = stored.iter().map(|d| d.uuid).collect();
+    taken.extend(host.mdevs.keys().copied());
+    taken.extend(desired.mdevs.iter().filter_map(|m| m.uuid));
+    let mut out: Vec<Resolved<'a>> = Vec::with_capacity(desired.mdevs.len());
+    for (i, spec) in desired.mdevs.iter().enumerate() {
+        let found = match (spec.uuid, &spec.name) {
+            (Some(u), _) => stored.iter().find(|d| d.uuid == u),
+            (None, Some(n)) => stored.iter().find(|d| d.name.as_deref() == Some(n)),
+            (None, None) => {
+                errors.push(error(
+                    FindingKind::InvalidName,
+                    Vec::new(),
+                    format!(
+                        "[[mdev]] #{} has neither a name nor a uuid, so apply cannot match it; give it a name",
+                        i + 1
+                    ),
+                ));
+                continue;
+            }
+        };
+        let uuid = match (spec.uuid, found) {
+            (Some(u), _) => u,
+            (None, Some(d)) => d.uuid,
+            (None, None) => {
+                let u = fresh_uuid(&taken);
+                taken.insert(u);
+                u
+            }
+        };
+        let def = spec.to_definition(uuid);
+        if let Some(first) = out.iter().find(|r| r.def.uuid == uuid) {
+            errors.push(error(
+                FindingKind::DuplicateUuid,
+                vec![(uuid, def.name.clone())],
+                format!(
+                    "{} and {} in the file are the same mdev {}; keep one [[mdev]] table for it",
+                    spec.label(),
+                    first.def.label(),
+                    uuid.hyphenated()
+                ),
+            ));
+            continue;
+        }
+        out.push(Resolved { def, stored: found });
+    }
+    out
+}
+
+/// The planner's working copy of the host: each step is checked as the
+/// kernel would check it, then applied.
+struct Simulation<'n> {
+    host: Host,
+    names: &'n BTreeMap<Uuid, Option<String>>,
+    steps: Vec<Step>,
+    errors: Vec<Finding>,
+}
+
+impl Simulation<'_> {
+    fn name_of(&self, uuid: Uuid) -> Option<String> {
+        self.names.get(&uuid).cloned().flatten()
+    }
+
+    fn push(&mut self, step: Step) {
+        let names_map = self.names;
+        let names = move |u: Uuid| names_map.get(&u).cloned().flatten();
+        match &step {
+            Step::SetMasks { apmask, aqmask, .. } => {
+                // Two writes, apmask first: the kernel checks each against
+                // the other mask's value at that moment.
+                if *apmask != self.host.apmask {
+                    if let Err(f) = validate::check_mask_change_named(
+                        &self.host,
+                        &names,
+                        *apmask,
+                        self.host.aqmask,
+                    ) {
+                        self.errors.push(f);
+                    }
+                    self.host.apmask = *apmask;
+                }
+                if *aqmask != self.host.aqmask {
+                    if let Err(f) = validate::check_mask_change_named(
+                        &self.host,
+                        &names,
+                        self.host.apmask,
+                        *aqmask,
+                    ) {
+                        self.errors.push(f);
+                    }
+                    self.host.aqmask = *aqmask;
+                }
+                self.rebind();
+            }
+            Step::Create { uuid, name } => {
+                if !self.host.vfio_ap_loaded {
+                    self.errors.push(error(
+                        FindingKind::VfioApNotLoaded,
+                        vec![(*uuid, name.clone())],
+                        format!(
+                            "cannot start {}: the vfio_ap module is not loaded (no {}); load it with `modprobe vfio_ap` or make the mdev manual",
+                            label(*uuid, name.as_deref()),
+                            paths::MATRIX
+                        ),
+                    ));
+                }
+                self.host.mdevs.insert(
+                    *uuid,
+                    Mdev {
+                        uuid: *uuid,
+                        matrix: Default::default(),
+                        guest_matrix: None,
+                        in_use: false,
+                    },
+                );
+            }
+            Step::Assign { uuid, kind, id, .. } => {
+                if let Err(f) = validate::check_assign(&self.host, &names, *uuid, *kind, *id) {
+                    self.errors.push(f);
+                }
+                if let Some(m) = self.host.mdevs.get_mut(uuid) {
+                    let set = match kind {
+                        AssignKind::Adapter => &mut m.matrix.adapters,
+                        AssignKind::Domain => &mut m.matrix.domains,
+                        AssignKind::ControlDomain => &mut m.matrix.control_domains,
+                    };
+                    set.insert(*id);
+                    // The kernel recomputes it; predict with the full filter.
+                    m.guest_matrix = None;
+                }
+            }
+            Step::Unassign { uuid, kind, id, .. } => {
+                if let Some(m) = self.host.mdevs.get_mut(uuid) {
+                    let set = match kind {
+                        AssignKind::Adapter => &mut m.matrix.adapters,
+                        AssignKind::Domain => &mut m.matrix.domains,
+                        AssignKind::ControlDomain => &mut m.matrix.control_domains,
+                    };
+                    set.remove(*id);
+                    m.guest_matrix = None;
+                }
+            }
+            Step::Remove { uuid, name, .. } => {
+                if self.host.mdevs.get(uuid).is_some_and(|m| m.in_use) {
+                    self.errors.push(error(
+                        FindingKind::InUse,
+                        vec![(*uuid, name.clone())],
+                        format!(
+                            "cannot stop {}: a guest is using it (removing it would wait until the guest lets go); shut the guest down first, or name the mdev in the file",
+                            label(*uuid, name.as_deref())
+                        ),
+                    ));
+                }
+                self.host.mdevs.remove(uuid);
+            }
+            Step::StoreMasks { .. }
+            | Step::Define(_)
+            | Step::Redefine { .. }
+            | Step::Undefine(_) => {}
+        }
+        self.steps.push(step);
+    }
+
+    /// Queue bindings after a mask change (kernel spec §3): host-owned
+    /// queues go to cex4queue, the others to vfio_ap while it is loaded.
+    fn rebind(&mut self) {
+        let (apmask, aqmask, loaded) =
+            (self.host.apmask, self.host.aqmask, self.host.vfio_ap_loaded);
+        for q in self.host.queues.values_mut() {
+            let host_owned = apmask.contains(q.apqn.adapter) && aqmask.contains(q.apqn.domain);
+            let driver = if host_owned {
+                Some("cex4queue".to_string())
+            } else if loaded {
+                Some(paths::VFIO_AP_DRIVER.to_string())
+            } else {
+                None
+            };
+            if q.driver != driver {
+                q.driver = driver;
+                q.status = None;
+            }
+        }
+    }
+
+    /// Unassign what `live` has and `want` lacks.
+    fn unassign_extra(&mut self, uuid: Uuid, live: &crate::host::Matrix, want: &Definition) {
+        let name = self.name_of(uuid);
+        for (kind, have, keep) in [
+            (AssignKind::Adapter, live.adapters, want.adapters),
+            (AssignKind::Domain, live.domains, want.domains),
+            (
+                AssignKind::ControlDomain,
+                live.control_domains,
+                want.control_domains,
+            ),
+        ] {
+            for id in have.difference(keep).iter() {
+                self.push(Step::Unassign {
+                    uuid,
+                    name: name.clone(),
+                    kind,
+                    id,
+                });
+            }
+        }
+    }
+
+    /// Assign what `want` has and the live mdev lacks.
+    fn assign_missing(&mut self, uuid: Uuid, want: &Definition) {
+        let name = self.name_of(uuid);
+        let live = self
+            .host
+            .mdevs
+            .get(&uuid)
+            .map(|m| m.matrix)
+            .unwrap_or_default();
+        for (kind, have, need) in [
+            (AssignKind::Adapter, live.adapters, want.adapters),
+            (AssignKind::Domain, live.domains, want.domains),
+            (
+                AssignKind::ControlDomain,
+                live.control_domains,
+                want.control_domains,
+            ),
+        ] {
+            for id in need.difference(have).iter() {
+                self.push(Step::Assign {
+                    uuid,
+                    name: name.clone(),
+                    kind,
+                    id,
+                });
+            }
+        }
+    }
+}
+
+/// Whether a finding names any of `touched`.
+fn touches(f: &Finding, touched: &BTreeSet<Uuid>) -> bool {
+    f.mdevs.iter().any(|(u, _)| touched.contains(u))
+}
+
+/// Plan the way from the live `host`, the `stored` definitions and the
+/// persistent masks to `desired` (see the module documentation for what a
+/// desired state means). With `prune`, stored definitions the file does
+/// not name are stopped and undefined.
+///
+/// Returns the validated plan, or every finding (errors first) when any
+/// step or the end state would be refused.
+pub fn plan(
+    host: &Host,
+    stored: &[Definition],
+    persistent_masks: (Option<ApMask>, Option<ApMask>),
+    desired: &DesiredState,
+    prune: bool,
+) -> Result<Plan, Vec<Finding>> {
+    let mut errors = Vec::new();
+    let resolved = resolve(host, stored, desired, &mut errors);
+    let named: BTreeSet<Uuid> = resolved.iter().map(|r| r.def.uuid).collect();
+    let unnamed: Vec<&Definition> = stored.iter().filter(|d| !named.contains(&d.uuid)).collect();
+    let pruned: Vec<&Definition> = if prune { unnamed.clone() } else { Vec::new() };
+
+    let mut end_defs: Vec<Definition> = resolved.iter().map(|r| r.def.clone()).collect();
+    if !prune {
+        end_defs.extend(unnamed.iter().map(|d| (*d).clone()));
+    }
+    end_defs.sort_by_key(|d| d.uuid);
+
+    // Names for messages: the file's, else the stored ones.
+    let mut names: BTreeMap<Uuid, Option<String>> =
+        stored.iter().map(|d| (d.uuid, d.name.clone())).collect();
+    names.extend(resolved.iter().map(|r| (r.def.uuid, r.def.name.clone())));
+
+    let mut sim = Simulation {
+        host: host.clone(),
+        names: &names,
+        steps: Vec::new(),
+        errors,
+    };
+
+    // 1. Stop and forget pruned mdevs: their APQNs are free from now on.
+    for d in &pruned {
+        if let Some(m) = host.mdevs.get(&d.uuid) {
+            sim.push(Step::Remove {
+                uuid: d.uuid,
+                name: d.name.clone(),
+                matrix: m.matrix,
+            });
+        }
+        sim.push(Step::Undefine((*d).clone()));
+    }
+
+    // 2. Definitions.
+    for r in &resolved {
+        match r.stored {
+            None => sim.push(Step::Define(r.def.clone())),
+            Some(old) if *old != r.def => sim.push(Step::Redefine {
+                old: old.clone(),
+                new: r.def.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+
+    // 3. Persistent masks.
+    let desired_masks = desired.masks.unwrap_or_default();
+    if desired.masks.is_some() {
+        let new = (
+            desired_masks.apmask.or(persistent_masks.0),
+            desired_masks.aqmask.or(persistent_masks.1),
+        );
+        if new != persistent_masks {
+            sim.push(Step::StoreMasks {
+                apmask: new.0,
+                aqmask: new.1,
+            });
+        }
+    }
+
+    // 4. Every unassign before any assign: an APQN moving between mdevs
+    // leaves the first one before the second one takes it.
+    for r in &resolved {
+        if let Some(m) = host.mdevs.get(&r.def.uuid) {
+            let live = m.matrix;
+            sim.unassign_extra(r.def.uuid, &live, &r.def);
+        }
+    }
+
+    // 5. Give queues to vfio_ap (clear mask bits) before assigning them.
+    let target_ap = desired_masks.apmask.unwrap_or(host.apmask);
+    let target_aq = desired_masks.aqmask.unwrap_or(host.aqmask);
+    let cleared_ap = host.apmask.intersection(target_ap);
+    let cleared_aq = host.aqmask.intersection(target_aq);
+    if (cleared_ap, cleared_aq) != (host.apmask, host.aqmask) {
+        sim.push(Step::SetMasks {
+            apmask: cleared_ap,
+            aqmask: cleared_aq,
+            old_apmask: host.apmask,
+            old_aqmask: host.aqmask,
+        });
+    }
+
+    // 6. Start autostart mdevs that are not active; assign what is missing.
+    for r in &resolved {
+        let uuid = r.def.uuid;
+        let active = host.mdevs.contains_key(&uuid);
+        if !active && !r.def.autostart {
+            continue;
+        }
+        if !active {
+            sim.push(Step::Create {
+                uuid,
+                name: r.def.name.clone(),
+            });
+        }
+        sim.assign_missing(uuid, &r.def);
+    }
+
+    // 7. Take queues back for the host (set mask bits) once no mdev holds them.
+    if (target_ap, target_aq) != (cleared_ap, cleared_aq) {
+        sim.push(Step::SetMasks {
+            apmask: target_ap,
+            aqmask: target_aq,
+            old_apmask: cleared_ap,
+            old_aqmask: cleared_aq,
+        });
+    }
+
+    // The end state's definitions, against the end host.
+    let touched: BTreeSet<Uuid> = named
+        .iter()
+        .chain(pruned.iter().map(|d| &d.uuid))
+        .copied()
+        .collect();
+    let mut warnings = Vec::new();
+    for mut f in validate::check_definitions(Some(&sim.host), &end_defs) {
+        if f.severity == Severity::Error && !touches(&f, &touched) {
+            // Already wrong before this apply, and not made worse by it.
+            f.severity = Severity::Warning;
+        }
+        match f.severity {
+            Severity::Error => sim.errors.push(f),
+            Severity::Warning => warnings.push(f),
+        }
+    }
+
+    let Simulation {
+        host: end,
+        steps,
+        errors,
+        ..
+    } = sim;
+    if !errors.is_empty() {
+        let mut all = dedup(errors);
+        all.extend(dedup(warnings));
+        return Err(all);
+    }
+    Ok(Plan {
+        steps,
+        warnings: dedup(warnings),
+        definitions: end_defs,
+        end,
+    })
+}
+
+/// Drop findings whose sentence was already given.
+fn dedup(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut seen = BTreeSet::new();
+    findings
+        .into_iter()
+        .filter(|f| seen.insert(f.message.clone()))
+        .collect()
+}
