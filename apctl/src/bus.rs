@@ -1,0 +1,241 @@
+//! The connection to apd: which bus, how to connect, and how D-Bus failures
+//! become one sentence with a hint.
+
+use crate::error::{quote_input, CliError};
+use apbus::proxy::ManagerProxy;
+use std::fmt;
+use zbus::proxy::CacheProperties;
+
+/// The bus named by `--bus` or `APCTL_BUS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusChoice {
+    /// The system bus (the default).
+    System,
+    /// The caller's session bus.
+    Session,
+    /// A D-Bus address such as `unix:path=/run/apd-test/bus`.
+    Address(String),
+}
+
+impl BusChoice {
+    /// Parses `system`, `session` or a D-Bus address (`transport:key=value,...`).
+    pub fn parse(input: Option<&str>) -> Result<BusChoice, CliError> {
+        match input {
+            None | Some("system") => Ok(BusChoice::System),
+            Some("session") => Ok(BusChoice::Session),
+            Some(addr) if looks_like_address(addr) => Ok(BusChoice::Address(addr.to_string())),
+            Some(other) => Err(CliError::usage(format!(
+                "invalid bus {}: write system, session, or a D-Bus address such as unix:path=/run/dbus/system_bus_socket (from --bus or {})",
+                quote_input(other),
+                apbus::BUS_ENV
+            ))),
+        }
+    }
+}
+
+/// `transport:` followed by something, with a transport name of letters.
+fn looks_like_address(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((transport, rest)) => {
+            !transport.is_empty()
+                && transport
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !rest.is_empty()
+                && !s.chars().any(char::is_control)
+        }
+        None => false,
+    }
+}
+
+impl fmt::Display for BusChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusChoice::System => f.write_str("the system bus"),
+            BusChoice::Session => f.write_str("the session bus"),
+            BusChoice::Address(a) => write!(f, "the bus at {a}"),
+        }
+    }
+}
+
+/// A connection to the chosen bus and the proxy of apd's Manager.
+#[derive(Debug)]
+pub struct Apd {
+    /// Which bus, for messages.
+    pub bus: BusChoice,
+    /// The connection (monitor subscribes to signals on it).
+    pub connection: zbus::Connection,
+    /// `org.apctl.Apd1.Manager`.
+    pub manager: ManagerProxy<'static>,
+}
+
+impl Apd {
+    /// Connects to the bus; apd itself is only reached by the first call.
+    pub async fn connect(bus: BusChoice) -> Result<Apd, CliError> {
+        tracing::debug!(bus = %bus, "connecting");
+        let connection = match &bus {
+            BusChoice::System => zbus::Connection::system().await,
+            BusChoice::Session => zbus::Connection::session().await,
+            BusChoice::Address(a) => match zbus::connection::Builder::address(a.as_str()) {
+                Ok(b) => b.build().await,
+                Err(e) => Err(e),
+            },
+        }
+        .map_err(|e| connect_error(&bus, &e))?;
+        let manager = ManagerProxy::builder(&connection)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| connect_error(&bus, &e))?;
+        Ok(Apd {
+            bus,
+            connection,
+            manager,
+        })
+    }
+
+    /// Turns an error of a call to apd into the sentence to print.
+    pub fn error(&self, e: apbus::Error) -> CliError {
+        call_error(&self.bus, e)
+    }
+}
+
+fn connect_error(bus: &BusChoice, e: &zbus::Error) -> CliError {
+    CliError::failed(format!(
+        "cannot reach apd on {bus}: cannot connect to the bus ({}); is the D-Bus daemon running? Use --bus or {} for another bus.",
+        plain(&e.to_string()),
+        apbus::BUS_ENV
+    ))
+}
+
+/// The name and description of an error reply that apbus did not map to one
+/// of apd's named errors (bus daemon errors, unknown names).
+fn method_error(e: &zbus::Error) -> Option<(String, String)> {
+    match e {
+        zbus::Error::MethodError(name, desc, _) => {
+            Some((name.as_str().to_string(), desc.clone().unwrap_or_default()))
+        }
+        zbus::Error::FDO(fdo) => {
+            let fdo: &zbus::fdo::Error = fdo;
+            Some((
+                zbus::DBusError::name(fdo).as_str().to_string(),
+                zbus::DBusError::description(fdo)
+                    .unwrap_or_default()
+                    .to_string(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Maps an error of a call to apd to one sentence and exit 1.
+pub fn call_error(bus: &BusChoice, e: apbus::Error) -> CliError {
+    let apbus::Error::ZBus(z) = e else {
+        // One of apd's named refusals: its sentence is the message.
+        return CliError::failed(plain(&e.sentence()));
+    };
+    let Some((name, desc)) = method_error(&z) else {
+        return CliError::failed(format!(
+            "lost the connection to apd on {bus} ({}); is apd running? (systemctl status apd)",
+            plain(&z.to_string())
+        ));
+    };
+    let short = name.rsplit('.').next().unwrap_or_default();
+    let sentence = match short {
+        "ServiceUnknown" | "NameHasNoOwner" => format!(
+            "cannot reach apd on {bus}: the name {} has no owner; is apd running? (systemctl status apd) Use --bus or {} for another bus.",
+            apbus::BUS_NAME,
+            apbus::BUS_ENV
+        ),
+        "AccessDenied" | "AuthFailed" | "InteractiveAuthorizationRequired" => format!(
+            "{bus} denied the call ({}); changing AP configuration requires root or the polkit action {}",
+            plain(&desc),
+            apbus::POLKIT_ACTION
+        ),
+        "UnknownMethod" | "UnknownInterface" | "UnknownObject" | "UnknownProperty" | "InvalidArgs" => {
+            format!(
+                "apd on {bus} does not understand this request ({}); are apctl and apd the same version?",
+                plain(&desc)
+            )
+        }
+        "NoReply" | "Timeout" | "TimedOut" => format!(
+            "apd on {bus} did not answer in time ({}); it may be busy, try again",
+            plain(&desc)
+        ),
+        "Disconnected" | "NoServer" | "NoNetwork" => format!(
+            "lost the connection to apd on {bus} ({}); is apd running? (systemctl status apd)",
+            plain(&desc)
+        ),
+        _ if !desc.is_empty() => plain(&desc),
+        _ => format!("apd on {bus} failed without saying why ({short})"),
+    };
+    CliError::failed(sentence)
+}
+
+/// One line of text: what a remote or library message becomes before it is
+/// printed (no newlines or control characters, no trailing period doubling).
+pub fn plain(s: &str) -> String {
+    let one: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    one.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_choices() {
+        assert_eq!(BusChoice::parse(None), Ok(BusChoice::System));
+        assert_eq!(BusChoice::parse(Some("system")), Ok(BusChoice::System));
+        assert_eq!(BusChoice::parse(Some("session")), Ok(BusChoice::Session));
+        assert_eq!(
+            BusChoice::parse(Some("unix:path=/tmp/bus")),
+            Ok(BusChoice::Address("unix:path=/tmp/bus".into()))
+        );
+        for bad in ["sytem", "", ":x", "unix:", "/tmp/bus"] {
+            let e = BusChoice::parse(Some(bad)).expect_err(bad);
+            assert_eq!(e.code, 2);
+            assert!(e.sentence.contains("APCTL_BUS"), "{e}");
+        }
+    }
+
+    #[test]
+    fn refusals_keep_apds_sentence() {
+        let s = "cannot assign domain 0x47 to guest2: queue 05.0047 is already assigned to guest1 (62177883-f1bb-47f0-914d-32a22e3a8804)";
+        let e = call_error(
+            &BusChoice::System,
+            apbus::Error::new(apbus::ErrorKind::InUse, s),
+        );
+        assert_eq!(e.sentence, s);
+        assert_eq!(e.code, 1);
+    }
+
+    #[test]
+    fn fdo_errors_become_hints() {
+        let e = call_error(
+            &BusChoice::System,
+            apbus::Error::ZBus(zbus::Error::FDO(Box::new(
+                zbus::fdo::Error::ServiceUnknown("The name is not activatable".into()),
+            ))),
+        );
+        assert_eq!(
+            e.sentence,
+            "cannot reach apd on the system bus: the name org.apctl.Apd1 has no owner; is apd running? (systemctl status apd) Use --bus or APCTL_BUS for another bus."
+        );
+        let e = call_error(
+            &BusChoice::Session,
+            apbus::Error::ZBus(zbus::Error::FDO(Box::new(zbus::fdo::Error::AccessDenied(
+                "Rejected send message".into(),
+            )))),
+        );
+        assert!(
+            e.sentence
+                .starts_with("the session bus denied the call (Rejected send message)"),
+            "{e}"
+        );
+        assert!(!e.sentence.contains("org.freedesktop"), "{e}");
+    }
+}

@@ -1,0 +1,146 @@
+//! `monitor`: print apd's signals as they arrive until Ctrl-C (or SIGTERM),
+//! then exit 0.
+
+use super::{Ctx, Outcome};
+use crate::error::CliError;
+use crate::output;
+use crate::render::events::{value_to_json, MonitorEvent};
+use futures_lite::StreamExt;
+use std::collections::HashMap;
+use tokio::signal::unix::{signal, SignalKind};
+use zbus::message::Type as MessageType;
+use zbus::{MatchRule, Message, MessageStream};
+use zvariant::{ObjectPath, OwnedValue};
+
+/// Every signal apd sends on its objects.
+fn apd_rule() -> Result<MatchRule<'static>, zbus::Error> {
+    Ok(MatchRule::builder()
+        .msg_type(MessageType::Signal)
+        .sender(apbus::BUS_NAME)?
+        .path_namespace(apbus::ROOT_PATH)?
+        .build())
+}
+
+/// The bus telling us that apd took or dropped its name.
+fn owner_rule() -> Result<MatchRule<'static>, zbus::Error> {
+    Ok(MatchRule::builder()
+        .msg_type(MessageType::Signal)
+        .sender("org.freedesktop.DBus")?
+        .interface("org.freedesktop.DBus")?
+        .member("NameOwnerChanged")?
+        .add_arg(apbus::BUS_NAME)?
+        .build())
+}
+
+/// The mdev UUID of an object path, `None` for the root (host) object.
+fn uuid_of(path: &str) -> Option<String> {
+    apbus::uuid_from_path(path)
+}
+
+/// Decodes one signal; `None` for signals monitor does not show.
+pub fn decode(msg: &Message) -> Option<MonitorEvent> {
+    let header = msg.header();
+    let member = header.member()?.as_str().to_string();
+    let interface = header.interface()?.as_str().to_string();
+    let path = header
+        .path()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let body = msg.body();
+    match (interface.as_str(), member.as_str()) {
+        (apbus::MANAGER_INTERFACE, "Event") => {
+            let (kind, uuid, message): (String, String, String) = body.deserialize().ok()?;
+            Some(MonitorEvent::Event {
+                kind,
+                uuid,
+                message,
+            })
+        }
+        ("org.freedesktop.DBus.Properties", "PropertiesChanged") => {
+            let (iface, changed, invalidated): (String, HashMap<String, OwnedValue>, Vec<String>) =
+                body.deserialize().ok()?;
+            let mut changed: Vec<(String, serde_json::Value)> = changed
+                .iter()
+                .map(|(k, v)| (k.clone(), value_to_json(v)))
+                .collect();
+            changed.sort_by(|a, b| a.0.cmp(&b.0));
+            Some(MonitorEvent::PropertiesChanged {
+                uuid: uuid_of(&path),
+                interface: iface,
+                changed,
+                invalidated,
+            })
+        }
+        ("org.freedesktop.DBus.ObjectManager", "InterfacesAdded") => {
+            let (object, ifaces): (ObjectPath<'_>, HashMap<String, HashMap<String, OwnedValue>>) =
+                body.deserialize().ok()?;
+            let mut interfaces: Vec<String> = ifaces.into_keys().collect();
+            interfaces.sort();
+            Some(MonitorEvent::Added {
+                uuid: uuid_of(object.as_str()),
+                interfaces,
+            })
+        }
+        ("org.freedesktop.DBus.ObjectManager", "InterfacesRemoved") => {
+            let (object, mut interfaces): (ObjectPath<'_>, Vec<String>) =
+                body.deserialize().ok()?;
+            interfaces.sort();
+            Some(MonitorEvent::Removed {
+                uuid: uuid_of(object.as_str()),
+                interfaces,
+            })
+        }
+        ("org.freedesktop.DBus", "NameOwnerChanged") => {
+            let (name, _old, new): (String, String, String) = body.deserialize().ok()?;
+            if name != apbus::BUS_NAME {
+                return None;
+            }
+            Some(if new.is_empty() {
+                MonitorEvent::ApdStopped
+            } else {
+                MonitorEvent::ApdStarted
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Streams events until Ctrl-C or SIGTERM. Output goes straight to stdout,
+/// one line per event, flushed at once; a closed stdout ends monitor quietly.
+pub async fn monitor(ctx: &Ctx) -> Result<Outcome, CliError> {
+    let apd = ctx.connect().await?;
+    let bad_rule = |e: zbus::Error| CliError::failed(format!("cannot watch apd: {e}"));
+    let signals =
+        MessageStream::for_match_rule(apd_rule().map_err(bad_rule)?, &apd.connection, None)
+            .await
+            .map_err(|e| apd.error(e.into()))?;
+    let owners =
+        MessageStream::for_match_rule(owner_rule().map_err(bad_rule)?, &apd.connection, None)
+            .await
+            .map_err(|e| apd.error(e.into()))?;
+    let mut stream = signals.or(owners);
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::failed(format!("cannot watch for SIGTERM: {e}")))?;
+    // Subscriptions are in place: from here on nothing is missed.
+    output::note(&format!("watching apd on {} (Ctrl-C to stop)", apd.bus));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            next = stream.next() => {
+                let Some(item) = next else { break };
+                let Ok(msg) = item else { continue };
+                let Some(event) = decode(&msg) else { continue };
+                let line = if ctx.json {
+                    event.json().to_string()
+                } else {
+                    event.line()
+                };
+                if !output::line(&line) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Outcome::quiet())
+}
