@@ -52,8 +52,8 @@ pub struct Plan {
     /// the desired state.
     pub steps: Vec<Step>,
     /// Warnings about the end state (errors refuse the plan). Errors in
-    /// definitions the plan does not touch are reported here too: they
-    /// exist already and apply does not make them worse.
+    /// definitions the plan does not touch that already exist before it
+    /// (the same finding against the current host) are reported here too.
     pub warnings: Vec<Finding>,
     /// The stored definitions once the plan has run, sorted by UUID.
     pub definitions: Vec<Definition>,
@@ -482,10 +482,19 @@ pub fn plan(
         .chain(pruned.iter().map(|d| &d.uuid))
         .copied()
         .collect();
+    // Same order as end_defs, so the same problem gives the same sentence.
+    let mut stored_sorted = stored.to_vec();
+    stored_sorted.sort_by_key(|d| d.uuid);
+    let before: BTreeSet<String> = validate::check_definitions(Some(host), &stored_sorted)
+        .into_iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| f.message)
+        .collect();
     let mut warnings = Vec::new();
     for mut f in validate::check_definitions(Some(&sim.host), &end_defs) {
-        if f.severity == Severity::Error && !touches(&f, &touched) {
-            // Already wrong before this apply, and not made worse by it.
+        if f.severity == Severity::Error && !touches(&f, &touched) && before.contains(&f.message) {
+            // Already wrong before this apply, in definitions it does not
+            // touch: reported, but not a reason to refuse the file.
             f.severity = Severity::Warning;
         }
         match f.severity {
