@@ -1,1 +1,214 @@
-fn main() {}
+//! apd: the single writer of AP crypto configuration on an s390 host.
+//!
+//! Start-up: read the host, serve org.apctl.Apd1, restore the persistent
+//! masks and autostart mdevs, tell systemd READY, then follow uevents until
+//! SIGTERM/SIGINT, when the write in progress finishes (or rolls back)
+//! before the bus name is released.
+
+mod cli;
+mod convert;
+mod dbus;
+mod desired;
+mod engine;
+mod lock;
+mod ops;
+mod restore;
+mod sim;
+mod txn;
+mod uevents;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser as _;
+use libap::store::Store;
+use libap::{DirSysfs, Host, Sysfs};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing_subscriber::EnvFilter;
+use zbus::fdo::RequestNameFlags;
+
+use cli::{BusChoice, Cli};
+use engine::Engine;
+use uevents::{Change, Feed};
+
+/// How long a change waits for s390-tools to release the configuration
+/// lock before it is refused as Busy.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let bus = match BusChoice::parse(&cli.bus) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("apd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("apd")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("apd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, bus)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("apd: {e}");
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&e)]);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel::<Feed>(4096);
+
+    // The door to the kernel and where its uevents come from.
+    let (sysfs, backend): (Arc<dyn Sysfs>, String) = match &cli.sim {
+        Some(path) => {
+            let topo = apsim::Topology::from_file(path)
+                .map_err(|e| format!("cannot load the simulated host {}: {e}", path.display()))?;
+            let sim = apsim::Sim::new(topo);
+            uevents::forward_blocking(sim.subscribe(), tx.clone());
+            (
+                Arc::new(sim::SimSysfs(sim)),
+                format!("simulator ({})", path.display()),
+            )
+        }
+        None => {
+            let source = match &cli.uevent_socket {
+                Some(sock) => uevents::Source::Socket(sock.clone()),
+                None => uevents::Source::Netlink,
+            };
+            uevents::spawn(source, tx.clone())
+                .await
+                .map_err(|e| format!("cannot listen for kernel uevents (netlink): {e}"))?;
+            (
+                Arc::new(DirSysfs::new(&cli.sysfs_root)),
+                format!("sysfs {}", cli.sysfs_root.display()),
+            )
+        }
+    };
+    // No AP bus means the wrong root or not an s390 host: nothing to serve.
+    {
+        let fs = sysfs.clone();
+        tokio::task::spawn_blocking(move || Host::read(&*fs).map(|_| ()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the AP configuration ({backend}): {e}"))?;
+    }
+
+    let store = Store::new(&cli.config_dir);
+    let lock = lock::ConfigLock::new(&cli.lock_file, LOCK_WAIT);
+    let engine = Engine::new(sysfs, backend.clone(), store, lock);
+
+    let conn = dbus::connect(&bus)
+        .await
+        .map_err(|e| format!("cannot connect to the {} bus: {e}", cli.bus))?;
+    let auth = dbus::auth::Authorizer::new(nix::unistd::geteuid().as_raw(), bus.is_system());
+    dbus::serve_root(&conn, engine.clone(), auth)
+        .await
+        .map_err(|e| format!("cannot serve {}: {e}", apbus::ROOT_PATH))?;
+    engine.attach(dbus::Publisher::new(conn.clone()));
+
+    // Restore under the writer, so that early callers wait for it.
+    let writer = engine.writer().await.map_err(|e| e.sentence())?;
+    restore::load(&engine).await;
+    engine.refresh(Vec::new()).await;
+    let reply = conn
+        .request_name_with_flags(apbus::BUS_NAME, RequestNameFlags::DoNotQueue.into())
+        .await
+        .map_err(|e| format!("cannot own {} on the bus: {e}", apbus::BUS_NAME))?;
+    if reply != zbus::fdo::RequestNameReply::PrimaryOwner {
+        return Err(format!(
+            "{} is owned by another process (is apd already running?)",
+            apbus::BUS_NAME
+        ));
+    }
+    let summary = restore::boot(&engine).await;
+    drop(writer);
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&summary),
+        ],
+    );
+    tracing::info!(bus = %cli.bus, %backend, "apd is ready");
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    drop(tx);
+    let events = tokio::spawn(event_loop(engine.clone(), rx));
+    let why = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!("{why}: finishing the change in progress, then exiting");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _final = engine.shutdown().await;
+    events.abort();
+    if let Err(e) = conn.release_name(apbus::BUS_NAME).await {
+        tracing::warn!(error = %e, "cannot release the bus name");
+    }
+    tracing::info!("apd stopped");
+    Ok(())
+}
+
+/// Follows uevents: drains each burst, re-reads the host once, publishes,
+/// and retries failed automatic starts when the change may help them.
+async fn event_loop(engine: Arc<Engine>, mut rx: mpsc::Receiver<Feed>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let (mut relevant, mut unblock) = (false, false);
+        for feed in &batch {
+            match feed {
+                Feed::Message(msg) => match uevents::parse(msg) {
+                    Ok(ev) => {
+                        let change = ev.classify();
+                        if change != Change::Ignored {
+                            tracing::debug!(action = %ev.action, devpath = %ev.devpath, ?change, "uevent");
+                        }
+                        relevant |= change.is_relevant();
+                        unblock |= change.may_unblock_start();
+                    }
+                    Err(e) => tracing::debug!(error = %e, "ignoring a malformed uevent"),
+                },
+                Feed::Resync(why) => {
+                    tracing::info!(why, "re-reading the whole host");
+                    relevant = true;
+                    unblock = true;
+                }
+            }
+        }
+        if !relevant {
+            continue;
+        }
+        let Ok(_w) = engine.writer().await else {
+            return;
+        };
+        engine.refresh(Vec::new()).await;
+        if unblock {
+            restore::retry(&engine).await;
+        }
+    }
+}

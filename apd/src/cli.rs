@@ -1,0 +1,121 @@
+//! Command-line flags of apd (design.md, "Binaries and flags").
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// apd: the single writer of AP crypto configuration on an s390 host.
+///
+/// Serves org.apctl.Apd1 on D-Bus, persists mdev definitions and masks,
+/// restores them at boot and follows the kernel's uevents.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "apd", version, about, long_about = None)]
+pub struct Cli {
+    /// The directory that plays `/sys` (it contains `bus/ap/...`), e.g. the
+    /// mount point of `apsim mount`.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/sys",
+        conflicts_with = "sim"
+    )]
+    pub sysfs_root: PathBuf,
+
+    /// Read kernel uevents from this SOCK_SEQPACKET unix socket (as served by
+    /// `apsim mount --uevent-socket`) instead of netlink.
+    #[arg(long, value_name = "SOCK", conflicts_with = "sim")]
+    pub uevent_socket: Option<PathBuf>,
+
+    /// Where definitions (`mdevs/<uuid>.toml`) and persistent masks
+    /// (`apd.toml`) live.
+    #[arg(long, value_name = "DIR", default_value = "/etc/apd")]
+    pub config_dir: PathBuf,
+
+    /// The bus to serve on: `system`, `session` or a D-Bus address.
+    #[arg(long, value_name = "BUS", default_value = "system")]
+    pub bus: String,
+
+    /// Run on the in-process simulator built from this host topology file.
+    #[arg(long, value_name = "HOST.toml")]
+    pub sim: Option<PathBuf>,
+
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
+    /// tracing directive); RUST_LOG wins when set.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// The s390 AP configuration lock shared with s390-tools (chzdev,
+    /// ap-check); held while apd writes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/lock/s390apconfig.lock"
+    )]
+    pub lock_file: PathBuf,
+}
+
+/// Which bus to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusChoice {
+    /// The system bus (production).
+    System,
+    /// The caller's session bus.
+    Session,
+    /// A private bus at this address (tests).
+    Address(String),
+}
+
+impl BusChoice {
+    /// Parses `--bus`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "system" => Ok(BusChoice::System),
+            "session" => Ok(BusChoice::Session),
+            "" => Err("--bus needs `system`, `session` or a D-Bus address".to_string()),
+            a if a.contains(':') => Ok(BusChoice::Address(a.to_string())),
+            other => Err(format!(
+                "--bus {other:?} is neither `system`, `session` nor a D-Bus address \
+                 (e.g. unix:path=/run/dbus/test_bus)"
+            )),
+        }
+    }
+
+    /// Whether this is the system bus, where only root (or polkit) may change things.
+    pub fn is_system(&self) -> bool {
+        matches!(self, BusChoice::System)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let cli = Cli::try_parse_from(["apd"]).expect("defaults");
+        assert_eq!(cli.sysfs_root, PathBuf::from("/sys"));
+        assert_eq!(cli.config_dir, PathBuf::from("/etc/apd"));
+        assert_eq!(cli.bus, "system");
+        assert_eq!(cli.lock_file, PathBuf::from("/run/lock/s390apconfig.lock"));
+        assert!(cli.uevent_socket.is_none());
+        assert!(cli.sim.is_none());
+    }
+
+    #[test]
+    fn sim_excludes_a_sysfs_root() {
+        assert!(Cli::try_parse_from(["apd", "--sim", "h.toml", "--sysfs-root", "/x"]).is_err());
+        assert!(Cli::try_parse_from(["apd", "--sim", "h.toml"]).is_ok());
+    }
+
+    #[test]
+    fn bus_choices() {
+        assert_eq!(BusChoice::parse("system"), Ok(BusChoice::System));
+        assert_eq!(BusChoice::parse("session"), Ok(BusChoice::Session));
+        assert_eq!(
+            BusChoice::parse("unix:path=/tmp/bus"),
+            Ok(BusChoice::Address("unix:path=/tmp/bus".into()))
+        );
+        assert!(BusChoice::parse("sytem").is_err());
+        assert!(BusChoice::parse("").is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Between the bus types (apbus) and the model (libap): checked input
+//! conversion (bad input becomes a named error, never a panic) and the
+//! shapes apctl reads.
+
+use apbus::{AdapterInfo, Error, ErrorKind, IdLists};
+use libap::host::{Card, Matrix};
+use libap::validate::{Finding, FindingKind, Severity};
+use libap::{ApMask, Apqn};
+use uuid::Uuid;
+
+/// More ids than any list can meaningfully hold (256 distinct ids), with
+/// room for duplicates; beyond it the input is refused, not processed.
+pub const MAX_IDS: usize = 4096;
+
+/// Which id list an id belongs to, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// Adapters.
+    Adapter,
+    /// Usage domains.
+    Domain,
+    /// Control domains.
+    ControlDomain,
+}
+
+impl IdKind {
+    /// `adapter 5`, `domain 0x47`, `control domain 0x04`.
+    pub fn describe(self, id: u32) -> String {
+        match self {
+            IdKind::Adapter => format!("adapter {id}"),
+            IdKind::Domain => format!("domain 0x{id:02x}"),
+            IdKind::ControlDomain => format!("control domain 0x{id:02x}"),
+        }
+    }
+
+    /// The attribute suffix: `adapter`, `domain`, `control_domain`.
+    pub fn attr(self) -> &'static str {
+        match self {
+            IdKind::Adapter => "adapter",
+            IdKind::Domain => "domain",
+            IdKind::ControlDomain => "control_domain",
+        }
+    }
+}
+
+/// One id list from the bus as a mask: ids above `max` (the host's
+/// maximum) are `OutOfRange`, a list longer than [`MAX_IDS`] is `Invalid`.
+pub fn mask_from_ids(ids: &[u32], kind: IdKind, max: u8, action: &str) -> Result<ApMask, Error> {
+    if ids.len() > MAX_IDS {
+        return Err(Error::Invalid(format!(
+            "cannot {action}: {} ids in one list is too many (at most {MAX_IDS}; there are only 256 ids)",
+            ids.len()
+        )));
+    }
+    let mut m = ApMask::empty();
+    for &id in ids {
+        match u8::try_from(id) {
+            Ok(v) if v <= max => {
+                m.insert(v);
+            }
+            _ => {
+                let what = match kind {
+                    IdKind::Adapter => {
+                        format!("the host's highest adapter id is {max} (ap_max_adapter_id)")
+                    }
+                    _ => format!("the host's highest domain id is 0x{max:02x} (ap_max_domain_id)"),
+                };
+                return Err(Error::OutOfRange(format!(
+                    "cannot {action}: {} is out of range; {what}",
+                    kind.describe(id)
+                )));
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// The three lists of `ids` as a matrix, checked against the maxima.
+pub fn matrix_from_ids(
+    ids: &IdLists,
+    max_adapter: u8,
+    max_domain: u8,
+    action: &str,
+) -> Result<Matrix, Error> {
+    Ok(Matrix::new(
+        mask_from_ids(&ids.adapters, IdKind::Adapter, max_adapter, action)?,
+        mask_from_ids(&ids.domains, IdKind::Domain, max_domain, action)?,
+        mask_from_ids(
+            &ids.control_domains,
+            IdKind::ControlDomain,
+            max_domain,
+            action,
+        )?,
+    ))
+}
+
+/// Ascending ids of a mask.
+pub fn ids_of(m: &ApMask) -> Vec<u32> {
+    m.iter().map(u32::from).collect()
+}
+
+/// The bus form of a matrix.
+pub fn id_lists(m: &Matrix) -> IdLists {
+    IdLists {
+        adapters: ids_of(&m.adapters),
+        domains: ids_of(&m.domains),
+        control_domains: ids_of(&m.control_domains),
+    }
+}
+
+/// A UUID argument: any case, hyphenated; `None` when it is not one.
+pub fn parse_uuid(s: &str) -> Option<Uuid> {
+    if s.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(s).ok()
+}
+
+/// `"05.0004"` strings.
+pub fn apqn_strings(apqns: &[Apqn]) -> Vec<String> {
+    apqns.iter().map(Apqn::to_string).collect()
+}
+
+/// The bus form of a card.
+pub fn adapter_info(c: &Card) -> AdapterInfo {
+    AdapterInfo {
+        id: u32::from(c.id),
+        card_type: c.type_name.clone(),
+        mode: c.mode.map(|m| m.as_str().to_string()).unwrap_or_default(),
+        config: c.config,
+        online: c.online,
+        chkstop: c.chkstop,
+    }
+}
+
+/// The kebab-case name of a finding kind (stable: scripts branch on it).
+pub fn finding_kind_name(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::OutOfRange => "out-of-range",
+        FindingKind::HostOwned => "host-owned",
+        FindingKind::InUse => "in-use",
+        FindingKind::MaskBusy => "mask-busy",
+        FindingKind::SharedAutostart => "shared-autostart",
+        FindingKind::SharedManual => "shared-manual",
+        FindingKind::ControlDomainNotInHost => "control-domain-not-in-host",
+        FindingKind::ControlWithoutUsage => "control-without-usage",
+        FindingKind::AdaptersWithoutDomains => "adapters-without-domains",
+        FindingKind::DomainsWithoutAdapters => "domains-without-adapters",
+        FindingKind::OutsideHostConfig => "outside-host-config",
+        FindingKind::DuplicateName => "duplicate-name",
+        FindingKind::DuplicateUuid => "duplicate-uuid",
+        FindingKind::InvalidName => "invalid-name",
+        FindingKind::VfioApNotLoaded => "vfio-ap-not-loaded",
+    }
+}
+
+/// The bus form of a finding.
+pub fn finding(f: &Finding) -> apbus::Finding {
+    apbus::Finding {
+        severity: match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+        .to_string(),
+        kind: finding_kind_name(f.kind).to_string(),
+        message: f.message.clone(),
+        apqns: apqn_strings(&f.apqns),
+        mdevs: f
+            .mdevs
+            .iter()
+            .map(|(u, _)| u.hyphenated().to_string())
+            .collect(),
+    }
+}
+
+/// The named error kind of a finding (libap's mapping, so that apctl's
+/// local verdicts and apd's agree).
+pub fn finding_error_kind(k: FindingKind) -> ErrorKind {
+    match k.dbus_error() {
+        "OutOfRange" => ErrorKind::OutOfRange,
+        "HostOwned" => ErrorKind::HostOwned,
+        "InUse" => ErrorKind::InUse,
+        "Busy" => ErrorKind::Busy,
+        "Conflict" => ErrorKind::Conflict,
+        "Invalid" => ErrorKind::Invalid,
+        _ => ErrorKind::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_above_the_maximum_are_out_of_range() {
+        let e = mask_from_ids(&[5, 0x60], IdKind::Domain, 0x54, "assign to guest1")
+            .expect_err("0x60 > 0x54");
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        assert_eq!(
+            e.sentence(),
+            "cannot assign to guest1: domain 0x60 is out of range; the host's highest domain id is 0x54 (ap_max_domain_id)"
+        );
+        let e = mask_from_ids(&[u32::MAX], IdKind::Adapter, 255, "x").expect_err("huge");
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        assert!(e.sentence().contains("adapter 4294967295"));
+    }
+
+    #[test]
+    fn huge_lists_are_invalid_and_duplicates_collapse() {
+        let e = mask_from_ids(&vec![1; MAX_IDS + 1], IdKind::Adapter, 255, "x").expect_err("long");
+        assert_eq!(e.kind(), ErrorKind::Invalid);
+        let m = mask_from_ids(&[6, 5, 5, 6], IdKind::Adapter, 255, "x").expect("ok");
+        assert_eq!(ids_of(&m), vec![5, 6]);
+    }
+
+    #[test]
+    fn uuids_are_strict() {
+        assert!(parse_uuid("62177883-F1BB-47f0-914d-32a22e3a8804").is_some());
+        assert!(parse_uuid("62177883f1bb47f0914d32a22e3a8804").is_none());
+        assert!(parse_uuid("guest1").is_none());
+        assert!(parse_uuid("").is_none());
+    }
+
+    #[test]
+    fn finding_kinds_map_to_named_errors() {
+        assert_eq!(
+            finding_error_kind(FindingKind::HostOwned),
+            ErrorKind::HostOwned
+        );
+        assert_eq!(finding_error_kind(FindingKind::InUse), ErrorKind::InUse);
+        assert_eq!(
+            finding_error_kind(FindingKind::OutOfRange),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            finding_error_kind(FindingKind::SharedAutostart),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            finding_error_kind(FindingKind::InvalidName),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            finding_error_kind(FindingKind::VfioApNotLoaded),
+            ErrorKind::Failed
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! Who may change AP configuration. Reading is open to everyone; a change
+//! needs uid 0, the daemon's own uid on a session or private bus, or the
+//! polkit action `org.apctl.apd.manage` where polkit runs. The daemon checks
+//! this itself from the caller's credentials, not only via the bus policy.
+
+use std::collections::HashMap;
+
+use apbus::Error;
+use zbus::message::Header;
+use zbus::names::BusName;
+use zbus::Connection;
+use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
+
+/// The well-known name polkit owns on the system bus.
+const POLKIT_NAME: &str = "org.freedesktop.PolicyKit1";
+
+/// What the credentials alone decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed: root.
+    Root,
+    /// Allowed: the daemon's own user on a non-system bus.
+    DaemonUser,
+    /// Only polkit can allow it.
+    AskPolkit,
+}
+
+/// The decision from the caller's uid alone.
+pub fn decide(caller_uid: u32, daemon_uid: u32, system_bus: bool) -> Decision {
+    if caller_uid == 0 {
+        Decision::Root
+    } else if !system_bus && caller_uid == daemon_uid {
+        Decision::DaemonUser
+    } else {
+        Decision::AskPolkit
+    }
+}
+
+/// The refusal sentence: which uid, what was refused, what to do.
+pub fn denied(uid: Option<u32>, what: &str, polkit_asked: bool) -> Error {
+    let who = uid.map_or_else(
+        || "a caller with unknown uid".to_string(),
+        |u| format!("uid {u}"),
+    );
+    let polkit = if polkit_asked {
+        "and polkit did not grant org.apctl.apd.manage"
+    } else {
+        "and polkit (org.apctl.apd.manage) is not running"
+    };
+    Error::AccessDenied(format!(
+        "{who} may not {what}: changing AP configuration requires root {polkit}; run the command as root (e.g. with sudo)"
+    ))
+}
+
+/// The authorizer of one daemon.
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    daemon_uid: u32,
+    system_bus: bool,
+}
+
+impl Authorizer {
+    /// For a daemon running as `daemon_uid` on the system bus or not.
+    pub fn new(daemon_uid: u32, system_bus: bool) -> Self {
+        Self {
+            daemon_uid,
+            system_bus,
+        }
+    }
+
+    /// Allows the call in `hdr` to `what` (e.g. `start mdev guest1`) or
+    /// returns `AccessDenied`.
+    pub async fn check(
+        &self,
+        conn: &Connection,
+        hdr: &Header<'_>,
+        what: &str,
+    ) -> Result<(), Error> {
+        let sender = hdr
+            .sender()
+            .ok_or_else(|| denied(None, what, false))?
+            .to_owned();
+        let dbus = zbus::fdo::DBusProxy::new(conn)
+            .await
+            .map_err(|e| Error::Failed(format!("cannot ask the bus who called: {e}")))?;
+        let uid = match dbus
+            .get_connection_credentials(BusName::Unique(sender.clone()))
+            .await
+        {
+            Ok(c) => c.unix_user_id(),
+            Err(e) => {
+                tracing::warn!(sender = %sender, error = %e, "cannot read the caller's credentials");
+                None
+            }
+        };
+        let Some(uid) = uid else {
+            return Err(denied(None, what, false));
+        };
+        match decide(uid, self.daemon_uid, self.system_bus) {
+            Decision::Root | Decision::DaemonUser => Ok(()),
+            Decision::AskPolkit => {
+                let polkit_runs = dbus
+                    .name_has_owner(
+                        BusName::try_from(POLKIT_NAME).map_err(|e| Error::Failed(e.to_string()))?,
+                    )
+                    .await
+                    .unwrap_or(false);
+                if !polkit_runs {
+                    tracing::info!(uid, action = what, "refused: not root and no polkit");
+                    return Err(denied(Some(uid), what, false));
+                }
+                if ask_polkit(conn, hdr).await {
+                    tracing::info!(uid, action = what, "authorized by polkit");
+                    Ok(())
+                } else {
+                    tracing::info!(uid, action = what, "refused by polkit");
+                    Err(denied(Some(uid), what, true))
+                }
+            }
+        }
+    }
+}
+
+async fn ask_polkit(conn: &Connection, hdr: &Header<'_>) -> bool {
+    let subject = match Subject::new_for_message_header(hdr) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot describe the caller to polkit");
+            return false;
+        }
+    };
+    let authority = match AuthorityProxy::new(conn).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach polkit");
+            return false;
+        }
+    };
+    let details: HashMap<&str, &str> = HashMap::new();
+    match authority
+        .check_authorization(
+            &subject,
+            apbus::POLKIT_ACTION,
+            &details,
+            CheckAuthorizationFlags::AllowUserInteraction.into(),
+            "",
+        )
+        .await
+    {
+        Ok(r) => r.is_authorized,
+        Err(e) => {
+            tracing::warn!(error = %e, "polkit CheckAuthorization failed");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_always_allowed() {
+        assert_eq!(decide(0, 0, true), Decision::Root);
+        assert_eq!(decide(0, 1000, false), Decision::Root);
+    }
+
+    #[test]
+    fn the_daemon_user_only_off_the_system_bus() {
+        assert_eq!(decide(1000, 1000, false), Decision::DaemonUser);
+        assert_eq!(decide(1000, 1000, true), Decision::AskPolkit);
+    }
+
+    #[test]
+    fn others_need_polkit() {
+        assert_eq!(decide(65534, 0, true), Decision::AskPolkit);
+        assert_eq!(decide(65534, 0, false), Decision::AskPolkit);
+        assert_eq!(decide(65534, 1000, false), Decision::AskPolkit);
+    }
+
+    #[test]
+    fn the_refusal_names_uid_action_and_remedy() {
+        let e = denied(Some(65534), "start mdev guest1", false);
+        assert_eq!(e.kind(), apbus::ErrorKind::AccessDenied);
+        let m = e.sentence();
+        assert!(m.starts_with("uid 65534 may not start mdev guest1:"), "{m}");
+        assert!(m.contains("run the command as root"), "{m}");
+        assert!(m.contains("org.apctl.apd.manage"), "{m}");
+        let e = denied(None, "set masks", true);
+        assert!(e.sentence().contains("unknown uid"));
+        assert!(e.sentence().contains("polkit did not grant"));
+    }
+}

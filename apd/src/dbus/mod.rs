@@ -1,0 +1,486 @@
+//! The D-Bus face of apd: the connection, the root object (ObjectManager,
+//! Manager, Host), one Mdev object per mdev, and the publisher that turns
+//! each new snapshot of the model into property changes, added/removed
+//! objects and `Event` signals.
+
+pub mod auth;
+pub mod host;
+pub mod manager;
+pub mod mdev;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use apbus::{AdapterInfo, MdevInfo, ROOT_PATH};
+use zbus::object_server::SignalEmitter;
+use zbus::Connection;
+
+use crate::cli::BusChoice;
+use crate::engine::Engine;
+use host::{HostIface, HostProps};
+use manager::ManagerIface;
+use mdev::MdevIface;
+
+/// What apd shows on the bus at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The Host interface's properties.
+    pub host: HostProps,
+    /// Every mdev object, by lowercase UUID.
+    pub mdevs: BTreeMap<String, MdevInfo>,
+}
+
+/// An `Event` signal: kind, UUID (or empty), sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// A kebab-case word, e.g. `mdev-started`.
+    pub kind: &'static str,
+    /// The mdev's UUID, or empty.
+    pub uuid: String,
+    /// One sentence for people.
+    pub message: String,
+}
+
+impl Event {
+    /// A new event.
+    pub fn new(kind: &'static str, uuid: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            uuid: uuid.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Connects to the chosen bus (without a name yet).
+pub async fn connect(bus: &BusChoice) -> zbus::Result<Connection> {
+    let builder = match bus {
+        BusChoice::System => zbus::connection::Builder::system()?,
+        BusChoice::Session => zbus::connection::Builder::session()?,
+        BusChoice::Address(a) => zbus::connection::Builder::address(a.as_str())?,
+    };
+    builder.build().await
+}
+
+/// Registers the root object's interfaces.
+pub async fn serve_root(
+    conn: &Connection,
+    engine: Arc<Engine>,
+    auth: auth::Authorizer,
+) -> zbus::Result<()> {
+    let server = conn.object_server();
+    server.at(ROOT_PATH, zbus::fdo::ObjectManager).await?;
+    server.at(ROOT_PATH, ManagerIface { engine, auth }).await?;
+    server.at(ROOT_PATH, HostIface::default()).await?;
+    Ok(())
+}
+
+/// Publishes snapshots; one at a time.
+#[derive(Debug)]
+pub struct Publisher {
+    conn: Connection,
+    last: tokio::sync::Mutex<Snapshot>,
+}
+
+impl Publisher {
+    /// A publisher on `conn` (whose root object is served).
+    pub fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            last: tokio::sync::Mutex::new(Snapshot::default()),
+        }
+    }
+
+    /// Makes the bus show `new`: changed properties with
+    /// `PropertiesChanged`, new and gone mdev objects with
+    /// InterfacesAdded/Removed, and the events the change means plus
+    /// `extra` events. Failures to emit are logged, never fatal.
+    pub async fn publish(&self, engine: &Arc<Engine>, new: Snapshot, extra: Vec<Event>) {
+        let mut last = self.last.lock().await;
+        let mut events = diff_events(&last, &new);
+        events.extend(extra);
+        if let Err(e) = self.apply_host(&last.host, &new.host).await {
+            tracing::warn!(error = %e, "cannot publish the host properties");
+        }
+        if let Err(e) = self.apply_mdevs(engine, &last.mdevs, &new.mdevs).await {
+            tracing::warn!(error = %e, "cannot publish the mdev objects");
+        }
+        *last = new;
+        drop(last);
+        self.emit(&events).await;
+    }
+
+    /// Emits `Event` signals.
+    pub async fn emit(&self, events: &[Event]) {
+        let Ok(emitter) = SignalEmitter::new(&self.conn, ROOT_PATH) else {
+            return;
+        };
+        for ev in events {
+            tracing::info!(kind = ev.kind, uuid = %ev.uuid, "{}", ev.message);
+            if let Err(e) = ManagerIface::event(&emitter, ev.kind, &ev.uuid, &ev.message).await {
+                tracing::warn!(error = %e, "cannot emit an Event signal");
+            }
+        }
+    }
+
+    async fn apply_host(&self, old: &HostProps, new: &HostProps) -> zbus::Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let iface = self
+            .conn
+            .object_server()
+            .interface::<_, HostIface>(ROOT_PATH)
+            .await?;
+        let mut guard = iface.get_mut().await;
+        guard.props = new.clone();
+        let em = iface.signal_emitter();
+        if old.ap_mask != new.ap_mask {
+            guard.ap_mask_changed(em).await?;
+        }
+        if old.aq_mask != new.aq_mask {
+            guard.aq_mask_changed(em).await?;
+        }
+        if old.persistent_ap_mask != new.persistent_ap_mask {
+            guard.persistent_ap_mask_changed(em).await?;
+        }
+        if old.persistent_aq_mask != new.persistent_aq_mask {
+            guard.persistent_aq_mask_changed(em).await?;
+        }
+        if old.max_adapter_id != new.max_adapter_id {
+            guard.max_adapter_id_changed(em).await?;
+        }
+        if old.max_domain_id != new.max_domain_id {
+            guard.max_domain_id_changed(em).await?;
+        }
+        if old.vfio_ap_loaded != new.vfio_ap_loaded {
+            guard.vfio_ap_loaded_changed(em).await?;
+        }
+        if old.adapters != new.adapters {
+            guard.adapters_changed(em).await?;
+        }
+        if old.load_errors != new.load_errors {
+            guard.load_errors_changed(em).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_mdevs(
+        &self,
+        engine: &Arc<Engine>,
+        old: &BTreeMap<String, MdevInfo>,
+        new: &BTreeMap<String, MdevInfo>,
+    ) -> zbus::Result<()> {
+        let server = self.conn.object_server();
+        for uuid in old.keys().filter(|u| !new.contains_key(*u)) {
+            server
+                .remove::<MdevIface, _>(apbus::mdev_path(uuid).as_str())
+                .await?;
+        }
+        for (uuid, info) in new {
+            let path = apbus::mdev_path(uuid);
+            let Some(before) = old.get(uuid) else {
+                server
+                    .at(
+                        path.as_str(),
+                        MdevIface {
+                            info: info.clone(),
+                            engine: engine.clone(),
+                        },
+                    )
+                    .await?;
+                continue;
+            };
+            if before == info {
+                continue;
+            }
+            let iface = server.interface::<_, MdevIface>(path.as_str()).await?;
+            let mut guard = iface.get_mut().await;
+            guard.info = info.clone();
+            let em = iface.signal_emitter();
+            if before.name != info.name {
+                guard.name_changed(em).await?;
+            }
+            if before.defined != info.defined {
+                guard.defined_changed(em).await?;
+            }
+            if before.active != info.active {
+                guard.active_changed(em).await?;
+            }
+            if before.autostart != info.autostart {
+                guard.autostart_changed(em).await?;
+            }
+            if before.ids.adapters != info.ids.adapters {
+                guard.adapters_changed(em).await?;
+            }
+            if before.ids.domains != info.ids.domains {
+                guard.domains_changed(em).await?;
+            }
+            if before.ids.control_domains != info.ids.control_domains {
+                guard.control_domains_changed(em).await?;
+            }
+            if before.guest_matrix != info.guest_matrix {
+                guard.guest_matrix_changed(em).await?;
+            }
+            if before.start_error != info.start_error {
+                guard.start_error_changed(em).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn label(info: &MdevInfo) -> String {
+    if info.name.is_empty() {
+        info.uuid.clone()
+    } else {
+        format!("{} ({})", info.name, info.uuid)
+    }
+}
+
+fn ids(v: &[u32]) -> String {
+    if v.is_empty() {
+        return "none".to_string();
+    }
+    v.iter()
+        .map(|i| format!("0x{i:02x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The events a change of snapshot means (the first snapshot, from an
+/// empty one, means none: nothing happened, apd just started).
+pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
+    let mut ev = Vec::new();
+    if old == &Snapshot::default() {
+        return ev;
+    }
+    let (oh, nh) = (&old.host, &new.host);
+    if oh.vfio_ap_loaded != nh.vfio_ap_loaded {
+        ev.push(Event::new(
+            "vfio-ap",
+            "",
+            if nh.vfio_ap_loaded {
+                "the vfio_ap module was loaded: mdevs can be created"
+            } else {
+                "the vfio_ap module was unloaded: every mdev is gone"
+            },
+        ));
+    }
+    if oh.ap_mask != nh.ap_mask || oh.aq_mask != nh.aq_mask {
+        ev.push(Event::new(
+            "masks-changed",
+            "",
+            format!(
+                "the host masks changed: apmask {}, aqmask {}",
+                nh.ap_mask, nh.aq_mask
+            ),
+        ));
+    }
+    adapter_events(&oh.adapters, &nh.adapters, &mut ev);
+    for (uuid, n) in &new.mdevs {
+        let o = old.mdevs.get(uuid);
+        let was_active = o.is_some_and(|o| o.active);
+        if n.active && !was_active {
+            ev.push(Event::new(
+                "mdev-started",
+                uuid,
+                format!("mdev {} was started", label(n)),
+            ));
+        } else if !n.active && was_active {
+            ev.push(Event::new(
+                "mdev-stopped",
+                uuid,
+                format!("mdev {} was stopped", label(n)),
+            ));
+        } else if let Some(o) = o.filter(|_| n.active) {
+            if o.ids != n.ids || o.guest_matrix != n.guest_matrix {
+                ev.push(Event::new(
+                    "mdev-changed",
+                    uuid,
+                    format!(
+                        "mdev {} now has adapters {}, domains {}, control domains {}; guest matrix {}",
+                        label(n),
+                        ids(&n.ids.adapters),
+                        ids(&n.ids.domains),
+                        ids(&n.ids.control_domains),
+                        if n.guest_matrix.is_empty() {
+                            "empty".to_string()
+                        } else {
+                            n.guest_matrix.join(",")
+                        }
+                    ),
+                ));
+            }
+        }
+        let def_changed = match o {
+            None => n.defined,
+            Some(o) => {
+                o.defined != n.defined
+                    || (n.defined
+                        && (o.name != n.name
+                            || o.autostart != n.autostart
+                            || o.persistent != n.persistent))
+            }
+        };
+        if def_changed {
+            let what = if n.defined {
+                if o.is_some_and(|o| o.defined) {
+                    "was changed"
+                } else {
+                    "was defined"
+                }
+            } else {
+                "was undefined"
+            };
+            ev.push(Event::new(
+                "definition-changed",
+                uuid,
+                format!("the definition of mdev {} {what}", label(n)),
+            ));
+        }
+    }
+    for (uuid, o) in &old.mdevs {
+        if new.mdevs.contains_key(uuid) {
+            continue;
+        }
+        if o.active {
+            ev.push(Event::new(
+                "mdev-stopped",
+                uuid,
+                format!("mdev {} was stopped", label(o)),
+            ));
+        }
+        if o.defined {
+            ev.push(Event::new(
+                "definition-changed",
+                uuid,
+                format!("the definition of mdev {} was undefined", label(o)),
+            ));
+        }
+    }
+    ev
+}
+
+fn adapter_events(old: &[AdapterInfo], new: &[AdapterInfo], ev: &mut Vec<Event>) {
+    for n in new {
+        match old.iter().find(|o| o.id == n.id) {
+            None => ev.push(Event::new(
+                "adapter-config",
+                "",
+                format!("adapter {} ({}) joined the host", n.id, n.card_type),
+            )),
+            Some(o) if o.config != n.config => ev.push(Event::new(
+                "adapter-config",
+                "",
+                if n.config {
+                    format!("adapter {} was configured on", n.id)
+                } else {
+                    format!(
+                        "adapter {} was configured off (standby): guests keep it in their guest matrix but cannot use it until it is configured on",
+                        n.id
+                    )
+                },
+            )),
+            Some(_) => {}
+        }
+    }
+    for o in old {
+        if !new.iter().any(|n| n.id == o.id) {
+            ev.push(Event::new(
+                "adapter-config",
+                "",
+                format!("adapter {} left the host's AP configuration", o.id),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apbus::IdLists;
+
+    fn mdev(uuid: &str, active: bool, defined: bool) -> MdevInfo {
+        MdevInfo {
+            uuid: uuid.into(),
+            name: "guest1".into(),
+            defined,
+            active,
+            ids: IdLists {
+                adapters: vec![5],
+                domains: vec![4],
+                control_domains: vec![],
+            },
+            ..MdevInfo::default()
+        }
+    }
+
+    fn snap(mdevs: &[MdevInfo]) -> Snapshot {
+        Snapshot {
+            host: HostProps {
+                ap_mask: "0xff".into(),
+                ..HostProps::default()
+            },
+            mdevs: mdevs.iter().map(|m| (m.uuid.clone(), m.clone())).collect(),
+        }
+    }
+
+    #[test]
+    fn the_first_snapshot_is_silent() {
+        assert!(diff_events(&Snapshot::default(), &snap(&[mdev("u", true, true)])).is_empty());
+    }
+
+    #[test]
+    fn start_stop_and_define_events() {
+        let kinds = |a: &Snapshot, b: &Snapshot| {
+            diff_events(a, b)
+                .into_iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        };
+        let none = snap(&[]);
+        let defined = snap(&[mdev("u", false, true)]);
+        let active = snap(&[mdev("u", true, true)]);
+        assert_eq!(kinds(&none, &defined), vec!["definition-changed"]);
+        assert_eq!(kinds(&defined, &active), vec!["mdev-started"]);
+        assert_eq!(kinds(&active, &defined), vec!["mdev-stopped"]);
+        assert_eq!(
+            kinds(&active, &none),
+            vec!["mdev-stopped", "definition-changed"]
+        );
+        let mut changed = active.clone();
+        if let Some(m) = changed.mdevs.get_mut("u") {
+            m.guest_matrix = vec!["05.0004".into()];
+        }
+        assert_eq!(kinds(&active, &changed), vec!["mdev-changed"]);
+    }
+
+    #[test]
+    fn adapter_and_mask_events() {
+        let a = |config| AdapterInfo {
+            id: 5,
+            card_type: "CEX7C".into(),
+            config,
+            ..AdapterInfo::default()
+        };
+        let mut on = snap(&[]);
+        on.host.adapters = vec![a(true)];
+        let mut off = on.clone();
+        off.host.adapters = vec![a(false)];
+        let ev = diff_events(&on, &off);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, "adapter-config");
+        assert!(
+            ev[0].message.contains("configured off"),
+            "{}",
+            ev[0].message
+        );
+        let mut masks = on.clone();
+        masks.host.aq_mask = "0x00".into();
+        assert_eq!(diff_events(&on, &masks)[0].kind, "masks-changed");
+        let mut gone = on.clone();
+        gone.host.adapters.clear();
+        assert!(diff_events(&on, &gone)[0].message.contains("left"));
+    }
+}

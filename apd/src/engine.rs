@@ -1,0 +1,559 @@
+//! The engine: apd's model of the host and its definitions, the single
+//! writer of AP configuration, and the reads apctl needs.
+//!
+//! One tokio mutex (`writer`) serializes every change, every boot or
+//! retry step and every uevent-driven re-read, so a change is never seen
+//! half done. Sysfs I/O runs on blocking threads; a write sequence runs as
+//! one blocking job under the s390 configuration lock, so a shutdown never
+//! leaves it half done either.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, QueueInfo, Status};
+use libap::host::Owner;
+use libap::store::{Store, StoreError};
+use libap::{ApMask, Definition, Host, Sysfs};
+use uuid::Uuid;
+
+use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
+use crate::dbus::host::HostProps;
+use crate::dbus::{Event, Publisher, Snapshot};
+use crate::lock::ConfigLock;
+use crate::txn::{self, Step};
+
+/// A definition that could not start (or persistent masks that could not
+/// be applied), and the host as it was then: a retry is worth it only
+/// once the host has changed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The sentence (Mdev.StartError, Status.start_failures).
+    pub message: String,
+    /// The host when it failed.
+    pub host: Host,
+}
+
+/// apd's model.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The host as last read.
+    pub host: Host,
+    /// Stored definitions.
+    pub defs: BTreeMap<Uuid, Definition>,
+    /// Definition files that did not load: (path, sentence).
+    pub load_errors: Vec<(String, String)>,
+    /// Persistent apmask and aqmask (apd.toml), applied at boot.
+    pub persistent_masks: (Option<ApMask>, Option<ApMask>),
+    /// Autostart definitions that failed to start.
+    pub start_failures: BTreeMap<Uuid, Failure>,
+    /// The persistent masks failed to apply.
+    pub mask_failure: Option<Failure>,
+}
+
+impl State {
+    /// The name of a definition, for messages.
+    pub fn name_of(&self, uuid: Uuid) -> Option<String> {
+        self.defs.get(&uuid).and_then(|d| d.name.clone())
+    }
+
+    /// `guest1 (uuid)` or the bare UUID.
+    pub fn label(&self, uuid: Uuid) -> String {
+        libap::definition::label(uuid, self.name_of(uuid).as_deref())
+    }
+
+    /// Resolves an mdev argument (UUID in any case, or a definition's name)
+    /// to a UUID that is defined or active.
+    pub fn resolve(&self, arg: &str) -> Result<Uuid, Error> {
+        if arg.is_empty() {
+            return Err(Error::Invalid(
+                "no mdev given: name one by UUID or by name".to_string(),
+            ));
+        }
+        if let Some(u) = parse_uuid(arg) {
+            if self.defs.contains_key(&u) || self.host.mdevs.contains_key(&u) {
+                return Ok(u);
+            }
+            return Err(Error::NotFound(format!(
+                "no mdev {} is defined or active; `apctl list` shows the mdevs",
+                u.hyphenated()
+            )));
+        }
+        match self
+            .defs
+            .values()
+            .find(|d| d.name.as_deref() == Some(arg))
+        {
+            Some(d) => Ok(d.uuid),
+            None => Err(Error::NotFound(format!(
+                "no mdev is named {arg:?}; `apctl list` shows the mdevs (give a UUID for one without a name)"
+            ))),
+        }
+    }
+
+    /// One mdev as the bus shows it.
+    pub fn mdev_info(&self, uuid: Uuid) -> MdevInfo {
+        let def = self.defs.get(&uuid);
+        let live = self.host.mdevs.get(&uuid);
+        let ids = match (live, def) {
+            (Some(m), _) => id_lists(&m.matrix),
+            (None, Some(d)) => id_lists(&d.matrix()),
+            (None, None) => IdLists::default(),
+        };
+        let guest_matrix = match live {
+            Some(_) => self
+                .host
+                .guest_matrix_of(&uuid)
+                .map(|g| apqn_strings(&g.apqns()))
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        MdevInfo {
+            uuid: uuid.hyphenated().to_string(),
+            name: def.and_then(|d| d.name.clone()).unwrap_or_default(),
+            defined: def.is_some(),
+            active: live.is_some(),
+            autostart: def.is_some_and(|d| d.autostart),
+            differs: matches!((live, def), (Some(m), Some(d)) if m.matrix != d.matrix()),
+            persistent: def.map(|d| id_lists(&d.matrix())).unwrap_or_default(),
+            ids,
+            guest_matrix,
+            start_error: self
+                .start_failures
+                .get(&uuid)
+                .map(|f| f.message.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every mdev, defined or active, ascending by UUID.
+    pub fn all_uuids(&self) -> Vec<Uuid> {
+        let mut v: Vec<Uuid> = self.defs.keys().copied().collect();
+        v.extend(self.host.mdevs.keys().copied());
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The persistent masks in kernel read format, empty when not stored.
+    pub fn persistent_mask_strings(&self) -> (String, String) {
+        let show = |m: &Option<ApMask>| m.map(|m| m.to_string()).unwrap_or_default();
+        (
+            show(&self.persistent_masks.0),
+            show(&self.persistent_masks.1),
+        )
+    }
+
+    /// What the bus shows now.
+    pub fn snapshot(&self) -> Snapshot {
+        let h = &self.host;
+        let (pa, pq) = self.persistent_mask_strings();
+        Snapshot {
+            host: HostProps {
+                ap_mask: h.apmask.to_string(),
+                aq_mask: h.aqmask.to_string(),
+                persistent_ap_mask: pa,
+                persistent_aq_mask: pq,
+                max_adapter_id: u32::from(h.max_adapter_id),
+                max_domain_id: u32::from(h.max_domain_id),
+                vfio_ap_loaded: h.vfio_ap_loaded,
+                adapters: h.cards.values().map(adapter_info).collect(),
+                load_errors: self.load_errors.clone(),
+            },
+            mdevs: self
+                .all_uuids()
+                .into_iter()
+                .map(|u| (u.hyphenated().to_string(), self.mdev_info(u)))
+                .collect(),
+        }
+    }
+}
+
+/// The live assignment of an mdev (re-read for a D-Bus property read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveView {
+    /// The assignment.
+    pub ids: IdLists,
+    /// The guest matrix.
+    pub guest_matrix: Vec<String>,
+}
+
+/// The engine; shared by the D-Bus objects, the uevent loop and main.
+#[derive(Debug)]
+pub struct Engine {
+    me: Weak<Engine>,
+    sysfs: Arc<dyn Sysfs>,
+    backend: String,
+    store: Store,
+    lock: ConfigLock,
+    writer: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    publisher: OnceLock<Publisher>,
+    stopping: AtomicBool,
+}
+
+/// Held while changing anything.
+pub type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+impl Engine {
+    /// An engine on `sysfs` (`backend` describes it for Status), storing
+    /// definitions in `store`, writing under `lock`.
+    pub fn new(
+        sysfs: Arc<dyn Sysfs>,
+        backend: String,
+        store: Store,
+        lock: ConfigLock,
+    ) -> Arc<Engine> {
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            sysfs,
+            backend,
+            store,
+            lock,
+            writer: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State::default()),
+            publisher: OnceLock::new(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Connects the engine to the bus.
+    pub fn attach(&self, publisher: Publisher) {
+        if self.publisher.set(publisher).is_err() {
+            tracing::warn!("the engine was attached to a bus twice; keeping the first");
+        }
+    }
+
+    /// The publisher, once attached to the bus.
+    pub fn publisher(&self) -> Option<&Publisher> {
+        self.publisher.get()
+    }
+
+    /// Runs a job on the definition store on a blocking thread.
+    pub async fn store_job<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Failed(format!("a store job of apd failed: {e}")))?
+            .map_err(|e| Error::Failed(format!("cannot store the change: {e}")))
+    }
+
+    /// The definition store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The model, for a short synchronous look.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the model half
+        // updated in a way worse than a re-read fixes: keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the writer (refused once a shutdown started).
+    pub async fn writer(&self) -> Result<WriteGuard<'_>, Error> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(Error::Busy(
+                "apd is shutting down; try again when it has restarted".to_string(),
+            ));
+        }
+        let guard = self.writer.lock().await;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(Error::Busy(
+                "apd is shutting down; try again when it has restarted".to_string(),
+            ));
+        }
+        Ok(guard)
+    }
+
+    /// Stops taking changes and waits for the one in progress: after this
+    /// returns no write runs any more (the guard is kept until exit).
+    pub async fn shutdown(&self) -> WriteGuard<'_> {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.writer.lock().await
+    }
+
+    /// Runs `f` with the sysfs on a blocking thread.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Sysfs) -> T + Send + 'static,
+    {
+        let fs = self.sysfs.clone();
+        tokio::task::spawn_blocking(move || f(&*fs))
+            .await
+            .map_err(|e| Error::Failed(format!("a sysfs job of apd failed: {e}")))
+    }
+
+    /// Reads the whole host.
+    pub async fn read_host(&self) -> Result<Host, Error> {
+        self.blocking(|fs| Host::read(fs))
+            .await?
+            .map_err(|e| Error::Failed(format!("cannot read the host's AP configuration: {e}")))
+    }
+
+    /// Runs `steps` all or nothing under the s390 configuration lock.
+    pub async fn run_steps(
+        &self,
+        steps: Vec<Step>,
+    ) -> Result<Result<usize, Box<txn::Failure>>, Error> {
+        if steps.is_empty() {
+            return Ok(Ok(0));
+        }
+        let lock = self.lock.clone();
+        self.blocking(move |fs| {
+            let _guard = lock.acquire().map_err(|e| Error::Busy(e.to_string()))?;
+            Ok::<_, Error>(txn::run(fs, &steps))
+        })
+        .await?
+    }
+
+    /// Undoes completed steps under the lock (a later step of the same
+    /// change failed, e.g. persisting).
+    pub async fn undo_steps(&self, steps: Vec<Step>) -> Result<Vec<libap::SysfsError>, Error> {
+        let lock = self.lock.clone();
+        self.blocking(move |fs| {
+            let _guard = lock.acquire().map_err(|e| Error::Busy(e.to_string()))?;
+            Ok::<_, Error>(txn::undo(fs, &steps))
+        })
+        .await?
+    }
+
+    /// Re-reads the host, stores it in the model and publishes the result
+    /// with `extra` events. The caller holds the writer.
+    pub async fn refresh(&self, extra: Vec<Event>) {
+        match self.read_host().await {
+            Ok(host) => self.state().host = host,
+            Err(e) => tracing::error!(error = %e, "cannot re-read the host"),
+        }
+        self.publish(extra).await;
+    }
+
+    /// Publishes the model as it is.
+    pub async fn publish(&self, extra: Vec<Event>) {
+        let (Some(publisher), Some(me)) = (self.publisher.get(), self.me.upgrade()) else {
+            return;
+        };
+        let snap = self.state().snapshot();
+        publisher.publish(&me, snap, extra).await;
+    }
+
+    /// Re-reads and publishes soon, from a task of its own (a D-Bus read
+    /// saw a change the kernel sent no uevent for).
+    pub fn schedule_refresh(&self, reason: &'static str) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let Ok(_w) = me.writer().await else { return };
+            tracing::debug!(reason, "re-reading the host");
+            me.refresh(Vec::new()).await;
+        });
+    }
+
+    /// A fresh host for a read; if it differs from the model, the model is
+    /// re-published soon (foreign writes are shown, never overwritten).
+    async fn fresh_host(&self) -> Result<Host, Error> {
+        let host = self.read_host().await?;
+        if self.state().host != host {
+            self.schedule_refresh("a read saw the host changed");
+        }
+        Ok(host)
+    }
+
+    /// A State view with a fresh host, for reads.
+    async fn fresh_view(&self) -> Result<State, Error> {
+        let host = self.fresh_host().await?;
+        let s = self.state();
+        Ok(State {
+            host,
+            defs: s.defs.clone(),
+            load_errors: s.load_errors.clone(),
+            persistent_masks: s.persistent_masks,
+            start_failures: s.start_failures.clone(),
+            mask_failure: s.mask_failure.clone(),
+        })
+    }
+
+    /// The live assignment and guest matrix of an active mdev.
+    pub async fn live_view(&self, uuid: &str) -> Option<LiveView> {
+        let u = parse_uuid(uuid)?;
+        let mdev = match self.blocking(move |fs| Host::read_mdev(fs, u)).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => {
+                tracing::warn!(uuid, error = %e, "cannot re-read the mdev");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(uuid, error = %e, "cannot re-read the mdev");
+                return None;
+            }
+        };
+        let guest = match mdev.guest_matrix {
+            Some(g) => g.apqns(),
+            None => {
+                let s = self.state();
+                let (a, d) =
+                    libap::guest::guest_matrix(&s.host, mdev.matrix.adapters, mdev.matrix.domains);
+                libap::host::apqns_of(&a, &d)
+            }
+        };
+        Some(LiveView {
+            ids: id_lists(&mdev.matrix),
+            guest_matrix: apqn_strings(&guest),
+        })
+    }
+
+    /// `apctl status`.
+    pub async fn status(&self) -> Result<Status, Error> {
+        let v = self.fresh_view().await?;
+        let h = &v.host;
+        let owners = h.mdev_owners();
+        let (mut host_q, mut assigned, mut free) = (0u32, 0u32, 0u32);
+        for q in h.queues.keys() {
+            if h.is_host_owned(*q) {
+                host_q += 1;
+            } else if owners.get(*q).is_some() {
+                assigned += 1;
+            } else {
+                free += 1;
+            }
+        }
+        let mut failures: Vec<(String, String, String)> = v
+            .start_failures
+            .iter()
+            .map(|(u, f)| {
+                (
+                    u.hyphenated().to_string(),
+                    v.name_of(*u).unwrap_or_default(),
+                    f.message.clone(),
+                )
+            })
+            .collect();
+        if let Some(f) = &v.mask_failure {
+            failures.push((
+                String::new(),
+                "persistent masks".to_string(),
+                f.message.clone(),
+            ));
+        }
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let (pa, pq) = v.persistent_mask_strings();
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: self.backend.clone(),
+            vfio_ap_loaded: h.vfio_ap_loaded,
+            apmask: h.apmask.to_string(),
+            aqmask: h.aqmask.to_string(),
+            persistent_apmask: pa,
+            persistent_aqmask: pq,
+            adapters: count(h.config.adapters.len()),
+            queues: count(h.queues.len()),
+            queues_host: host_q,
+            queues_free: free,
+            queues_assigned: assigned,
+            defined: count(v.defs.len()),
+            active: count(h.mdevs.len()),
+            load_errors: v.load_errors.clone(),
+            start_failures: failures,
+        })
+    }
+
+    /// `apctl list`.
+    pub async fn list_mdevs(&self) -> Result<Vec<MdevInfo>, Error> {
+        let v = self.fresh_view().await?;
+        Ok(v.all_uuids().into_iter().map(|u| v.mdev_info(u)).collect())
+    }
+
+    /// `apctl show`.
+    pub async fn get_mdev(&self, arg: &str) -> Result<(MdevInfo, Vec<ApqnInfo>), Error> {
+        let v = self.fresh_view().await?;
+        let uuid = v.resolve(arg)?;
+        let info = v.mdev_info(uuid);
+        let matrix = match (v.host.mdevs.get(&uuid), v.defs.get(&uuid)) {
+            (Some(m), _) => m.matrix,
+            (None, Some(d)) => d.matrix(),
+            (None, None) => libap::Matrix::default(),
+        };
+        let active = v.host.mdevs.contains_key(&uuid);
+        let apqns = matrix
+            .apqns()
+            .into_iter()
+            .map(|q| {
+                if !active {
+                    return ApqnInfo {
+                        apqn: q.to_string(),
+                        in_guest_matrix: false,
+                        usable: false,
+                        reason: format!(
+                            "{} is not active; start it with `apctl start {}`",
+                            v.label(uuid),
+                            v.name_of(uuid)
+                                .unwrap_or_else(|| uuid.hyphenated().to_string())
+                        ),
+                    };
+                }
+                let (in_guest, usable, reason) = v.host.usability(uuid, q);
+                ApqnInfo {
+                    apqn: q.to_string(),
+                    in_guest_matrix: in_guest,
+                    usable,
+                    reason: reason.unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok((info, apqns))
+    }
+
+    /// `apctl queues`.
+    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
+        let v = self.fresh_view().await?;
+        let h = &v.host;
+        let owners = h.mdev_owners();
+        Ok(h.queues
+            .values()
+            .map(|q| {
+                let card = h.cards.get(&q.apqn.adapter);
+                let (owner, owner_uuid, owner_name) = match h.owner(q.apqn) {
+                    Owner::Host { .. } => ("host", String::new(), String::new()),
+                    Owner::Free | Owner::Mdev { .. } => match owners.get(q.apqn) {
+                        Some(u) => (
+                            "mdev",
+                            u.hyphenated().to_string(),
+                            v.name_of(*u).unwrap_or_default(),
+                        ),
+                        None => ("free", String::new(), String::new()),
+                    },
+                };
+                QueueInfo {
+                    apqn: q.apqn.to_string(),
+                    card_type: card.map(|c| c.type_name.clone()).unwrap_or_default(),
+                    mode: card
+                        .and_then(|c| c.mode)
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_default(),
+                    config: q.config,
+                    // Only cex4queue-bound queues have `online`; others
+                    // follow their card.
+                    online: q
+                        .online
+                        .unwrap_or_else(|| q.config && card.is_some_and(|c| c.online)),
+                    chkstop: q.chkstop,
+                    driver: q.driver.clone().unwrap_or_default(),
+                    owner: owner.to_string(),
+                    owner_uuid,
+                    owner_name,
+                }
+            })
+            .collect())
+    }
+
+    /// Every adapter (card) of the host.
+    pub async fn list_adapters(&self) -> Result<Vec<AdapterInfo>, Error> {
+        let host = self.fresh_host().await?;
+        Ok(host.cards.values().map(adapter_info).collect())
+    }
+}

@@ -1,0 +1,219 @@
+//! Boot restore and retries: load the definitions, apply the persistent
+//! masks, start every autostart definition that is not active; what cannot
+//! be done now is reported and retried when a uevent changes the host.
+
+use apbus::Error;
+use uuid::Uuid;
+
+use crate::engine::Engine;
+use crate::ops::{name_map, Started};
+
+/// The reason given while vfio_ap is missing; a retry follows its
+/// `MDEV_STATE=registered` uevent.
+pub const WAITING_FOR_VFIO_AP: &str =
+    "waiting for the vfio_ap module: the mdev is started when it is loaded (MDEV_STATE=registered)";
+
+/// Loads the store into the model (definitions, load errors, persistent
+/// masks). Never fails: bad files are reported and skipped.
+pub async fn load(engine: &Engine) {
+    let report = engine.store_job(|st| Ok(st.load())).await;
+    let masks = engine.store_job(|st| st.load_masks()).await;
+    let mut s = engine.state();
+    s.defs.clear();
+    s.load_errors.clear();
+    match report {
+        Ok(report) => {
+            for d in report.definitions {
+                s.defs.insert(d.uuid, d);
+            }
+            for e in report.errors {
+                let path = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                s.load_errors.push((path, e.to_string()));
+            }
+        }
+        Err(e) => s
+            .load_errors
+            .push((engine.store().dir().display().to_string(), e.sentence())),
+    }
+    match masks {
+        Ok(m) => s.persistent_masks = m,
+        Err(e) => {
+            tracing::error!(error = %e, "the persistent masks are not applied");
+            s.persistent_masks = (None, None);
+            s.load_errors.push((
+                engine.store().masks_path().display().to_string(),
+                format!("{} (the persistent masks are not applied)", e.sentence()),
+            ));
+        }
+    }
+    tracing::info!(
+        definitions = s.defs.len(),
+        errors = s.load_errors.len(),
+        "definitions loaded"
+    );
+}
+
+/// The boot sequence after [`load`]; the caller holds the writer. Returns
+/// a summary line for the log and systemd's STATUS.
+pub async fn boot(engine: &Engine) -> String {
+    apply_persistent_masks(engine).await;
+    let (started, failed, waiting) = start_autostart(engine, None).await;
+    engine.refresh(Vec::new()).await;
+    let summary = format!(
+        "restored: {started} mdevs started, {failed} failed{}",
+        if waiting {
+            "; waiting for vfio_ap to start the others"
+        } else {
+            ""
+        }
+    );
+    tracing::info!("{summary}");
+    summary
+}
+
+/// Applies the persistent masks (if stored and different); a failure is
+/// recorded and retried.
+pub async fn apply_persistent_masks(engine: &Engine) {
+    let (pa, pq) = engine.state().persistent_masks;
+    if pa.is_none() && pq.is_none() {
+        engine.state().mask_failure = None;
+        return;
+    }
+    let result = async {
+        let host = engine.read_host().await?;
+        let names = {
+            let mut s = engine.state();
+            s.host = host.clone();
+            name_map(&s)
+        };
+        let new_ap = pa.unwrap_or(host.apmask);
+        let new_aq = pq.unwrap_or(host.aqmask);
+        engine.change_masks(&host, &names, new_ap, new_aq).await
+    }
+    .await;
+    match result {
+        Ok(()) => engine.state().mask_failure = None,
+        Err(e) => {
+            let msg = format!(
+                "the persistent masks could not be applied: {}",
+                e.sentence()
+            );
+            tracing::error!("{msg}");
+            engine.record_failure(None, msg);
+        }
+    }
+}
+
+/// Starts the autostart definitions that are not active (all of them, or
+/// only those in `only`). Returns (started, failed, waiting for vfio_ap).
+pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, usize, bool) {
+    let candidates: Vec<Uuid> = {
+        let s = engine.state();
+        s.defs
+            .values()
+            .filter(|d| d.autostart && !s.host.mdevs.contains_key(&d.uuid))
+            .filter(|d| only.is_none_or(|o| o.contains(&d.uuid)))
+            .map(|d| d.uuid)
+            .collect()
+    };
+    let (mut started, mut failed, mut waiting) = (0, 0, false);
+    for uuid in candidates {
+        if !engine.state().host.vfio_ap_loaded {
+            engine.record_failure(Some(uuid), WAITING_FOR_VFIO_AP.to_string());
+            waiting = true;
+            continue;
+        }
+        match engine.start_locked(uuid).await {
+            Ok(Started::Now) => {
+                started += 1;
+                engine.state().start_failures.remove(&uuid);
+            }
+            Ok(Started::Already) => {
+                engine.state().start_failures.remove(&uuid);
+            }
+            Err(e) => {
+                failed += 1;
+                report_failure(engine, uuid, &e).await;
+            }
+        }
+        // The next start sees this one's queues.
+        if let Ok(h) = engine.read_host().await {
+            engine.state().host = h;
+        }
+    }
+    (started, failed, waiting)
+}
+
+async fn report_failure(engine: &Engine, uuid: Uuid, e: &Error) {
+    let msg = e.sentence();
+    tracing::error!(uuid = %uuid, error_kind = ?e.kind(), "automatic start failed: {msg}");
+    let first_time = engine
+        .state()
+        .start_failures
+        .get(&uuid)
+        .is_none_or(|f| f.message != msg);
+    // The host the failure is compared with must be the one after the
+    // rollback, so that our own create/remove uevents do not retry it.
+    if let Ok(h) = engine.read_host().await {
+        engine.state().host = h;
+    }
+    engine.record_failure(Some(uuid), msg.clone());
+    if first_time {
+        if let Some(p) = engine.publisher() {
+            p.emit(&[crate::dbus::Event::new(
+                "start-failed",
+                uuid.hyphenated().to_string(),
+                msg,
+            )])
+            .await;
+        }
+    }
+}
+
+/// After a burst of uevents that may have unblocked something: retries
+/// the failed automatic starts (and the persistent masks) whose host has
+/// changed since they failed. The caller holds the writer and has just
+/// re-read the host.
+pub async fn retry(engine: &Engine) {
+    let (due, masks_due): (Vec<Uuid>, bool) = {
+        let s = engine.state();
+        (
+            s.start_failures
+                .iter()
+                .filter(|(u, f)| {
+                    f.host != s.host
+                        && s.defs.get(u).is_some_and(|d| d.autostart)
+                        && !s.host.mdevs.contains_key(u)
+                })
+                .map(|(u, _)| *u)
+                .collect(),
+            s.mask_failure.as_ref().is_some_and(|f| f.host != s.host),
+        )
+    };
+    // Failures of definitions that are gone, manual now, or active (someone
+    // started them) are over.
+    {
+        let mut s = engine.state();
+        let host_mdevs: Vec<Uuid> = s.host.mdevs.keys().copied().collect();
+        let defs = s.defs.clone();
+        s.start_failures
+            .retain(|u, _| defs.get(u).is_some_and(|d| d.autostart) && !host_mdevs.contains(u));
+    }
+    if masks_due {
+        tracing::info!("the host changed; applying the persistent masks again");
+        apply_persistent_masks(engine).await;
+    }
+    if due.is_empty() {
+        return;
+    }
+    tracing::info!(
+        count = due.len(),
+        "the host changed; retrying failed automatic starts"
+    );
+    let (started, failed, _) = start_autostart(engine, Some(&due)).await;
+    tracing::info!(started, failed, "retry done");
+    engine.refresh(Vec::new()).await;
+}
