@@ -247,13 +247,9 @@ fn hex2bitmap(s: &str) -> Result<ApMask, MaskError> {
         let Some(v) = b.get(i).and_then(|c| (*c as char).to_digit(16)) else {
             break;
         };
-        for n in 0..4 {
-            if v & (0x8 >> n) != 0 {
-                if let Ok(id) = u8::try_from(bit + n) {
-                    mask.insert(id);
-                }
-            }
-        }
+        // Nibble k covers ids 4k..4k+3, most significant bit first, which
+        // is exactly its place in the word layout.
+        mask.words[bit / 64] |= u64::from(v) << (60 - bit % 64);
         bit += 4;
         i += 1;
     }

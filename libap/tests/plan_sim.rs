@@ -1,0 +1,607 @@
+//! The planner and `apply::execute` against the simulator (apsim, the
+//! referee that shares no rules with libap): for random pairs of desired
+//! states A and B on a small host, applying B from A either is refused by
+//! libap before anything is written, or reaches B with no kernel refusal.
+//! A kernel error injected in the middle of an apply leaves every sysfs file
+//! and every definition file exactly as before.
+
+use apsim::{NodeKind, Sim, Topology};
+use libap::apply::{execute, ApplyCause};
+use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
+use libap::plan::{plan, Plan, Step};
+use libap::store::Store;
+use libap::sysfs::{Sysfs, SysfsError, SysfsOp};
+use libap::validate::Severity;
+use libap::{ApMask, Definition, Host};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use uuid::Uuid;
+
+/// Adapters 0-3 × domains 0-3 in the LPAR; ids up to 7 are in range, so
+/// 4-7 are over-provisioning.
+const TOPOLOGY: &str = r#"
+max_adapter_id = 7
+max_domain_id = 7
+usage_domains = [0, 1, 2, 3]
+control_domains = [0, 1, 2, 3]
+[[adapter]]
+id = 0
+type = "CEX7C"
+[[adapter]]
+id = 1
+type = "CEX7A"
+[[adapter]]
+id = 2
+type = "CEX8P"
+[[adapter]]
+id = 3
+type = "CEX6C"
+"#;
+
+const UUIDS: [&str; 4] = [
+    "62177883-f1bb-47f0-914d-32a22e3a8804",
+    "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e",
+    "11111111-2222-4333-8444-555555555555",
+    "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+];
+
+/// libap's door to sysfs, over the in-process simulator.
+#[derive(Debug, Clone)]
+struct SimFs(Sim);
+
+impl Sysfs for SimFs {
+    fn read(&self, path: &str) -> Result<String, SysfsError> {
+        self.0
+            .read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| SysfsError::new(SysfsOp::Read, path, e))
+    }
+
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
+        match self.0.write(path, data) {
+            Ok(n) if n == data.len() => Ok(()),
+            Ok(_) => Err(SysfsError::write(path, data, libc::EIO)),
+            Err(e) => Err(SysfsError::write(path, data, e)),
+        }
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
+        let mut names: Vec<String> = self
+            .0
+            .list(path)
+            .map_err(|e| SysfsError::new(SysfsOp::List, path, e))?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
+        self.0
+            .readlink(path)
+            .map_err(|e| SysfsError::new(SysfsOp::ReadLink, path, e))
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.0.stat(path).is_ok()
+    }
+}
+
+fn boot() -> SimFs {
+    SimFs(Sim::new(
+        Topology::from_toml_str(TOPOLOGY).expect("topology"),
+    ))
+}
+
+/// Every readable file (content) and symlink (target) of the tree, except
+/// the simulator's control directory and IOMMU group numbers.
+fn sysfs_snapshot(fs: &SimFs) -> BTreeMap<String, String> {
+    fn walk(sim: &Sim, dir: &str, out: &mut BTreeMap<String, String>) {
+        let Ok(entries) = sim.list(dir) else {
+            return;
+        };
+        for e in entries {
+            let path = if dir.is_empty() {
+                e.name.clone()
+            } else {
+                format!("{dir}/{}", e.name)
+            };
+            // The control surface is not the kernel's. IOMMU group numbers
+            // are allocated anew when an mdev is re-created (rollback of a
+            // removal): no tool chooses them, so they are not compared.
+            if path == ".apsim" || path == "kernel/iommu_groups" || path.ends_with("/iommu_group") {
+                continue;
+            }
+            match e.kind {
+                NodeKind::Dir => {
+                    out.insert(path.clone(), "<dir>".to_string());
+                    walk(sim, &path, out);
+                }
+                NodeKind::Symlink => {
+                    let t = sim.readlink(&path).unwrap_or_default();
+                    out.insert(path, format!("-> {t}"));
+                }
+                NodeKind::File => {
+                    if let Ok(b) = sim.read(&path) {
+                        out.insert(path, String::from_utf8_lossy(&b).into_owned());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&fs.0, "", &mut out);
+    out
+}
+
+/// The entries that differ between two snapshots, for failure messages.
+fn diff<V: PartialEq + std::fmt::Debug>(
+    before: &BTreeMap<String, V>,
+    after: &BTreeMap<String, V>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => out.push(format!("gone: {k} = {v:?}")),
+            Some(w) if w != v => out.push(format!("changed: {k}: {v:?} -> {w:?}")),
+            Some(_) => {}
+        }
+    }
+    for (k, w) in after {
+        if !before.contains_key(k) {
+            out.push(format!("new: {k} = {w:?}"));
+        }
+    }
+    out
+}
+
+/// Every file under the store directory with its bytes.
+fn store_snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(root)
+                .map(|r| r.display().to_string())
+                .unwrap_or_default();
+            if p.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Kernel refusals the simulator logs (EBUSY on a mask, EADDRINUSE on an assign).
+fn refusals(fs: &SimFs) -> usize {
+    fs.0.log()
+        .iter()
+        .filter(|l| l.contains("Can not reserve") || l.contains("may not assign"))
+        .count()
+}
+
+fn read_host(fs: &SimFs) -> Host {
+    Host::read(fs).expect("host reads")
+}
+
+fn stored(store: &Store) -> Vec<Definition> {
+    let r = store.load();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    r.definitions
+}
+
+fn masks_of(m: Option<ApMask>) -> ApMask {
+    m.unwrap_or_else(ApMask::full)
+}
+
+/// A mask over ids 0..=7 (bits 8..=255 stay set, as on a booted host).
+fn low_mask() -> impl Strategy<Value = ApMask> {
+    any::<u8>().prop_map(|bits| {
+        let mut m = ApMask::full();
+        for id in 0..8u8 {
+            m.set(id, bits & (1 << id) != 0);
+        }
+        m
+    })
+}
+
+fn low_ids() -> impl Strategy<Value = ApMask> {
+    any::<u8>().prop_map(|bits| (0..8u8).filter(|i| bits & (1 << i) != 0).collect())
+}
+
+/// Up to four mdevs; `disjoint` gives each domain to at most one mdev
+/// (so autostart mdevs do not clash), else domains are random. Masks are
+/// absent, random, or the vfio shorthand for exactly what the mdevs use.
+fn desired_state(disjoint: bool) -> impl Strategy<Value = DesiredState> {
+    let mdev = (
+        any::<bool>(), // uuid given (else matched by name)
+        any::<bool>(), // autostart
+        low_ids(),     // adapters
+        low_ids(),     // domains (random mode)
+        low_ids(),     // control domains
+    );
+    (
+        proptest::collection::vec(mdev, 0..=4),
+        proptest::collection::vec(0..5usize, 8), // owner of each domain (disjoint mode)
+        0..3u8,                                  // masks: none, random, derived
+        low_mask(),
+        low_mask(),
+        proptest::sample::subsequence(vec![0usize, 1, 2, 3], 0..=4), // which uuids to use
+    )
+        .prop_map(move |(mdevs, owners, mask_kind, apmask, aqmask, slots)| {
+            let mut specs = Vec::new();
+            for (i, (with_uuid, autostart, adapters, domains, controls)) in
+                mdevs.into_iter().enumerate()
+            {
+                let Some(&slot) = slots.get(i) else { break };
+                let domains = if disjoint {
+                    (0..8u8).filter(|d| owners[usize::from(*d)] == i).collect()
+                } else {
+                    domains
+                };
+                specs.push(MdevSpec {
+                    uuid: with_uuid.then(|| Uuid::parse_str(UUIDS[slot]).expect("uuid")),
+                    name: Some(format!("m{slot}")),
+                    autostart,
+                    adapters,
+                    domains,
+                    control_domains: controls,
+                });
+            }
+            let masks = match mask_kind {
+                0 => None,
+                1 => Some(DesiredMasks {
+                    apmask: Some(apmask),
+                    aqmask: Some(aqmask),
+                    form: MaskForm::Hex,
+                }),
+                _ => {
+                    let a: ApMask = specs.iter().fold(ApMask::empty(), |m, s| m | s.adapters);
+                    let d: ApMask = specs.iter().fold(ApMask::empty(), |m, s| m | s.domains);
+                    Some(DesiredMasks {
+                        apmask: Some(!a),
+                        aqmask: Some(!d),
+                        form: MaskForm::Vfio,
+                    })
+                }
+            };
+            DesiredState {
+                masks,
+                mdevs: specs,
+            }
+        })
+}
+
+/// The UUID a file mdev ended up with (its own, or the stored one of its name).
+fn uuid_of(spec: &MdevSpec, defs: &[Definition]) -> Uuid {
+    spec.uuid.unwrap_or_else(|| {
+        defs.iter()
+            .find(|d| d.name == spec.name)
+            .map(|d| d.uuid)
+            .expect("a definition with the spec's name")
+    })
+}
+
+/// What the host and the store must look like after applying `want` from
+/// `before` (host) and `before_defs` — computed here from the semantics,
+/// not from the plan.
+fn check_reached(
+    before: &Host,
+    before_defs: &[Definition],
+    want: &DesiredState,
+    prune: bool,
+    after: &Host,
+    after_defs: &[Definition],
+) -> Result<(), TestCaseError> {
+    // Masks: the file's, else unchanged.
+    let m = want.masks.unwrap_or_default();
+    prop_assert_eq!(after.apmask, m.apmask.unwrap_or(before.apmask));
+    prop_assert_eq!(after.aqmask, m.aqmask.unwrap_or(before.aqmask));
+
+    // Definitions: the file's, plus (without prune) the ones it does not name.
+    let mut expect_defs: BTreeMap<Uuid, Definition> = BTreeMap::new();
+    for spec in &want.mdevs {
+        let uuid = uuid_of(spec, after_defs);
+        expect_defs.insert(uuid, spec.to_definition(uuid));
+    }
+    let named: Vec<Uuid> = expect_defs.keys().copied().collect();
+    if !prune {
+        for d in before_defs {
+            expect_defs.entry(d.uuid).or_insert_with(|| d.clone());
+        }
+    }
+    let got_defs: BTreeMap<Uuid, Definition> =
+        after_defs.iter().map(|d| (d.uuid, d.clone())).collect();
+    prop_assert_eq!(&got_defs, &expect_defs);
+
+    // Live mdevs.
+    let mut expect_live: BTreeMap<Uuid, libap::Matrix> = BTreeMap::new();
+    for (uuid, mdev) in &before.mdevs {
+        let defined = before_defs.iter().any(|d| d.uuid == *uuid);
+        let pruned = prune && defined && !named.contains(uuid);
+        if !pruned {
+            expect_live.insert(*uuid, mdev.matrix);
+        }
+    }
+    for (uuid, d) in expect_defs.iter().filter(|(u, _)| named.contains(u)) {
+        if d.autostart || before.mdevs.contains_key(uuid) {
+            expect_live.insert(*uuid, d.matrix());
+        }
+    }
+    let got_live: BTreeMap<Uuid, libap::Matrix> =
+        after.mdevs.iter().map(|(u, m)| (*u, m.matrix)).collect();
+    prop_assert_eq!(got_live, expect_live);
+    Ok(())
+}
+
+/// Plan and (when valid) execute `want`; returns the plan when it ran.
+fn apply_state(
+    fs: &SimFs,
+    store: &Store,
+    want: &DesiredState,
+    prune: bool,
+) -> Result<Option<Plan>, TestCaseError> {
+    let host = read_host(fs);
+    let defs = stored(store);
+    let persistent = store.load_masks().expect("masks load");
+    let sys_before = sysfs_snapshot(fs);
+    let store_before = store_snapshot(store.dir());
+    let refused_before = refusals(fs);
+    match plan(&host, &defs, persistent, want, prune) {
+        Err(findings) => {
+            prop_assert!(findings.iter().any(|f| f.severity == Severity::Error));
+            // Refused: nothing was written.
+            prop_assert!(diff(&sys_before, &sysfs_snapshot(fs)).is_empty());
+            prop_assert!(diff(&store_before, &store_snapshot(store.dir())).is_empty());
+            Ok(None)
+        }
+        Ok(p) => {
+            if let Err(e) = execute(&p, fs, store) {
+                return Err(TestCaseError::fail(format!(
+                    "libap said the plan is valid, but: {e}\nplan: {:#?}",
+                    p.steps
+                )));
+            }
+            prop_assert_eq!(refusals(fs), refused_before, "the kernel logged a refusal");
+            let after = read_host(fs);
+            let after_defs = stored(store);
+            check_reached(&host, &defs, want, prune, &after, &after_defs)?;
+            // The planner's own prediction agrees with the simulator.
+            let predicted: BTreeMap<Uuid, libap::Matrix> =
+                p.end.mdevs.iter().map(|(u, m)| (*u, m.matrix)).collect();
+            let live: BTreeMap<Uuid, libap::Matrix> =
+                after.mdevs.iter().map(|(u, m)| (*u, m.matrix)).collect();
+            prop_assert_eq!(predicted, live);
+            prop_assert_eq!(&p.definitions, &after_defs);
+            if let Some(m) = want.masks {
+                let (ap, aq) = store.load_masks().expect("masks");
+                prop_assert_eq!(masks_of(ap), masks_of(m.apmask.or(persistent.0)));
+                prop_assert_eq!(masks_of(aq), masks_of(m.aqmask.or(persistent.1)));
+            }
+            // Applying the same state again is a no-op.
+            let again = plan(
+                &after,
+                &after_defs,
+                store.load_masks().expect("masks"),
+                &pin_uuids(want, &after_defs),
+                prune,
+            )
+            .map_err(|f| TestCaseError::fail(format!("second plan refused: {f:#?}")))?;
+            prop_assert!(again.is_empty(), "second plan: {:#?}", again.steps);
+            Ok(Some(p))
+        }
+    }
+}
+
+/// The state with every UUID filled in from the definitions (a new mdev
+/// without UUID gets a fresh one per plan; its definition now has one).
+fn pin_uuids(want: &DesiredState, defs: &[Definition]) -> DesiredState {
+    let mut s = want.clone();
+    for m in &mut s.mdevs {
+        m.uuid = Some(uuid_of(m, defs));
+    }
+    s
+}
+
+/// The path a step writes to, for injecting a failure there.
+fn write_path(step: &Step) -> Option<String> {
+    use libap::host::paths;
+    match step {
+        Step::SetMasks {
+            aqmask, old_aqmask, ..
+        } => Some(if aqmask != old_aqmask {
+            paths::AQMASK.to_string()
+        } else {
+            paths::APMASK.to_string()
+        }),
+        Step::Create { .. } => Some(paths::MDEV_CREATE.to_string()),
+        Step::Assign { uuid, kind, .. } => {
+            Some(paths::mdev_attr(uuid, &format!("assign_{}", kind.attr())))
+        }
+        Step::Unassign { uuid, kind, .. } => {
+            Some(paths::mdev_attr(uuid, &format!("unassign_{}", kind.attr())))
+        }
+        Step::Remove { uuid, .. } => Some(paths::mdev_attr(uuid, "remove")),
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn apply_b_from_a(
+        a in desired_state(true),
+        b in prop_oneof![desired_state(true), desired_state(false)],
+        prune in any::<bool>(),
+    ) {
+        let fs = boot();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("cfg"));
+        if apply_state(&fs, &store, &a, false)?.is_none() {
+            return Ok(());
+        }
+        apply_state(&fs, &store, &b, prune)?;
+    }
+
+    #[test]
+    fn injected_kernel_error_rolls_back_everything(
+        a in desired_state(true),
+        b in desired_state(true),
+        prune in any::<bool>(),
+        pick in any::<prop::sample::Index>(),
+        errno in prop::sample::select(vec![libc::EIO, libc::EBUSY, libc::ENODEV, libc::EADDRINUSE]),
+    ) {
+        let fs = boot();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("cfg"));
+        if apply_state(&fs, &store, &a, false)?.is_none() {
+            return Ok(());
+        }
+        let host = read_host(&fs);
+        let defs = stored(&store);
+        let Ok(p) = plan(&host, &defs, store.load_masks().expect("masks"), &b, prune) else {
+            return Ok(());
+        };
+        let live: Vec<(usize, String)> = p
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| write_path(s).map(|w| (i, w)))
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let (_, path) = &live[pick.index(live.len())];
+        let sys_before = sysfs_snapshot(&fs);
+        let store_before = store_snapshot(store.dir());
+        fs.0.write(".apsim/inject", format!("{path} {errno}\n").as_bytes())
+            .expect("inject");
+        let err = execute(&p, &fs, &store).expect_err("the injected error stops the apply");
+        prop_assert!(err.rolled_back, "{err}");
+        prop_assert!(err.not_rolled_back.is_empty());
+        match &err.cause {
+            ApplyCause::Sysfs(e) => {
+                prop_assert_eq!(e.errno, errno);
+                prop_assert_eq!(&e.path, path);
+            }
+            other => prop_assert!(false, "unexpected cause {other}"),
+        }
+        let text = err.to_string();
+        prop_assert!(text.contains(&format!("step {} of {} failed", err.index, p.steps.len())), "{text}");
+        prop_assert!(text.contains("rolled back") || text.contains("first step"), "{text}");
+        let d = diff(&sys_before, &sysfs_snapshot(&fs));
+        prop_assert!(d.is_empty(), "sysfs differs after rollback: {d:#?}\n{err}");
+        let d = diff(&store_before, &store_snapshot(store.dir()));
+        prop_assert!(d.is_empty(), "store differs after rollback: {d:#?}\n{err}");
+    }
+}
+
+const G1: &str = UUIDS[0];
+
+fn spec(uuid: &str, name: &str, adapters: &[u8], domains: &[u8]) -> MdevSpec {
+    MdevSpec {
+        uuid: Some(Uuid::parse_str(uuid).expect("uuid")),
+        name: Some(name.into()),
+        autostart: true,
+        adapters: adapters.iter().copied().collect(),
+        domains: domains.iter().copied().collect(),
+        control_domains: ApMask::empty(),
+    }
+}
+
+fn vfio_masks(adapters: &[u8], domains: &[u8]) -> Option<DesiredMasks> {
+    Some(DesiredMasks {
+        apmask: Some(!adapters.iter().copied().collect::<ApMask>()),
+        aqmask: Some(!domains.iter().copied().collect::<ApMask>()),
+        form: MaskForm::Vfio,
+    })
+}
+
+#[test]
+fn a_failing_definition_write_restores_earlier_files_and_the_host() {
+    let fs = boot();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path().join("cfg"));
+    let a = DesiredState {
+        masks: vfio_masks(&[0, 1], &[0, 1]),
+        mdevs: vec![spec(G1, "m0", &[0], &[0])],
+    };
+    apply_state(&fs, &store, &a, false)
+        .map_err(|e| e.to_string())
+        .expect("A applies")
+        .expect("A is valid");
+    // B redefines m0 and defines m1, whose file cannot be written: a
+    // directory sits where the file goes.
+    let b = DesiredState {
+        masks: vfio_masks(&[0, 1, 2], &[0, 1]),
+        mdevs: vec![
+            spec(G1, "m0", &[0], &[0, 1]),
+            spec(UUIDS[1], "m1", &[1], &[0]),
+        ],
+    };
+    let host = read_host(&fs);
+    let p = plan(
+        &host,
+        &stored(&store),
+        store.load_masks().expect("masks"),
+        &b,
+        false,
+    )
+    .expect("valid");
+    let blocker = store.path_of(Uuid::parse_str(UUIDS[1]).expect("uuid"));
+    std::fs::create_dir_all(blocker.join("x")).expect("blocker");
+    let sys_before = sysfs_snapshot(&fs);
+    let store_before = store_snapshot(store.dir());
+    let err = execute(&p, &fs, &store).expect_err("cannot write m1");
+    assert!(matches!(err.cause, ApplyCause::Store(_)), "{err}");
+    assert!(matches!(&err.failed_step, Step::Define(d) if d.name.as_deref() == Some("m1")));
+    assert!(err.rolled_back, "{err}");
+    assert_eq!(sysfs_snapshot(&fs), sys_before);
+    assert_eq!(store_snapshot(store.dir()), store_before);
+}
+
+#[test]
+fn a_failing_step_names_itself_and_the_rollback() {
+    let fs = boot();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path().join("cfg"));
+    let a = DesiredState {
+        masks: vfio_masks(&[0, 1], &[0, 1]),
+        mdevs: vec![spec(G1, "m0", &[0, 1], &[0, 1])],
+    };
+    let host = read_host(&fs);
+    let p = plan(&host, &[], (None, None), &a, false).expect("valid");
+    let sys_before = sysfs_snapshot(&fs);
+    let path = libap::host::paths::mdev_attr(&Uuid::parse_str(G1).expect("uuid"), "assign_domain");
+    fs.0.write(".apsim/inject", format!("{path} EIO 2\n").as_bytes())
+        .expect("inject");
+    let err = execute(&p, &fs, &store).expect_err("injected");
+    let Step::Assign { id: 0, .. } = err.failed_step else {
+        panic!("failed at {:?}", err.failed_step)
+    };
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "step {} of {} failed (assign domain 0x00 to m0 ({G1})): cannot write \"0x0\" to {path}: Input/output error (EIO); the {} completed steps were rolled back, so the host and the definitions are as before",
+            err.index,
+            p.steps.len(),
+            err.index - 1
+        )
+    );
+    assert_eq!(sysfs_snapshot(&fs), sys_before);
+    assert!(
+        store_snapshot(store.dir()).is_empty(),
+        "the store dir is gone again"
+    );
+}
