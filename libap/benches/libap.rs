@@ -71,7 +71,7 @@ fn masks(c: &mut Criterion) {
     c.bench_function("mask apply relative -4,-0x47,-0xab,-0xff", |b| {
         b.iter(|| full.apply_write(black_box("-4,-0x47,-0xab,-0xff")))
     });
-    c.bench_function("mask apply relative range +0-255", |b| {
+    c.bench_function("mask apply relative range -0-255", |b| {
         b.iter(|| full.apply_write(black_box("-0-255")))
     });
     c.bench_function("mask display", |b| b.iter(|| black_box(full).to_string()));
