@@ -43,8 +43,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // fuser reports what the simulator does on purpose (no flush, a lazy
+    // unmount before its own) as errors: keep it quiet unless asked for.
+    let directives = if cli.log_level.contains('=') || cli.log_level.contains(',') {
+        cli.log_level.clone()
+    } else {
+        format!("{},fuser=off", cli.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuser=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -87,10 +94,10 @@ fn mount(host: &Path, sock: &Path, dir: &Path) -> Result<(), String> {
         .spawn(move || uevent_socket::forward(listener, events))
         .map_err(|e| format!("cannot start the uevent thread: {e}"))?;
 
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create mount point {}: {e}", dir.display()))?;
     fuse::clear_stale_mount(dir)
         .map_err(|e| format!("cannot clear the stale mount at {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create mount point {}: {e}", dir.display()))?;
 
     let target = dir.to_path_buf();
     std::thread::Builder::new()

@@ -99,6 +99,7 @@ impl Sim {
     /// mdev in use) without holding the state lock.
     pub fn write(&self, path: &str, data: &[u8]) -> Result<usize, Errno> {
         let data = &data[..data.len().min(PAGE_SIZE)];
+        tracing::debug!("apsim: write {path}: {:?}", String::from_utf8_lossy(data));
         let delay = {
             let k = self.lock();
             let (canon, _) = k.resolve(path, true)?;

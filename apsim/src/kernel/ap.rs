@@ -15,14 +15,15 @@ enum BusDev {
     Queue(u8, u8),
 }
 
-/// `ap_functions` bits (TAPQ GR2): MEX4K, CRT4K and APXA plus the mode bit.
+/// `ap_functions` (TAPQ GR2): APSC, MEX4K, CRT4K and APXA, the mode bit,
+/// and the full function set class for coprocessors.
 fn ap_functions(t: CardType) -> u32 {
     let mode = match t.mode {
-        Mode::Cca => 0x1000_0000,
+        Mode::Cca => 0x1080_0000,
         Mode::Accel => 0x0800_0000,
-        Mode::Ep11 => 0x0400_0000,
+        Mode::Ep11 => 0x0480_0000,
     };
-    0x6000_0000 | 0x0200_0000 | mode
+    0xE200_0000 | mode
 }
 
 fn max_msg_size(t: CardType) -> u32 {
