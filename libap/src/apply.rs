@@ -56,10 +56,10 @@ pub struct ApplyError {
     pub index: usize,
     /// Number of steps in the plan.
     pub total: usize,
-    /// The step that failed.
-    pub failed_step: Step,
+    /// The step that failed (boxed: a step holds whole definitions).
+    pub failed_step: Box<Step>,
     /// Why it failed (names the path and the errno).
-    pub cause: ApplyCause,
+    pub cause: Box<ApplyCause>,
     /// True when every completed step was undone.
     pub rolled_back: bool,
     /// One sentence per undo that failed; empty when `rolled_back`.
@@ -374,8 +374,8 @@ pub fn execute(plan: &Plan, sysfs: &dyn Sysfs, store: &Store) -> Result<ApplyRep
         return Err(ApplyError {
             index: i + 1,
             total,
-            failed_step: step.clone(),
-            cause,
+            failed_step: Box::new(step.clone()),
+            cause: Box::new(cause),
             rolled_back: not_rolled_back.is_empty(),
             not_rolled_back,
         });

@@ -163,7 +163,8 @@ struct Simulation<'n> {
     host: Host,
     names: &'n BTreeMap<Uuid, Option<String>>,
     steps: Vec<Step>,
-    errors: Vec<Finding>,
+    /// Refusals, with the mdev of the step refused (None for mask writes).
+    errors: Vec<(Option<Uuid>, Finding)>,
 }
 
 impl Simulation<'_> {
@@ -185,7 +186,7 @@ impl Simulation<'_> {
                         *apmask,
                         self.host.aqmask,
                     ) {
-                        self.errors.push(f);
+                        self.errors.push((step.uuid(), f));
                     }
                     self.host.apmask = *apmask;
                 }
@@ -196,7 +197,7 @@ impl Simulation<'_> {
                         self.host.apmask,
                         *aqmask,
                     ) {
-                        self.errors.push(f);
+                        self.errors.push((step.uuid(), f));
                     }
                     self.host.aqmask = *aqmask;
                 }
@@ -204,7 +205,7 @@ impl Simulation<'_> {
             }
             Step::Create { uuid, name } => {
                 if !self.host.vfio_ap_loaded {
-                    self.errors.push(error(
+                    self.errors.push((Some(*uuid), error(
                         FindingKind::VfioApNotLoaded,
                         vec![(*uuid, name.clone())],
                         format!(
@@ -212,7 +213,7 @@ impl Simulation<'_> {
                             label(*uuid, name.as_deref()),
                             paths::MATRIX
                         ),
-                    ));
+                    )));
                 }
                 self.host.mdevs.insert(
                     *uuid,
@@ -226,7 +227,7 @@ impl Simulation<'_> {
             }
             Step::Assign { uuid, kind, id, .. } => {
                 if let Err(f) = validate::check_assign(&self.host, &names, *uuid, *kind, *id) {
-                    self.errors.push(f);
+                    self.errors.push((step.uuid(), f));
                 }
                 if let Some(m) = self.host.mdevs.get_mut(uuid) {
                     let set = match kind {
@@ -252,14 +253,14 @@ impl Simulation<'_> {
             }
             Step::Remove { uuid, name, .. } => {
                 if self.host.mdevs.get(uuid).is_some_and(|m| m.in_use) {
-                    self.errors.push(error(
+                    self.errors.push((Some(*uuid), error(
                         FindingKind::InUse,
                         vec![(*uuid, name.clone())],
                         format!(
                             "cannot stop {}: a guest is using it (removing it would wait until the guest lets go); shut the guest down first, or name the mdev in the file",
                             label(*uuid, name.as_deref())
                         ),
-                    ));
+                    )));
                 }
                 self.host.mdevs.remove(uuid);
             }
@@ -385,7 +386,7 @@ pub fn plan(
         host: host.clone(),
         names: &names,
         steps: Vec::new(),
-        errors,
+        errors: errors.into_iter().map(|f| (None, f)).collect(),
     };
 
     // 1. Stop and forget pruned mdevs: their APQNs are free from now on.
@@ -491,6 +492,7 @@ pub fn plan(
         .map(|f| f.message)
         .collect();
     let mut warnings = Vec::new();
+    let mut def_errors = Vec::new();
     for mut f in validate::check_definitions(Some(&sim.host), &end_defs) {
         if f.severity == Severity::Error && !touches(&f, &touched) && before.contains(&f.message) {
             // Already wrong before this apply, in definitions it does not
@@ -498,7 +500,7 @@ pub fn plan(
             f.severity = Severity::Warning;
         }
         match f.severity {
-            Severity::Error => sim.errors.push(f),
+            Severity::Error => def_errors.push(f),
             Severity::Warning => warnings.push(f),
         }
     }
@@ -509,8 +511,22 @@ pub fn plan(
         errors,
         ..
     } = sim;
-    if !errors.is_empty() {
-        let mut all = dedup(errors);
+    if !errors.is_empty() || !def_errors.is_empty() {
+        // A definition that is host-owned or out of range also fails at
+        // each of its assigns; its definition's finding says it once.
+        let said_by_definition = |uuid: &Option<Uuid>, f: &Finding| {
+            matches!(f.kind, FindingKind::HostOwned | FindingKind::OutOfRange)
+                && def_errors
+                    .iter()
+                    .any(|d| d.kind == f.kind && d.mdevs.iter().any(|(u, _)| Some(*u) == *uuid))
+        };
+        let mut all: Vec<Finding> = errors
+            .into_iter()
+            .filter(|(uuid, f)| !said_by_definition(uuid, f))
+            .map(|(_, f)| f)
+            .collect();
+        all.extend(def_errors);
+        let mut all = dedup(all);
         all.extend(dedup(warnings));
         return Err(all);
     }

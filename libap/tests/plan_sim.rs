@@ -490,7 +490,7 @@ proptest! {
         let err = execute(&p, &fs, &store).expect_err("the injected error stops the apply");
         prop_assert!(err.rolled_back, "{err}");
         prop_assert!(err.not_rolled_back.is_empty());
-        match &err.cause {
+        match err.cause.as_ref() {
             ApplyCause::Sysfs(e) => {
                 prop_assert_eq!(e.errno, errno);
                 prop_assert_eq!(&e.path, path);
@@ -564,8 +564,8 @@ fn a_failing_definition_write_restores_earlier_files_and_the_host() {
     let sys_before = sysfs_snapshot(&fs);
     let store_before = store_snapshot(store.dir());
     let err = execute(&p, &fs, &store).expect_err("cannot write m1");
-    assert!(matches!(err.cause, ApplyCause::Store(_)), "{err}");
-    assert!(matches!(&err.failed_step, Step::Define(d) if d.name.as_deref() == Some("m1")));
+    assert!(matches!(*err.cause, ApplyCause::Store(_)), "{err}");
+    assert!(matches!(err.failed_step.as_ref(), Step::Define(d) if d.name.as_deref() == Some("m1")));
     assert!(err.rolled_back, "{err}");
     assert_eq!(sysfs_snapshot(&fs), sys_before);
     assert_eq!(store_snapshot(store.dir()), store_before);
@@ -587,7 +587,7 @@ fn a_failing_step_names_itself_and_the_rollback() {
     fs.0.write(".apsim/inject", format!("{path} EIO 2\n").as_bytes())
         .expect("inject");
     let err = execute(&p, &fs, &store).expect_err("injected");
-    let Step::Assign { id: 0, .. } = err.failed_step else {
+    let Step::Assign { id: 0, .. } = *err.failed_step else {
         panic!("failed at {:?}", err.failed_step)
     };
     assert_eq!(

@@ -461,7 +461,7 @@ fn active_manual_mdev_follows_its_definition() {
         &host,
         &[guest2()],
         (None, None),
-        &state(None, &[g2.clone()]),
+        &state(None, std::slice::from_ref(&g2)),
         false,
     )
     .expect("valid");
@@ -493,7 +493,7 @@ fn adopting_a_foreign_mdev_by_uuid() {
         &host,
         &[],
         (None, None),
-        &state(None, &[adopted.clone()]),
+        &state(None, std::slice::from_ref(&adopted)),
         false,
     )
     .expect("valid");
@@ -524,7 +524,7 @@ fn vfio_ap_not_loaded_refuses_starting() {
         &host,
         &[],
         (None, None),
-        &state(None, &[manual.clone()]),
+        &state(None, std::slice::from_ref(&manual)),
         false,
     )
     .expect("valid");
