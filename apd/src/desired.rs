@@ -8,6 +8,55 @@ use libap::ApMask;
 
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::Engine;
+use crate::txn::{kind_for_errno, Target};
+use libap::plan::{Plan, Step};
+use libap::validate::{Finding, Severity};
+
+/// The refusal of a plan: the first error (the sentence names the
+/// culprit), and how many more there are.
+fn plan_refusal(findings: &[Finding]) -> Error {
+    let errors: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    let Some(first) = errors.first() else {
+        return Error::Failed("cannot apply the desired state: the planner refused it".into());
+    };
+    let more = match errors.len() - 1 {
+        0 => String::new(),
+        1 => " (and 1 more problem; `apctl check FILE` lists all)".to_string(),
+        n => format!(" (and {n} more problems; `apctl check FILE` lists all)"),
+    };
+    Error::new(
+        convert::finding_error_kind(first.kind),
+        format!("cannot apply the desired state: {}{more}", first.reason),
+    )
+}
+
+fn wire(plan: &Plan) -> Vec<apbus::PlanStep> {
+    plan.to_wire()
+        .into_iter()
+        .map(|w| apbus::PlanStep {
+            action: w.action,
+            target: w.target,
+            uuid: w.uuid,
+            detail: w.detail,
+        })
+        .collect()
+}
+
+/// What a plan step writes, for naming the kernel's errno.
+fn target_of(step: &Step) -> Target {
+    match step {
+        Step::SetMasks { .. } => Target::Mask,
+        Step::Create { .. } => Target::Create,
+        Step::Remove { .. } => Target::Remove,
+        Step::Assign { .. } | Step::Unassign { .. } => Target::Assign,
+        Step::StoreMasks { .. } | Step::Define(_) | Step::Redefine { .. } | Step::Undefine(_) => {
+            Target::Store
+        }
+    }
+}
 
 /// A bus desired state as libap's: masks absolute, ids 0..=255 (the host's
 /// maxima are the planner's verdict, with the culprit named).
@@ -94,6 +143,73 @@ impl Engine {
             aqmask: aq.to_string(),
             mdevs: s.defs.values().map(crate::ops::definition_to_bus).collect(),
         })
+    }
+
+    /// Plans the way to `state` on a fresh host.
+    async fn make_plan(&self, state: &apbus::DesiredState, prune: bool) -> Result<Plan, Error> {
+        let desired = from_bus(state)?;
+        let host = self.read_host().await?;
+        let (stored, persistent) = {
+            let mut s = self.state();
+            s.host = host.clone();
+            (
+                s.defs.values().cloned().collect::<Vec<_>>(),
+                s.persistent_masks,
+            )
+        };
+        libap::plan::plan(&host, &stored, persistent, &desired, prune).map_err(|f| plan_refusal(&f))
+    }
+
+    /// `Plan`: the steps `Apply` would run, in order; writes nothing.
+    pub async fn plan(
+        &self,
+        state: apbus::DesiredState,
+        prune: bool,
+    ) -> Result<Vec<apbus::PlanStep>, Error> {
+        let plan = self.make_plan(&state, prune).await?;
+        Ok(wire(&plan))
+    }
+
+    /// `Apply`: runs the plan under the writer and the s390 configuration
+    /// lock; on failure every completed step is undone (libap's executor).
+    pub async fn apply(
+        &self,
+        state: apbus::DesiredState,
+        prune: bool,
+    ) -> Result<Vec<apbus::PlanStep>, Error> {
+        let _w = self.writer().await?;
+        let plan = self.make_plan(&state, prune).await?;
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        let steps = wire(&plan);
+        let store = self.store().clone();
+        let lock = self.config_lock().clone();
+        let result = self
+            .blocking(move |fs| {
+                let _guard = lock.acquire().map_err(|e| Error::Busy(e.to_string()))?;
+                Ok::<_, Error>(libap::apply::execute(&plan, fs, &store).map_err(Box::new))
+            })
+            .await;
+        // The store changed (or was rolled back): read it again.
+        crate::restore::load(self).await;
+        self.refresh(Vec::new()).await;
+        match result?? {
+            Ok(report) => {
+                tracing::info!(steps = report.done.len(), "desired state applied");
+                Ok(steps)
+            }
+            Err(e) => {
+                let kind = match e.cause.errno() {
+                    Some(errno) => kind_for_errno(errno, target_of(&e.failed_step)),
+                    None => apbus::ErrorKind::Failed,
+                };
+                Err(Error::new(
+                    kind,
+                    format!("cannot apply the desired state: {e}"),
+                ))
+            }
+        }
     }
 
     /// `CheckState`: the planner's verdict on reaching `state` (errors that

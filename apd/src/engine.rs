@@ -242,6 +242,11 @@ impl Engine {
             .map_err(|e| Error::Failed(format!("cannot store the change: {e}")))
     }
 
+    /// The s390 configuration lock.
+    pub fn config_lock(&self) -> &ConfigLock {
+        &self.lock
+    }
+
     /// The definition store.
     pub fn store(&self) -> &Store {
         &self.store

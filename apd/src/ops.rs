@@ -753,11 +753,13 @@ impl Engine {
                 }
                 match s.defs.get(&d.uuid) {
                     Some(old) if old == d => continue,
-                    Some(old) => return Err(Error::Exists(format!(
+                    Some(old) => {
+                        return Err(Error::Exists(format!(
                         "cannot import {}: {} is already defined differently; undefine it first",
                         d.label(),
                         old.label()
-                    ))),
+                    )))
+                    }
                     None => {}
                 }
                 if let Some(n) = &d.name {

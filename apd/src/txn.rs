@@ -20,6 +20,8 @@ pub enum Target {
     Mask,
     /// A card's `config`.
     CardConfig,
+    /// A file of the definition store.
+    Store,
 }
 
 /// One write and its undo.

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use apbus::{
-    AdapterInfo, ApqnInfo, Definition, DesiredState, Error, Finding, IdLists, MdevInfo, QueueInfo,
-    Scope, Status,
+    AdapterInfo, ApqnInfo, Definition, DesiredState, Error, Finding, IdLists, MdevInfo, PlanStep,
+    QueueInfo, Scope, Status,
 };
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -185,6 +185,23 @@ impl ManagerIface {
     /// Validates a desired state against the host.
     async fn check_state(&self, state: DesiredState) -> Result<Vec<Finding>, Error> {
         self.engine.check_state(state).await
+    }
+
+    /// The steps that would bring the host to `state`, in order; writes nothing.
+    async fn plan(&self, state: DesiredState, prune: bool) -> Result<Vec<PlanStep>, Error> {
+        self.engine.plan(state, prune).await
+    }
+
+    /// Applies `state`, rolling back on failure; returns the steps done.
+    async fn apply(
+        &self,
+        state: DesiredState,
+        prune: bool,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<PlanStep>, Error> {
+        self.allow(conn, &hdr, "apply a desired state").await?;
+        self.engine.apply(state, prune).await
     }
 
     /// The current state: persistent masks (or live ones) and every definition.
