@@ -236,3 +236,188 @@ fn remove_blocks_while_in_use() {
         Err(libc::ENOENT)
     );
 }
+
+// ---- Invariants under random operation sequences ------------------------------------
+
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+const UUIDS: [&str; 3] = [G1, G2, "00000000-0000-0000-0000-0000000000aa"];
+const IDS: [u8; 10] = [0, 1, 4, 5, 6, 7, 0x20, 0x47, 0xab, 0xff];
+
+fn op_strategy() -> impl Strategy<Value = (String, String)> {
+    let id = proptest::sample::select(IDS.to_vec());
+    let uuid = proptest::sample::select(UUIDS.to_vec());
+    let attr = proptest::sample::select(vec![
+        "assign_adapter",
+        "unassign_adapter",
+        "assign_domain",
+        "unassign_domain",
+        "assign_control_domain",
+        "unassign_control_domain",
+    ]);
+    prop_oneof![
+        (
+            any::<bool>(),
+            proptest::sample::select(vec!["apmask", "aqmask"]),
+            id.clone()
+        )
+            .prop_map(|(plus, m, id)| (
+                format!("bus/ap/{m}"),
+                format!("{}{id}", if plus { '+' } else { '-' })
+            )),
+        uuid.clone()
+            .prop_map(|u| (CREATE.to_string(), u.to_string())),
+        (uuid.clone(), attr, id.clone()).prop_map(|(u, a, id)| (mdev(u, a), id.to_string())),
+        uuid.clone()
+            .prop_map(|u| (mdev(u, "remove"), "1".to_string())),
+        (uuid, id.clone(), id.clone()).prop_map(|(u, a, d)| {
+            (
+                mdev(u, "ap_config"),
+                format!("{},{},{}\n", one_id_mask(a), one_id_mask(d), one_id_mask(d)),
+            )
+        }),
+        (
+            proptest::sample::select(vec!["vfio_ap", "cex4queue"]),
+            proptest::sample::select(vec!["bind", "unbind"]),
+            id.clone(),
+            id.clone()
+        )
+            .prop_map(|(drv, what, a, d)| (
+                format!("bus/ap/drivers/{drv}/{what}"),
+                format!("{a:02x}.{d:04x}")
+            )),
+        (id.clone(), id.clone()).prop_map(|(a, d)| (
+            "bus/ap/drivers_probe".to_string(),
+            format!("{a:02x}.{d:04x}")
+        )),
+        (
+            any::<bool>(),
+            proptest::sample::select(vec!["adapter", "domain", "control"]),
+            id.clone()
+        )
+            .prop_map(|(add, k, id)| (
+                ".apsim/lpar".to_string(),
+                format!("{} {k} {id}", if add { "add" } else { "remove" })
+            )),
+        (id, any::<bool>()).prop_map(|(a, on)| (
+            format!("devices/ap/card{a:02x}/config"),
+            u8::from(on).to_string()
+        )),
+        any::<bool>().prop_map(|on| (".apsim/vfio_ap".to_string(), u8::from(on).to_string())),
+        Just(("bus/ap/scans".to_string(), "1".to_string())),
+    ]
+}
+
+/// `0x` + 64 hex digits with only id `i` set.
+fn one_id_mask(i: u8) -> String {
+    let mut digits = vec!['0'; 64];
+    let d = usize::from(i / 4);
+    digits[d] = char::from_digit(8 >> (i % 4), 16).expect("hex digit");
+    format!("0x{}", digits.into_iter().collect::<String>())
+}
+
+/// Parses matrix text into (adapters, domains, apqns).
+fn parse_matrix(text: &str) -> (BTreeSet<u8>, BTreeSet<u8>, BTreeSet<(u8, u8)>) {
+    let (mut a, mut d, mut q) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for line in text.lines() {
+        let (x, y) = line.split_once('.').expect("a matrix line has a dot");
+        let x = (!x.is_empty()).then(|| u8::from_str_radix(x, 16).expect("adapter hex"));
+        let y = (!y.is_empty()).then(|| u16::from_str_radix(y, 16).expect("domain hex"));
+        let y = y.map(|v| u8::try_from(v).expect("domain id"));
+        if let Some(x) = x {
+            a.insert(x);
+        }
+        if let Some(y) = y {
+            d.insert(y);
+        }
+        if let (Some(x), Some(y)) = (x, y) {
+            q.insert((x, y));
+        }
+    }
+    (a, d, q)
+}
+
+fn mask_ids(sim: &Sim, path: &str) -> BTreeSet<u8> {
+    let text = read(sim, path);
+    let hex = text.trim().trim_start_matches("0x");
+    let mut ids = BTreeSet::new();
+    for (i, c) in hex.chars().enumerate() {
+        let v = c.to_digit(16).expect("hex digit");
+        for bit in 0..4 {
+            if v & (8 >> bit) != 0 {
+                ids.insert(u8::try_from(i * 4 + bit).expect("id"));
+            }
+        }
+    }
+    ids
+}
+
+fn check_invariants(sim: &Sim) {
+    let apmask = mask_ids(sim, "bus/ap/apmask");
+    let aqmask = mask_ids(sim, "bus/ap/aqmask");
+    let host_apm = mask_ids(sim, "bus/ap/ap_adapter_mask");
+    let host_aqm = mask_ids(sim, "bus/ap/ap_usage_domain_mask");
+    let loaded = read(sim, ".apsim/vfio_ap") == "1\n";
+    let mdevs: Vec<String> = sim
+        .list("bus/mdev/devices")
+        .expect("bus/mdev/devices")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(loaded || mdevs.is_empty(), "mdevs without vfio_ap");
+    let mut owner: std::collections::BTreeMap<(u8, u8), String> = Default::default();
+    for u in &mdevs {
+        let (_, _, matrix) = parse_matrix(&read(sim, &mdev(u, "matrix")));
+        for q in &matrix {
+            if let Some(other) = owner.insert(*q, u.clone()) {
+                panic!("APQN {q:?} in {u} and {other}");
+            }
+            assert!(
+                !(apmask.contains(&q.0) && aqmask.contains(&q.1)),
+                "host owns {q:?} of {u}"
+            );
+        }
+        let (ma, md, _) = parse_matrix(&read(sim, &mdev(u, "matrix")));
+        let (ga, gd, gq) = parse_matrix(&read(sim, &mdev(u, "guest_matrix")));
+        assert!(
+            ga.is_subset(&ma) && ga.is_subset(&host_apm),
+            "{u}: guest adapters {ga:?}"
+        );
+        assert!(
+            gd.is_subset(&md) && gd.is_subset(&host_aqm),
+            "{u}: guest domains {gd:?}"
+        );
+        for (a, d) in gq {
+            let link = sim.readlink(&format!("devices/ap/card{a:02x}/{a:02x}.{d:04x}/driver"));
+            assert_eq!(
+                link.as_deref(),
+                Ok("../../../../bus/ap/drivers/vfio_ap"),
+                "{u}: guest queue {a:02x}.{d:04x}"
+            );
+        }
+    }
+    let bindings = read(sim, "bus/ap/bindings");
+    let (n, rest) = bindings.split_once('/').expect("N/M");
+    let m: usize = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("M");
+    let n: usize = n.parse().expect("N");
+    assert!(n <= m);
+    assert_eq!(bindings.contains("(complete)"), n == m);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_under_any_sequence(ops in proptest::collection::vec(op_strategy(), 1..40)) {
+        let sim = seed();
+        for (path, data) in &ops {
+            let _ = sim.write(path, data.as_bytes());
+            check_invariants(&sim);
+        }
+    }
+}
