@@ -1459,6 +1459,51 @@ fn files_lszcrypt_and_mdevctl_read() {
     }
 }
 
+/// The real mdevctl, where installed, reads the mount as its /sys (in a
+/// private mount namespace).
+#[test]
+fn mdevctl_reads_the_mount() {
+    require_fuse!();
+    let have = |tool: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("mdevctl") || !have("unshare") {
+        eprintln!("skipping: mdevctl or unshare is not installed");
+        return;
+    }
+    let m = Mount::seed();
+    seed_guests(&m);
+    let out = std::process::Command::new("unshare")
+        .arg("--mount")
+        .arg("sh")
+        .arg("-c")
+        .arg(r#"mount --bind "$1" /sys && mdevctl list && mdevctl types"#)
+        .arg("sh")
+        .arg(&m.root)
+        .output()
+        .expect("run unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("{G1} matrix vfio_ap-passthrough")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{G2} matrix vfio_ap-passthrough")),
+        "{text}"
+    );
+    assert!(text.contains("Available instances: 65534"), "{text}");
+    assert!(text.contains("Device API: vfio-ap"), "{text}");
+}
+
 // ---- The control surface ----------------------------------------------------------------
 
 #[test]
