@@ -613,6 +613,37 @@ impl Host {
         Ok(())
     }
 
+    /// Re-read one queue (after a bind/unbind/CONFIG uevent on it); removes
+    /// it from the model when its directory is gone.
+    pub fn refresh_queue(&mut self, fs: &dyn Sysfs, apqn: Apqn) -> Result<(), HostError> {
+        match read_queue(fs, apqn)? {
+            Some(q) => {
+                self.queues.insert(apqn, q);
+            }
+            None => {
+                self.queues.remove(&apqn);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-read the host configuration and maximum ids (after a scan that
+    /// changed the LPAR's configuration).
+    pub fn refresh_config(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
+        self.max_adapter_id =
+            parse_max_id(paths::MAX_ADAPTER_ID, read_opt(fs, paths::MAX_ADAPTER_ID)?)?;
+        self.max_domain_id =
+            parse_max_id(paths::MAX_DOMAIN_ID, read_opt(fs, paths::MAX_DOMAIN_ID)?)?;
+        self.config = Self::read_config(fs, self)?;
+        Ok(())
+    }
+
+    /// Re-read whether vfio_ap is loaded, its features and every mdev
+    /// (after `MDEV_STATE=registered|unregistered` or an mdev add/remove).
+    pub fn refresh_vfio(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
+        self.read_vfio(fs)
+    }
+
     /// Who owns `apqn`: the host if both mask bits are set, else the mdev
     /// whose matrix holds it, else nobody.
     pub fn owner(&self, apqn: Apqn) -> Owner {

@@ -141,8 +141,31 @@ fn seed_walkthrough_reads_back() {
     );
     let e = assign(&fs, G1, "domain", "0x47").expect_err("kernel refuses");
     assert_eq!(Some(e.errno), f.kind.errno());
+    // Partial refreshes after changes give what a full read gives.
+    let mut partial = host.clone();
+    fs.write("devices/ap/card06/config", b"0\n")
+        .expect("config off");
+    partial.refresh_card(&fs, 6).expect("refresh card");
+    fs.write("bus/ap/drivers/vfio_ap/unbind", b"05.0004\n")
+        .expect("unbind");
+    partial
+        .refresh_queue(&fs, Apqn::new(5, 4))
+        .expect("refresh queue");
+    partial.refresh_vfio(&fs).expect("refresh vfio");
+    partial.refresh_masks(&fs).expect("refresh masks");
+    partial.refresh_config(&fs).expect("refresh config");
+    let full = Host::read(&fs).expect("read");
+    assert_eq!(partial, full);
+    assert!(!full.cards[&6].config);
+    assert_eq!(full.queues[&Apqn::new(5, 4)].driver, None);
+    let (in_g, usable, why) = full.usability(g1, Apqn::new(6, 4));
+    assert!(!usable, "{in_g} {why:?}");
+    assert!(why.is_some());
     // Reading one mdev again gives the same as the full read.
-    assert_eq!(Host::read_mdev(&fs, g1).expect("read").as_ref(), Some(m1));
+    assert_eq!(
+        Host::read_mdev(&fs, g1).expect("read").as_ref(),
+        full.mdevs.get(&g1)
+    );
 }
 
 #[derive(Debug, Clone)]
