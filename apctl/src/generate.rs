@@ -108,6 +108,7 @@ _apctl_mdevs() {
         esac
     done
     mdevs=("${(@f)$(apctl "${bus[@]}" __complete-mdevs --describe 2>/dev/null | sed 's/:/\\:/g; s/\t/:/')}")
+    mdevs=(${mdevs:#})
     _describe -t mdevs 'mdev' mdevs
 }
 "#;

@@ -177,3 +177,50 @@ pub fn completion_words(mdevs: &[MdevInfo], describe: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::json::MdevJson;
+
+    /// `list` with a thousand mdevs: one row each, one JSON object each,
+    /// built from one `ListMdevs` answer (no per-mdev work beyond formatting).
+    #[test]
+    fn a_thousand_mdevs() {
+        let mut mdevs: Vec<MdevInfo> = (0..1000u32)
+            .map(|i| MdevInfo {
+                uuid: format!("00000000-0000-4000-8000-{i:012x}"),
+                name: format!("guest{i}"),
+                defined: true,
+                active: i % 2 == 0,
+                autostart: true,
+                ids: IdLists {
+                    adapters: vec![i % 256],
+                    domains: vec![(i / 256) % 256],
+                    control_domains: vec![],
+                },
+                ..Default::default()
+            })
+            .collect();
+        mdevs.sort_by(list_order);
+        let table = list(&mdevs, Style::PLAIN);
+        assert_eq!(table.lines().count(), 1001);
+        let json: Vec<MdevJson> = mdevs.iter().map(MdevJson::from).collect();
+        assert_eq!(json.len(), 1000);
+        assert_eq!(completion_words(&mdevs, false).lines().count(), 2000);
+    }
+
+    #[test]
+    fn order_is_named_first() {
+        let a = MdevInfo {
+            uuid: "b".into(),
+            name: "alpha".into(),
+            ..Default::default()
+        };
+        let b = MdevInfo {
+            uuid: "a".into(),
+            ..Default::default()
+        };
+        assert_eq!(list_order(&a, &b), Ordering::Less);
+    }
+}
