@@ -632,3 +632,27 @@ fn wire_form_of_a_plan() {
     let json = serde_json::to_value(&wire).expect("json");
     assert_eq!(json[3]["action"], "start");
 }
+
+#[test]
+fn a_name_another_definition_keeps_is_refused() {
+    let host = seed_guests_host();
+    let stored = vec![guest1(), guest2()];
+    // guest2 renamed to guest1 while guest1 (not in the file) keeps its name.
+    let renamed = def(G2, "guest1", true, &[5], &[0x47, 0xff]);
+    let findings = plan(
+        &host,
+        &stored,
+        (None, None),
+        &state(None, std::slice::from_ref(&renamed)),
+        false,
+    )
+    .expect_err("two definitions named guest1");
+    assert!(findings
+        .iter()
+        .any(|f| f.kind == FindingKind::DuplicateName && f.severity == Severity::Error));
+    // With --prune the old guest1 goes away, so the name is free.
+    let p = plan(&host, &stored, (None, None), &state(None, &[renamed]), true).expect("valid");
+    assert_eq!(p.steps[0].action(), "stop");
+    assert_eq!(p.steps[1].action(), "undefine");
+    assert_eq!(p.steps[2].action(), "redefine");
+}
