@@ -1,19 +1,12 @@
 //! The AP bus side: bus attributes (masks and the rest), driver bind and
 //! unbind, card and queue attributes.
 
-use super::tree::{BusAttr, CardAttr, QueueAttr};
-use super::{apqn, Dev, DriverKey, Drv, Kernel};
+use super::tree::{parse_card, parse_queue, BusAttr, CardAttr, QueueAttr};
+use super::{apqn, BusDev, Dev, DriverKey, Drv, Kernel};
 use crate::bits::Bits;
 use crate::parse;
 use crate::topology::{CardType, Mode};
 use crate::Errno;
-
-/// A device on the AP bus, named as `bind`/`unbind`/`drivers_probe` take it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BusDev {
-    Card(u8),
-    Queue(u8, u8),
-}
 
 /// `ap_functions` (TAPQ GR2): APSC, MEX4K, CRT4K and APXA, the mode bit,
 /// and the full function set class for coprocessors.
@@ -172,12 +165,7 @@ impl Kernel {
     /// vfio_ap's in_use callback: EBUSY when an APQN the host would take
     /// lies in an mdev's matrix; logs each for the first such mdev.
     fn check_reservable(&mut self, apm: Bits, aqm: Bits) -> Result<(), Errno> {
-        let conflict = self.mdevs.iter().rev().find_map(|m| {
-            let a = m.apm.and(&apm);
-            let d = m.aqm.and(&aqm);
-            (!a.is_empty() && !d.is_empty()).then(|| (m.uuid.clone(), a, d))
-        });
-        let Some((uuid, a, d)) = conflict else {
+        let Some((uuid, a, d)) = self.first_overlap(None, &apm, &aqm) else {
             return Ok(());
         };
         for ap in a.iter() {
@@ -194,19 +182,14 @@ impl Kernel {
     /// `bus_find_device_by_name`: exact name, one trailing newline ignored.
     fn find_bus_dev(&self, data: &[u8]) -> Option<BusDev> {
         let s = parse::cstr(data);
-        let s = s.strip_suffix(b"\n").unwrap_or(s);
-        let name = std::str::from_utf8(s).ok()?;
-        if let Some(hex) = name.strip_prefix("card") {
-            let a = u8::from_str_radix(hex, 16).ok()?;
-            return (format!("card{a:02x}") == name && self.cards.contains_key(&a))
-                .then_some(BusDev::Card(a));
+        let name = std::str::from_utf8(s.strip_suffix(b"\n").unwrap_or(s)).ok()?;
+        if let Some(a) = parse_card(name) {
+            return self.cards.contains_key(&a).then_some(BusDev::Card(a));
         }
-        let (a, d) = name.split_once('.')?;
-        let (a, d) = (
-            u8::from_str_radix(a, 16).ok()?,
-            u8::from_str_radix(d, 16).ok()?,
-        );
-        (apqn(a, d) == name && self.queues.contains_key(&(a, d))).then_some(BusDev::Queue(a, d))
+        let (a, d) = parse_queue(name)?;
+        self.queues
+            .contains_key(&(a, d))
+            .then_some(BusDev::Queue(a, d))
     }
 
     fn attach_card(&mut self, a: u8) {

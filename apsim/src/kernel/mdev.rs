@@ -177,18 +177,7 @@ impl Kernel {
             return Err(libc::EADDRNOTAVAIL);
         }
         let me = self.mdevs[i].uuid.clone();
-        let shared = self
-            .mdevs
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|(j, _)| *j != i)
-            .find_map(|(_, other)| {
-                let a = other.apm.and(apm);
-                let d = other.aqm.and(aqm);
-                (!a.is_empty() && !d.is_empty()).then(|| (other.uuid.clone(), a, d))
-            });
-        let Some((other, a, d)) = shared else {
+        let Some((other, a, d)) = self.first_overlap(Some(i), apm, aqm) else {
             return Ok(());
         };
         for ap in a.iter() {

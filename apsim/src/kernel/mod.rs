@@ -108,6 +108,13 @@ impl Dev {
     }
 }
 
+/// A device on the AP bus, as `bind`/`unbind`/`drivers_probe` name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BusDev {
+    Card(u8),
+    Queue(u8, u8),
+}
+
 /// The driver key of a uevent: the device's current driver, or an explicit
 /// one (the old driver on `unbind`, none on `add`).
 #[derive(Clone, Copy, Debug)]
@@ -321,6 +328,27 @@ impl Kernel {
     /// overlap, so there is at most one).
     pub(crate) fn holder(&self, a: u8, d: u8) -> Option<usize> {
         self.mdevs.iter().position(|m| m.apm.get(a) && m.aqm.get(d))
+    }
+
+    /// The newest mdev (other than `skip`) whose matrix shares an APQN with
+    /// `apm` x `aqm`, and the shared adapters and domains: vfio_ap searches
+    /// its mdev list newest first.
+    pub(crate) fn first_overlap(
+        &self,
+        skip: Option<usize>,
+        apm: &Bits,
+        aqm: &Bits,
+    ) -> Option<(String, Bits, Bits)> {
+        self.mdevs
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(j, _)| Some(*j) != skip)
+            .find_map(|(_, m)| {
+                let a = m.apm.and(apm);
+                let d = m.aqm.and(aqm);
+                (!a.is_empty() && !d.is_empty()).then(|| (m.uuid.clone(), a, d))
+            })
     }
 
     pub(crate) fn mdev_index(&self, uuid: &str) -> Option<usize> {

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Dev, Drv, Kernel};
+use super::{BusDev, Dev, Drv, Kernel};
 use crate::Errno;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,13 +288,13 @@ pub(crate) fn attr_mode(attr: &Attr) -> u32 {
 }
 
 /// Parses `cardXX` (two lowercase hex digits).
-fn parse_card(name: &str) -> Option<u8> {
+pub(crate) fn parse_card(name: &str) -> Option<u8> {
     let hex = name.strip_prefix("card")?;
     lower_hex(hex, 2).and_then(|v| u8::try_from(v).ok())
 }
 
 /// Parses `XX.YYYY`.
-fn parse_queue(name: &str) -> Option<(u8, u8)> {
+pub(crate) fn parse_queue(name: &str) -> Option<(u8, u8)> {
     let (a, d) = name.split_once('.')?;
     let a = u8::try_from(lower_hex(a, 2)?).ok()?;
     let d = u8::try_from(lower_hex(d, 4)?).ok()?;
@@ -310,6 +310,16 @@ fn lower_hex(s: &str, width: usize) -> Option<u32> {
         return None;
     }
     u32::from_str_radix(s, 16).ok()
+}
+
+/// Link target of a bus device from a directory `up` levels below the root
+/// (`bus/ap/devices`: 3, `bus/ap/drivers/<drv>`: 4).
+fn dev_target(up: usize, dev: BusDev) -> String {
+    let root = "../".repeat(up);
+    match dev {
+        BusDev::Card(a) => format!("{root}devices/ap/card{a:02x}"),
+        BusDev::Queue(a, d) => format!("{root}devices/ap/card{a:02x}/{}", super::apqn(a, d)),
+    }
 }
 
 fn attr_entries<T: Copy>(table: &[(&str, T)], wrap: impl Fn(T) -> Attr) -> Vec<(String, Obj)> {
@@ -380,15 +390,12 @@ impl Kernel {
                 for a in self.cards.keys() {
                     v.push(link(
                         format!("card{a:02x}"),
-                        format!("../../../devices/ap/card{a:02x}"),
+                        dev_target(3, BusDev::Card(*a)),
                     ));
                 }
                 for (a, d) in self.queues.keys() {
                     let q = super::apqn(*a, *d);
-                    v.push(link(
-                        q.clone(),
-                        format!("../../../devices/ap/card{a:02x}/{q}"),
-                    ));
+                    v.push(link(q, dev_target(3, BusDev::Queue(*a, *d))));
                 }
                 v
             }
@@ -406,17 +413,14 @@ impl Kernel {
                     if c.driver == Some(*drv) {
                         v.push(link(
                             format!("card{a:02x}"),
-                            format!("../../../../devices/ap/card{a:02x}"),
+                            dev_target(4, BusDev::Card(*a)),
                         ));
                     }
                 }
                 for ((a, d), q) in &self.queues {
                     if q.driver == Some(*drv) {
                         let n = super::apqn(*a, *d);
-                        v.push(link(
-                            n.clone(),
-                            format!("../../../../devices/ap/card{a:02x}/{n}"),
-                        ));
+                        v.push(link(n, dev_target(4, BusDev::Queue(*a, *d))));
                     }
                 }
                 v
@@ -596,12 +600,12 @@ impl Kernel {
                     return self
                         .cards
                         .contains_key(&a)
-                        .then(|| Obj::Link(format!("../../../devices/ap/card{a:02x}")));
+                        .then(|| Obj::Link(dev_target(3, BusDev::Card(a))));
                 }
                 let (a, dom) = parse_queue(name)?;
                 self.queues
                     .contains_key(&(a, dom))
-                    .then(|| Obj::Link(format!("../../../devices/ap/card{a:02x}/{name}")))
+                    .then(|| Obj::Link(dev_target(3, BusDev::Queue(a, dom))))
             }
             Dir::DevAp => match parse_card(name) {
                 Some(a) => self
@@ -626,11 +630,11 @@ impl Kernel {
             Dir::ApDriver(drv) => {
                 if let Some(a) = parse_card(name) {
                     return (self.cards.get(&a)?.driver == Some(*drv))
-                        .then(|| Obj::Link(format!("../../../../devices/ap/card{a:02x}")));
+                        .then(|| Obj::Link(dev_target(4, BusDev::Card(a))));
                 }
                 if let Some((a, dom)) = parse_queue(name) {
                     return (self.queues.get(&(a, dom))?.driver == Some(*drv))
-                        .then(|| Obj::Link(format!("../../../../devices/ap/card{a:02x}/{name}")));
+                        .then(|| Obj::Link(dev_target(4, BusDev::Queue(a, dom))));
                 }
                 self.small_child(d, name)
             }
