@@ -85,8 +85,13 @@ fn starts_with(args: &Value, prefix: &[&str]) -> bool {
         .is_some_and(|a| a.len() >= prefix.len() && a.iter().zip(prefix).all(|(x, p)| x == p))
 }
 
-fn apqn(a: u64, d: u64) -> String {
-    format!("{a:02x}.{d:04x}")
+/// `"05.00ab"` → (5, 0xab).
+fn parse_apqn(apqn: &str) -> (u64, u64) {
+    let (a, d) = apqn
+        .split_once('.')
+        .unwrap_or_else(|| panic!("{apqn:?} is not an APQN"));
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap_or_else(|e| panic!("{apqn:?}: {e}"));
+    (hex(a), hex(d))
 }
 
 fn queue_owners(queues: &Value) -> Vec<(String, String, Option<String>)> {
@@ -199,13 +204,20 @@ fn the_walkthrough_shows_every_step_of_issue_7() {
     let masks = record.last_snapshot(2, &["masks"]);
     assert_eq!(masks["vfio_adapters"], json!(VFIO_ADAPTERS), "{masks}");
     assert_eq!(masks["vfio_domains"], json!(VFIO_DOMAINS), "{masks}");
-    for (apqn_s, owner, _) in queue_owners(record.last_snapshot(2, &["queues"])) {
-        let vfio = VFIO_ADAPTERS
-            .iter()
-            .flat_map(|&a| VFIO_DOMAINS.iter().map(move |&d| apqn(a, d)))
-            .any(|q| q == apqn_s);
-        assert_eq!(owner, if vfio { "free" } else { "host" }, "{apqn_s}");
+    // Kernel spec §2: the host keeps (a,d) only while bit a is set in apmask
+    // AND bit d in aqmask; every other queue is free for vfio_ap.
+    let owners2 = queue_owners(record.last_snapshot(2, &["queues"]));
+    assert_eq!(owners2.len(), 7 * 5);
+    for (apqn_s, owner, _) in &owners2 {
+        let (a, d) = parse_apqn(apqn_s);
+        let host = !VFIO_ADAPTERS.contains(&a) && !VFIO_DOMAINS.contains(&d);
+        assert_eq!(owner, if host { "host" } else { "free" }, "{apqn_s}");
     }
+    let host_queues = owners2.iter().filter(|(_, o, _)| o == "host").count();
+    assert_eq!(
+        host_queues, 5,
+        "adapters 1-4 and 7 keep domain 0 for the host"
+    );
     record.command(2, &["queues"]);
 
     // 3. Both guests defined with autostart, started, listed and shown.
@@ -261,8 +273,9 @@ fn the_walkthrough_shows_every_step_of_issue_7() {
     assert!(stderr.contains("05.00ab"), "names the queue: {stderr}");
     assert_eq!(record.last_snapshot(4, &["list"]), list3, "nothing changed");
 
-    // 5. Taking adapter 6 back for the host: refused naming the mdev.
-    let refused = record.command(5, &["masks", "--apmask", "+6"]);
+    // 5. Setting apmask bit 5 and aqmask bit 4 would give guest1's 05.0004
+    //    to the host (kernel spec §2: EBUSY): refused naming the mdev.
+    let refused = record.command(5, &["masks", "--apmask", "+5", "--aqmask", "+4"]);
     assert_eq!(refused["status"], 1, "{refused}");
     let stderr = refused["stderr"].as_str().expect("stderr");
     assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
@@ -537,6 +550,12 @@ fn bad_arguments_are_a_usage_error() {
         stderr.contains("--no-such-flag") && stderr.contains("usage:"),
         "{stderr}"
     );
+}
+
+#[test]
+fn apqns_parse() {
+    assert_eq!(parse_apqn("05.00ab"), (5, 0xab));
+    assert_eq!(parse_apqn("ff.0000"), (0xff, 0));
 }
 
 #[test]

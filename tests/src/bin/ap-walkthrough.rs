@@ -15,8 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use e2e::{bin, BusPolicy, Host, HostOptions, Mode};
-use nix::sys::signal::{SigSet, Signal};
 use serde_json::{json, Value};
+use tokio::signal::unix::{signal, SignalKind};
 
 /// The host everything runs on; a global so the signal thread can tear it
 /// down. Whoever holds the lock may use the host; teardown takes it away.
@@ -108,22 +108,35 @@ fn main() -> ExitCode {
     }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in every thread (children get a clean
-/// mask from std) and lets one thread wait for them, tear down, and exit.
-fn handle_signals() -> nix::Result<()> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
-    set.thread_block()?;
+/// Catches SIGINT, SIGTERM and SIGHUP (tokio's handlers; a caught signal
+/// reverts to its default in the children at exec, unlike a blocked one)
+/// and lets one thread wait for them, tear down, and exit with 128+signal.
+fn handle_signals() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut int, mut term, mut hup) = {
+        let _context = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        )
+    };
     thread::spawn(move || {
-        let signal = set.wait().unwrap_or(Signal::SIGINT);
+        let (name, number) = runtime.block_on(async {
+            tokio::select! {
+                _ = int.recv() => ("SIGINT", libc::SIGINT),
+                _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+                _ = hup.recv() => ("SIGHUP", libc::SIGHUP),
+            }
+        });
         INTERRUPTED.store(true, Ordering::SeqCst);
-        eprintln!("\nap-walkthrough: {signal}: stopping apd and the bus");
+        eprintln!("\nap-walkthrough: {name}: stopping apd and the bus");
         if let Some(dir) = teardown() {
             eprintln!("ap-walkthrough: removed {}", dir.display());
         }
-        std::process::exit(128 + signal as i32);
+        std::process::exit(128 + number);
     });
     Ok(())
 }
@@ -417,8 +430,13 @@ impl Walk {
     }
 
     fn step_5_refused_mask_change(&mut self) -> Res {
-        self.heading("A refused mask change: taking adapter 6 back for the host");
-        let out = self.apctl(&["masks", "--apmask", "+6"], Expect::Refused)?;
+        self.heading("A refused mask change: giving queue 05.0004 back to the host");
+        self.say("the host owns a queue when its adapter is set in apmask AND its domain in");
+        self.say("aqmask: setting both 5 and 4 would take guest1's 05.0004");
+        let out = self.apctl(
+            &["masks", "--apmask", "+5", "--aqmask", "+4"],
+            Expect::Refused,
+        )?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !stderr.contains("guest1") && !stderr.contains(&self.guest1) {
             return Err(format!("the refusal does not name guest1's mdev: {stderr}"));
@@ -426,7 +444,9 @@ impl Walk {
         self.say("the masks are as they were:");
         self.apctl(&["masks"], Expect::Success)?;
         let (_, masks, _) = self.snapshot()?;
-        if masks["vfio_adapters"] != json!([5, 6]) {
+        if masks["vfio_adapters"] != json!([5, 6])
+            || masks["vfio_domains"] != json!([4, 0x47, 0xab, 0xff])
+        {
             return Err(format!(
                 "the refused mask change changed the masks: {masks}"
             ));
