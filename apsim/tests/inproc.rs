@@ -421,3 +421,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sim_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    assert_send_sync::<Sim>();
+    let sim = seed();
+    let other = sim.clone();
+    ok(&other, "bus/ap/apmask", "-7");
+    assert_eq!(
+        read(&sim, "bus/ap/apmask"),
+        format!("0xfe{}\n", "f".repeat(62))
+    );
+}
+
+#[test]
+fn paths_resolve_like_sysfs() {
+    let sim = seed();
+    // Leading slashes, dots, links in the middle and `..` after a link.
+    assert_eq!(read(&sim, "/bus/ap/./devices/05.0004/config"), "1\n");
+    assert_eq!(
+        read(&sim, "bus/ap/devices/card05/../card06/type"),
+        "CEX7C\n"
+    );
+    assert_eq!(sim.read("bus/ap/devices"), Err(libc::EISDIR));
+    assert_eq!(sim.read("bus/ap/apmask/x"), Err(libc::ENOTDIR));
+    assert_eq!(sim.list("bus/ap/apmask"), Err(libc::ENOTDIR));
+    assert_eq!(sim.readlink("bus/ap/apmask"), Err(libc::EINVAL));
+    assert_eq!(
+        sim.write("bus/ap/ap_adapter_mask", b"0x1"),
+        Err(libc::EACCES)
+    );
+    assert_eq!(sim.write("bus/ap", b"0x1"), Err(libc::EISDIR));
+    assert_eq!(sim.write("bus/ap/nothing", b"0x1"), Err(libc::ENOENT));
+    let names: Vec<String> = sim
+        .list("bus/ap/devices/card05")
+        .expect("list through a link")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&"05.00ff".to_string()) && names.contains(&"driver".to_string()));
+}
