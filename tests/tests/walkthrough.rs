@@ -565,3 +565,42 @@ fn c_numbers_parse_like_the_kernel() {
     assert_eq!(parse_c_number("017"), 15);
     assert_eq!(parse_c_number("0"), 0);
 }
+
+#[test]
+fn a_newcomer_without_root_runs_it_too() {
+    // Issue 7: no root, no FUSE. Run as nobody when we are root.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root, so every other walk-through test already runs unprivileged");
+        return;
+    }
+    if !e2e::command_exists("setpriv") {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return;
+    }
+    let as_nobody = |program: &str, args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .args(args)
+            .env("HOME", "/tmp")
+            .stdin(Stdio::null())
+            .output()
+            .expect("setpriv runs")
+    };
+    if !as_nobody("test", &["-x", WALKTHROUGH]).status.success() {
+        eprintln!("skipped: nobody cannot reach {WALKTHROUGH} (a private home or target dir)");
+        return;
+    }
+    let out = as_nobody(WALKTHROUGH, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ap-walkthrough as nobody failed ({}):\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("All 8 steps did what they must."),
+        "{stdout}"
+    );
+}
