@@ -8,7 +8,7 @@ use crate::parse;
 use crate::Errno;
 
 /// Instances of vfio_ap-passthrough the kernel allows.
-const MAX_INSTANCES: usize = 65536;
+pub(crate) const MAX_INSTANCES: usize = 65536;
 /// `ap_config` reads at most this many bytes of a write.
 const AP_CONFIG_STRLEN: usize = 201;
 
@@ -53,7 +53,9 @@ impl Kernel {
         match t {
             TypeAttr::Name => "VFIO AP Passthrough Device\n".to_string(),
             TypeAttr::DeviceApi => "vfio-ap\n".to_string(),
-            TypeAttr::AvailableInstances => format!("{}\n", MAX_INSTANCES - self.mdevs.len()),
+            TypeAttr::AvailableInstances => {
+                format!("{}\n", self.mdev_limit.saturating_sub(self.mdevs.len()))
+            }
             TypeAttr::Create => String::new(),
         }
     }
@@ -71,7 +73,7 @@ impl Kernel {
         if self.mdev_index(&uuid).is_some() {
             return Err(libc::EEXIST);
         }
-        if self.mdevs.len() >= MAX_INSTANCES {
+        if self.mdevs.len() >= self.mdev_limit {
             return Err(libc::EUSERS);
         }
         let iommu_group = self.new_iommu_group();
@@ -267,6 +269,28 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::Topology;
+
+    #[test]
+    fn create_checks_exists_before_no_instances_left() {
+        let topo = Topology::from_toml_str("usage_domains = [1]").expect("topology");
+        let mut k = Kernel::boot(&topo);
+        k.mdev_limit = 2;
+        let a = b"62177883-f1bb-47f0-914d-32a22e3a8804";
+        let b = b"4B7D9E3A-1C2F-4A8B-9D6E-0F1A2B3C4D5E\n";
+        assert_eq!(k.store_create(a), Ok(()));
+        assert_eq!(k.store_create(b), Ok(()));
+        assert_eq!(k.show_type(TypeAttr::AvailableInstances), "0\n");
+        assert_eq!(
+            k.store_create(b"00000000-0000-0000-0000-000000000000"),
+            Err(libc::EUSERS)
+        );
+        assert_eq!(
+            k.store_create(b"4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e"),
+            Err(libc::EEXIST)
+        );
+        assert_eq!(k.mdevs[1].uuid, "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e");
+    }
 
     #[test]
     fn matrix_text_shapes() {

@@ -160,6 +160,8 @@ pub(crate) struct Kernel {
     pub(crate) injections: Vec<Injection>,
     pub(crate) delays: Vec<(String, u64)>,
     next_iommu_group: u32,
+    /// How many mdevs vfio_ap-passthrough allows.
+    pub(crate) mdev_limit: usize,
 }
 
 impl Kernel {
@@ -196,6 +198,7 @@ impl Kernel {
             injections: Vec::new(),
             delays: Vec::new(),
             next_iommu_group: 0,
+            mdev_limit: mdev::MAX_INSTANCES,
         };
         if topology.vfio_ap_loaded {
             k.load_vfio_ap();
