@@ -67,10 +67,9 @@ from its definition (see apctl show)."
     Show(MdevArg),
     /// Store a new definition and print its UUID.
     #[command(
-        long_about = "Store a new definition (persistent, restored at boot when --auto) and print \
-its UUID. Nothing is created in sysfs until 'apctl start'. apd refuses a \
-definition whose queues are owned by the host or by another definition that \
-starts automatically."
+        long_about = "Store a new definition (persistent, started at boot when --auto) and print \
+its UUID. Nothing is created in sysfs until 'apctl start' (or the next boot with \
+--auto). Without --uuid apd generates the UUID."
     )]
     Define(DefineArgs),
     /// Forget a definition; an active mdev keeps running.

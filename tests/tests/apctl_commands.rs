@@ -532,3 +532,30 @@ fn completion_words_access_and_apd_gone() {
         (Some(0), String::new(), String::new())
     );
 }
+
+#[test]
+fn a_thousand_definitions_in_one_list() {
+    let Some(host) = seed_host() else { return };
+    let dir = host.dir().join("thousand");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for i in 0..1000u32 {
+        let uuid = format!("00000000-0000-4000-8000-{i:012x}");
+        std::fs::write(
+            dir.join(&uuid),
+            "{\n  \"mdev_type\": \"vfio_ap-passthrough\",\n  \"start\": \"manual\",\n  \"attrs\": []\n}\n",
+        )
+        .expect("write an mdevctl file");
+    }
+    let imported = host.apctl_json(&["import-mdevctl", &dir.display().to_string()]);
+    assert_eq!(imported["uuids"].as_array().map(Vec::len), Some(1000));
+    let list = host.apctl_json(&["list"]);
+    let list = list.as_array().expect("array");
+    assert_eq!(list.len(), 1000);
+    assert!(list
+        .iter()
+        .all(|m| m["defined"] == true && m["active"] == false));
+    let table = host.apctl_ok(&["list", "--defined"]);
+    assert_eq!(table.lines().count(), 1001, "a header and one row each");
+    let show = host.apctl_json(&["show", "00000000-0000-4000-8000-0000000003e7"]);
+    assert_eq!(show["apqns"], json!([]));
+}
