@@ -100,18 +100,24 @@ fn mount(host: &Path, sock: &Path, dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create mount point {}: {e}", dir.display()))?;
 
     let target = dir.to_path_buf();
+    let sock_path = sock.to_path_buf();
     std::thread::Builder::new()
         .name("apsim-signals".into())
         .spawn(move || {
             if let Ok(sig) = signals.wait() {
                 tracing::info!("apsim: {sig}: unmounting {}", target.display());
-                if let Err(e) = umount2(&target, MntFlags::MNT_DETACH) {
-                    tracing::error!("apsim: unmount of {} failed: {e}", target.display());
-                }
-            }
-            // A second signal while files are still held open: leave now.
-            if signals.wait().is_ok() {
-                std::process::exit(1);
+                let code = match umount2(&target, MntFlags::MNT_DETACH) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::error!("apsim: unmount of {} failed: {e}", target.display());
+                        1
+                    }
+                };
+                // Leave at once: a writer blocked in `remove` (a guest that
+                // never lets go) or a file still open would otherwise keep
+                // the detached session, and this process, alive.
+                let _ = std::fs::remove_file(&sock_path);
+                std::process::exit(code);
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;

@@ -574,6 +574,31 @@ fn s4_remove_blocks_while_a_guest_uses_the_mdev() {
 }
 
 #[test]
+fn sigterm_ends_a_mount_with_a_remove_still_waiting() {
+    require_fuse!();
+    let m = Mount::seed();
+    seed_guests(&m);
+    m.ok(".apsim/in_use", &format!("{G1} 1"));
+    let path = m.p(&mdev(G1, "remove"));
+    let remover = std::thread::spawn(move || {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#"echo 1 > "$1""#)
+            .arg("bash")
+            .arg(path)
+            .status()
+            .expect("run bash")
+    });
+    let relay = format!("vfio_ap_mdev {G1}: Relaying device request to user (#0)");
+    wait_for("the device request log line", || m.log().contains(&relay));
+    let root = m.root.clone();
+    m.stop_keep_dir(|| {});
+    assert!(!root.join("bus").exists(), "still mounted after SIGTERM");
+    // The waiting writer is let go with an error, not left hanging.
+    assert!(!remover.join().expect("remover thread").success());
+}
+
+#[test]
 fn s4_vfio_ap_unload_and_load() {
     require_fuse!();
     let m = Mount::seed();
