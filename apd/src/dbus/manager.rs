@@ -41,31 +41,37 @@ fn scope(s: &str) -> Result<Scope, Error> {
 #[interface(name = "org.apctl.Apd1.Manager")]
 impl ManagerIface {
     /// Host summary, load errors and start failures.
+    #[zbus(out_args("status"))]
     async fn get_status(&self) -> Result<Status, Error> {
         self.engine.status().await
     }
 
     /// Every mdev, defined or active (also those made by other tools).
+    #[zbus(out_args("mdevs"))]
     async fn list_mdevs(&self) -> Result<Vec<MdevInfo>, Error> {
         self.engine.list_mdevs().await
     }
 
     /// One mdev with a verdict per APQN of its matrix.
+    #[zbus(out_args("info", "apqns"))]
     async fn get_mdev(&self, mdev: &str) -> Result<(MdevInfo, Vec<ApqnInfo>), Error> {
         self.engine.get_mdev(mdev).await
     }
 
     /// Every queue with its owner.
+    #[zbus(out_args("queues"))]
     async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
         self.engine.list_queues().await
     }
 
     /// Every adapter of the host configuration.
+    #[zbus(out_args("adapters"))]
     async fn list_adapters(&self) -> Result<Vec<AdapterInfo>, Error> {
         self.engine.list_adapters().await
     }
 
     /// Stores a new definition; returns its UUID.
+    #[zbus(out_args("uuid"))]
     async fn define(
         &self,
         definition: Definition,
@@ -149,6 +155,7 @@ impl ManagerIface {
     /// Changes apmask and aqmask as one validated step (kernel syntax,
     /// absolute or relative; `""` leaves a mask alone); with `persistent`
     /// the resulting masks are stored for boot. Returns the new masks.
+    #[zbus(out_args("apmask", "aqmask"))]
     async fn set_masks(
         &self,
         apmask: &str,
@@ -178,21 +185,25 @@ impl ManagerIface {
     }
 
     /// Validates the stored definitions against each other and the host.
+    #[zbus(out_args("findings"))]
     async fn check(&self) -> Result<Vec<Finding>, Error> {
         self.engine.check().await
     }
 
     /// Validates a desired state against the host.
+    #[zbus(out_args("findings"))]
     async fn check_state(&self, state: DesiredState) -> Result<Vec<Finding>, Error> {
         self.engine.check_state(state).await
     }
 
     /// The steps that would bring the host to `state`, in order; writes nothing.
+    #[zbus(out_args("steps"))]
     async fn plan(&self, state: DesiredState, prune: bool) -> Result<Vec<PlanStep>, Error> {
         self.engine.plan(state, prune).await
     }
 
     /// Applies `state`, rolling back on failure; returns the steps done.
+    #[zbus(out_args("steps"))]
     async fn apply(
         &self,
         state: DesiredState,
@@ -205,11 +216,13 @@ impl ManagerIface {
     }
 
     /// The current state: persistent masks (or live ones) and every definition.
+    #[zbus(out_args("state"))]
     async fn export(&self) -> Result<DesiredState, Error> {
         self.engine.export().await
     }
 
     /// Stores several definitions at once, all or nothing; returns their UUIDs.
+    #[zbus(out_args("uuids"))]
     async fn import(
         &self,
         definitions: Vec<Definition>,
