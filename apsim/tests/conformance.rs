@@ -1609,42 +1609,13 @@ fn mount_unmounts_on_sigterm_and_clears_a_stale_mount() {
     assert!(!sock.exists(), "socket file left behind");
 
     // A killed run leaves a dead mount (ENOTCONN); the next run clears it.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apsim"))
-        .args(["mount", "--host"])
-        .arg(&host)
-        .arg("--uevent-socket")
-        .arg(tmp_keep.path().join("s"))
-        .arg(tmp_keep.path().join("sys"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start apsim");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("line");
-    assert!(line.starts_with("apsim: mounted"));
+    let (sock2, dir2) = (tmp_keep.path().join("s"), tmp_keep.path().join("sys"));
+    let mut child = common::start_apsim(&host, &sock2, &dir2);
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     let err = std::fs::metadata(tmp_keep.path().join("sys")).expect_err("dead mount");
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
-    let mut again = std::process::Command::new(env!("CARGO_BIN_EXE_apsim"))
-        .args(["mount", "--host"])
-        .arg(&host)
-        .arg("--uevent-socket")
-        .arg(tmp_keep.path().join("s"))
-        .arg(tmp_keep.path().join("sys"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start apsim again");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(again.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("line");
-    assert!(line.starts_with("apsim: mounted"));
+    let mut again = common::start_apsim(&host, &sock2, &dir2);
     assert!(tmp_keep.path().join("sys/bus/ap/apmask").exists());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(again.id() as i32),

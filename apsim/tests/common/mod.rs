@@ -45,6 +45,32 @@ pub fn strerror(errno: i32) -> String {
     }
 }
 
+/// Runs `apsim mount` and waits for its "mounted" line.
+pub fn start_apsim(host: &Path, sock: &Path, dir: &Path) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_apsim"))
+        .arg("mount")
+        .arg("--host")
+        .arg(host)
+        .arg("--uevent-socket")
+        .arg(sock)
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start apsim");
+    let stdout = child.stdout.take().expect("apsim stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read apsim stdout");
+    assert_eq!(
+        line.trim(),
+        format!("apsim: mounted {}", dir.display()),
+        "apsim did not mount"
+    );
+    child
+}
+
 pub struct Mount {
     pub tmp: tempfile::TempDir,
     pub root: PathBuf,
@@ -60,27 +86,7 @@ impl Mount {
         std::fs::write(&host, toml).expect("write topology");
         let root = tmp.path().join("sys");
         let sock = tmp.path().join("uevents.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apsim"))
-            .arg("mount")
-            .arg("--host")
-            .arg(&host)
-            .arg("--uevent-socket")
-            .arg(&sock)
-            .arg(&root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start apsim");
-        let stdout = child.stdout.take().expect("apsim stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read apsim stdout");
-        assert_eq!(
-            line.trim(),
-            format!("apsim: mounted {}", root.display()),
-            "apsim did not mount"
-        );
+        let child = start_apsim(&host, &sock, &root);
         Mount {
             tmp,
             root,
