@@ -62,6 +62,20 @@ fn human(v: &Json) -> String {
         Json::Null => "-".to_string(),
         Json::Number(n) => n.to_string(),
         Json::Array(a) if a.is_empty() => "-".to_string(),
+        // A list of structures (e.g. the host's adapters): one group each.
+        Json::Array(a) if a.iter().any(|v| v.is_array() || v.is_object()) => a
+            .iter()
+            .map(|v| match v {
+                Json::Array(fields) => {
+                    format!(
+                        "({})",
+                        fields.iter().map(human).collect::<Vec<_>>().join(" ")
+                    )
+                }
+                other => format!("({})", human(other)),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
         Json::Array(a) => a.iter().map(human).collect::<Vec<_>>().join(","),
         Json::Object(o) => o
             .iter()
@@ -218,6 +232,19 @@ mod tests {
             invalidated: vec!["Adapters".into()],
         };
         assert_eq!(p.line(), "changed host: ApMask=0xf9ff Adapters changed");
+        let a = MonitorEvent::PropertiesChanged {
+            uuid: None,
+            interface: "org.apctl.Apd1.Host".into(),
+            changed: vec![(
+                "Adapters".into(),
+                json!([[5, "CEX7C", "cca", true], [6, "CEX7C", "cca", false]]),
+            )],
+            invalidated: vec![],
+        };
+        assert_eq!(
+            a.line(),
+            "changed host: Adapters=(5 CEX7C cca yes) (6 CEX7C cca no)"
+        );
         let j = p.json();
         assert_eq!(j["type"], "properties-changed");
         assert_eq!(j["object"], "host");
