@@ -37,12 +37,15 @@ pub fn status(s: &Status, style: Style) -> String {
     );
     field("apmask:", s.apmask.trim().to_string());
     field("aqmask:", s.aqmask.trim().to_string());
+    let (pap, paq) = (s.persistent_apmask.trim(), s.persistent_aqmask.trim());
     field(
         "Persistent masks:",
-        if s.persistent_apmask.is_empty() && s.persistent_aqmask.is_empty() {
+        if pap.is_empty() && paq.is_empty() {
             "none (the masks are left as the kernel boots them)".to_string()
+        } else if pap == s.apmask.trim() && paq == s.aqmask.trim() {
+            "stored, the same as the live masks".to_string()
         } else {
-            "stored (apctl masks shows them)".to_string()
+            "stored, different from the live masks (apctl masks shows both)".to_string()
         },
     );
     if s.load_errors.is_empty() && s.start_failures.is_empty() {
