@@ -697,6 +697,51 @@ mod tests {
         assert_eq!(device_of("/devices/vfio_ap"), Device::Other);
     }
 
+    /// A real kernel uevent arrives through netlink; a forged one sent by
+    /// a local process to the same group does not. Needs root (to write a
+    /// device's `uevent` file and to send to the group).
+    #[tokio::test]
+    async fn netlink_delivers_kernel_uevents_and_drops_forged_ones() {
+        let trigger = "/sys/devices/virtual/mem/null/uevent";
+        if !nix::unistd::geteuid().is_root() || !std::path::Path::new(trigger).exists() {
+            eprintln!("skipped: needs root and {trigger}");
+            return;
+        }
+        let (tx, mut rx) = mpsc::channel(64);
+        spawn(Source::Netlink, tx).await.expect("netlink socket");
+        // A local process pretends to be the kernel.
+        let forger = socket::socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkKObjectUEvent,
+        )
+        .expect("forger socket");
+        let forged = b"change@/devices/ap\0ACTION=change\0DEVPATH=/devices/ap\0SUBSYSTEM=ap\0APMASK=0x00\n\0";
+        let _ = socket::sendto(
+            forger.as_raw_fd(),
+            forged,
+            &NetlinkAddr::new(0, 1),
+            MsgFlags::empty(),
+        );
+        std::fs::write(trigger, "change").expect("trigger a kernel uevent");
+        // A hang guard, not a performance verdict.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let feed = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the kernel's uevent within the liveness bound")
+                .expect("the source keeps running");
+            let Feed::Message(msg) = feed else { continue };
+            let ev = parse(&msg).expect("a kernel uevent parses");
+            assert_ne!(ev.devpath, "/devices/ap", "a forged uevent got through");
+            if ev.devpath == "/devices/virtual/mem/null" {
+                assert_eq!(ev.action, "change");
+                break;
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
