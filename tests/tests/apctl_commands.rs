@@ -403,7 +403,7 @@ fn check_export_apply_and_mdevctl() {
 
 #[test]
 fn monitor_prints_events_and_exits_on_ctrl_c() {
-    let Some(host) = seed_host() else { return };
+    let Some(mut host) = seed_host() else { return };
     host.apctl_ok(&[
         "masks",
         "--apmask",
@@ -463,6 +463,25 @@ fn monitor_prints_events_and_exits_on_ctrl_c() {
             line.contains("adapter") || line.contains("Adapters") || line.contains("config");
         lines.push(line);
     }
+    // apd restarts: monitor says so and keeps following the new apd.
+    host.restart_apd();
+    host.apctl_ok(&["define", "--name", "guest2", "-a", "5", "-d", "0x47"]);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|v: &Value| v["type"] == "event" && v["kind"] == "definition-changed")
+    {
+        let (on_stdout, line) = rx
+            .recv_timeout(liveness_timeout())
+            .unwrap_or_else(|_| panic!("no event after apd restarted: {seen:?}"));
+        assert!(on_stdout, "stderr: {line}");
+        seen.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")));
+    }
+    let types: Vec<&Value> = seen.iter().map(|v| &v["type"]).collect();
+    let stopped = types.iter().position(|t| **t == "apd-stopped");
+    let started = types.iter().position(|t| **t == "apd-started");
+    assert!(stopped.is_some() && stopped < started, "{seen:?}");
+
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
         nix::sys::signal::Signal::SIGINT,
