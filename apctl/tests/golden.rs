@@ -109,6 +109,11 @@ fn seed_list() -> Vec<MdevInfo> {
 fn list_table() {
     golden("list.txt", &render::mdevs::list(&seed_list(), Style::PLAIN));
     golden("list-empty.txt", &render::mdevs::list(&[], Style::PLAIN));
+    // On a terminal: the same alignment, with colour codes around cells.
+    golden(
+        "list-color.txt",
+        &render::mdevs::list(&seed_list(), Style { color: true }),
+    );
 }
 
 #[test]
