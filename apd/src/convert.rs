@@ -187,6 +187,23 @@ pub fn finding_error_kind(k: FindingKind) -> ErrorKind {
     }
 }
 
+/// A refusal built from a finding, logged with the mdevs and APQNs
+/// concerned as structured fields.
+pub fn refused(f: &Finding, message: String) -> Error {
+    let uuids: Vec<String> = f
+        .mdevs
+        .iter()
+        .map(|(u, _)| u.hyphenated().to_string())
+        .collect();
+    tracing::info!(
+        uuid = %uuids.join(","),
+        apqn = %apqn_strings(&f.apqns).join(","),
+        kind = finding_kind_name(f.kind),
+        "refused: {message}"
+    );
+    Error::new(finding_error_kind(f.kind), message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,12 +72,7 @@ fn definition_refusal(
     check_definitions(Some(host), defs)
         .into_iter()
         .find(|f| blocks_definition(f) && f.mdevs.iter().any(|(u, _)| uuids.contains(u)))
-        .map(|f| {
-            Error::new(
-                convert::finding_error_kind(f.kind),
-                format!("cannot {action}: {}", f.reason),
-            )
-        })
+        .map(|f| convert::refused(&f, format!("cannot {action}: {}", f.reason)))
 }
 
 /// A bus definition as a model definition (a new UUID when it has none).
@@ -349,8 +344,8 @@ impl Engine {
             def.domains,
             def.control_domains,
         ) {
-            return Err(Error::new(
-                convert::finding_error_kind(f.kind),
+            return Err(convert::refused(
+                &f,
                 format!("cannot start {who}: {}", f.reason),
             ));
         }
@@ -371,8 +366,8 @@ impl Engine {
                         def.domains,
                         def.control_domains,
                     ) {
-                        return Err(Error::new(
-                            convert::finding_error_kind(f.kind),
+                        return Err(convert::refused(
+                            &f,
                             format!("cannot start {who}: {}", f.reason),
                         ));
                     }
@@ -483,12 +478,7 @@ impl Engine {
                             Ok(AssignVerdict::Ok) => {
                                 cur = changed(&cur, &single(kind, id), true);
                             }
-                            Err(f) => {
-                                return Err(Error::new(
-                                    convert::finding_error_kind(f.kind),
-                                    f.message,
-                                ))
-                            }
+                            Err(f) => return Err(convert::refused(&f, f.message.clone())),
                         }
                     }
                 }
@@ -632,7 +622,7 @@ impl Engine {
     ) -> Result<(), Error> {
         let lookup = |u: Uuid| names.get(&u).cloned();
         check_mask_change_named(host, &lookup, new_ap, new_aq)
-            .map_err(|f| Error::new(convert::finding_error_kind(f.kind), f.message))?;
+            .map_err(|f| convert::refused(&f, f.message.clone()))?;
         let steps = mask_steps(host.apmask, host.aqmask, new_ap, new_aq);
         if steps.is_empty() {
             return Ok(());
@@ -645,7 +635,7 @@ impl Engine {
             Err(failure) => {
                 if let Ok(now) = self.read_host().await {
                     if let Err(f) = check_mask_change_named(&now, &lookup, new_ap, new_aq) {
-                        return Err(Error::new(convert::finding_error_kind(f.kind), f.message));
+                        return Err(convert::refused(&f, f.message.clone()));
                     }
                 }
                 Err(Error::new(

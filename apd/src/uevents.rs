@@ -742,6 +742,51 @@ mod tests {
         }
     }
 
+    /// The socket source reads one message per packet, reconnects when
+    /// the server goes away, and asks for a re-read after reconnecting.
+    #[tokio::test]
+    async fn the_socket_source_reconnects_and_resyncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("uevents.sock");
+        let listener = socket::socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("listener");
+        socket::bind(listener.as_raw_fd(), &UnixAddr::new(&path).expect("addr")).expect("bind");
+        socket::listen(&listener, socket::Backlog::new(4).expect("backlog")).expect("listen");
+        let server = std::thread::spawn(move || {
+            for text in [
+                "add@/devices/ap/card05\0SUBSYSTEM=ap\0",
+                "remove@/devices/ap/card05\0SUBSYSTEM=ap\0",
+            ] {
+                let conn = socket::accept(listener.as_raw_fd()).expect("accept");
+                socket::send(conn, text.as_bytes(), MsgFlags::empty()).expect("send");
+                // Closing the connection: the client sees EOF and reconnects.
+                nix::unistd::close(conn).expect("close");
+            }
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        spawn(Source::Socket(path), tx)
+            .await
+            .expect("socket source");
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let feed = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("a hang guard, not a performance verdict")
+                .expect("the source keeps running");
+            seen.push(match feed {
+                Feed::Message(m) => parse(&m).expect("valid").action,
+                Feed::Resync(_) => "resync".to_string(),
+            });
+        }
+        assert_eq!(seen, vec!["add", "resync", "remove"]);
+        server.join().expect("server thread");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
