@@ -151,7 +151,7 @@ impl Engine {
         let host = self.read_host().await?;
         let (stored, persistent) = {
             let mut s = self.state();
-            s.host = host.clone();
+            s.set_host(host.clone());
             (
                 s.defs.values().cloned().collect::<Vec<_>>(),
                 s.persistent_masks,

@@ -24,21 +24,23 @@ use crate::lock::ConfigLock;
 use crate::txn::{self, Step};
 
 /// A definition that could not start (or persistent masks that could not
-/// be applied), and the host as it was then: a retry is worth it only
+/// be applied), and the host's generation then: a retry is worth it only
 /// once the host has changed.
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// The sentence (Mdev.StartError, Status.start_failures).
     pub message: String,
-    /// The host when it failed.
-    pub host: Host,
+    /// [`State::host_gen`] when it failed.
+    pub host_gen: u64,
 }
 
 /// apd's model.
 #[derive(Debug, Default)]
 pub struct State {
-    /// The host as last read.
+    /// The host as last read (change it with [`State::set_host`]).
     pub host: Host,
+    /// Counts the changes of `host`: cheaper to keep per failure than a copy.
+    pub host_gen: u64,
     /// Stored definitions.
     pub defs: BTreeMap<Uuid, Definition>,
     /// Definition files that did not load: (path, sentence).
@@ -52,6 +54,14 @@ pub struct State {
 }
 
 impl State {
+    /// Replaces the host model; a different host is a new generation.
+    pub fn set_host(&mut self, host: Host) {
+        if self.host != host {
+            self.host = host;
+            self.host_gen += 1;
+        }
+    }
+
     /// The name of a definition, for messages.
     pub fn name_of(&self, uuid: Uuid) -> Option<String> {
         self.defs.get(&uuid).and_then(|d| d.name.clone())
@@ -332,7 +342,7 @@ impl Engine {
     /// with `extra` events. The caller holds the writer.
     pub async fn refresh(&self, extra: Vec<Event>) {
         match self.read_host().await {
-            Ok(host) => self.state().host = host,
+            Ok(host) => self.state().set_host(host),
             Err(e) => tracing::error!(error = %e, "cannot re-read the host"),
         }
         self.publish(extra).await;
@@ -374,6 +384,7 @@ impl Engine {
         let s = self.state();
         Ok(State {
             host,
+            host_gen: s.host_gen,
             defs: s.defs.clone(),
             load_errors: s.load_errors.clone(),
             persistent_masks: s.persistent_masks,

@@ -235,7 +235,7 @@ impl Engine {
     async fn fresh(&self) -> Result<(Host, BTreeMap<Uuid, String>), Error> {
         let host = self.read_host().await?;
         let mut s = self.state();
-        s.host = host.clone();
+        s.set_host(host.clone());
         Ok((host, name_map(&s)))
     }
 
@@ -805,7 +805,7 @@ impl Engine {
         let mut s = self.state();
         let f = Failure {
             message,
-            host: s.host.clone(),
+            host_gen: s.host_gen,
         };
         match uuid {
             Some(u) => {

@@ -86,7 +86,7 @@ pub async fn apply_persistent_masks(engine: &Engine) {
         let host = engine.read_host().await?;
         let names = {
             let mut s = engine.state();
-            s.host = host.clone();
+            s.set_host(host.clone());
             name_map(&s)
         };
         let new_ap = pa.unwrap_or(host.apmask);
@@ -141,7 +141,7 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
         }
         // The next start sees this one's queues.
         if let Ok(h) = engine.read_host().await {
-            engine.state().host = h;
+            engine.state().set_host(h);
         }
     }
     (started, failed, waiting)
@@ -158,7 +158,7 @@ async fn report_failure(engine: &Engine, uuid: Uuid, e: &Error) {
     // The host the failure is compared with must be the one after the
     // rollback, so that our own create/remove uevents do not retry it.
     if let Ok(h) = engine.read_host().await {
-        engine.state().host = h;
+        engine.state().set_host(h);
     }
     engine.record_failure(Some(uuid), msg.clone());
     if first_time {
@@ -184,13 +184,15 @@ pub async fn retry(engine: &Engine) {
             s.start_failures
                 .iter()
                 .filter(|(u, f)| {
-                    f.host != s.host
+                    f.host_gen != s.host_gen
                         && s.defs.get(u).is_some_and(|d| d.autostart)
                         && !s.host.mdevs.contains_key(u)
                 })
                 .map(|(u, _)| *u)
                 .collect(),
-            s.mask_failure.as_ref().is_some_and(|f| f.host != s.host),
+            s.mask_failure
+                .as_ref()
+                .is_some_and(|f| f.host_gen != s.host_gen),
         )
     };
     // Failures of definitions that are gone, manual now, or active (someone
