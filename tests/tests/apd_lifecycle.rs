@@ -7,7 +7,7 @@ mod apd_support;
 
 use apbus::ErrorKind;
 use apd_support::*;
-use e2e::{Host, SEED_HOST};
+use e2e::{Host, HostOptions, Mode, SEED_HOST};
 
 fn seed_masks(c: &Client) {
     let (ap, aq) = c
@@ -360,9 +360,16 @@ fn a_definition_that_cannot_start_at_boot_is_reported_and_retried() {
     assert!(why.contains("belong to the host"), "{why}");
     assert!(!mdev_exists(&host, GUEST1_UUID));
     let events = c.record_events();
-    // Someone gives the queues to vfio_ap: the mask uevent retries the start.
-    host.write("bus/ap/apmask", "-5,-6\n").expect("apmask");
-    host.write("bus/ap/aqmask", "-4,-0xab\n").expect("aqmask");
+    // Half of what guest1 needs: adapter 6's queues still belong to the
+    // host. The retry fails again, for a new reason, and says so.
+    host.write("bus/ap/apmask", "-5\n").expect("apmask");
+    host.wait_for("a start-failed event naming adapter 6's queues", || {
+        events
+            .any(|e| e.starts_with(&format!("start-failed {GUEST1_UUID}")) && e.contains("06.0004"))
+    });
+    assert!(!mdev_exists(&host, GUEST1_UUID));
+    // The rest: the mask uevent retries the start, which now works.
+    host.write("bus/ap/apmask", "-6\n").expect("apmask");
     host.wait_for("guest1 to start after the masks changed", || {
         mdev_exists(&host, GUEST1_UUID)
     });
@@ -370,4 +377,64 @@ fn a_definition_that_cannot_start_at_boot_is_reported_and_retried() {
         c.run(g1.start_error()).is_ok_and(|s| s.is_empty())
     });
     assert!(events.any(|e| e.starts_with("masks-changed")));
+}
+
+#[test]
+fn bad_definition_files_are_reported_skipped_and_never_rewritten() {
+    let mut host = Host::start_with(HostOptions {
+        mode: Mode::InProcess,
+        ..HostOptions::new(SEED_HOST)
+    });
+    {
+        let c = Client::new(&host);
+        c.run(c.manager().define(&guest2(false)))
+            .expect("define guest2");
+    }
+    host.stop_apd();
+    let mdevs = host.config_dir().join("mdevs");
+    let bad = mdevs.join(format!("{GUEST1_UUID}.toml"));
+    let garbage = "uuid = \"62177883-f1bb-47f0-914d-32a22e3a8804\"\nadapters = [5, 6\n";
+    std::fs::write(&bad, garbage).expect("write a broken definition");
+    let masks = host.config_dir().join("apd.toml");
+    std::fs::write(&masks, "apmask = \"0xff\n").expect("write broken masks");
+    host.start_apd();
+    let c = Client::new(&host);
+    let m = c.manager();
+    let errors = c.run(c.host().load_errors()).expect("LoadErrors");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|(p, _)| p.ends_with(&format!("{GUEST1_UUID}.toml"))),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(p, s)| p.ends_with("apd.toml") && s.contains("not applied")),
+        "{errors:?}"
+    );
+    let status = c.run(m.get_status()).expect("GetStatus");
+    assert_eq!(status.load_errors, errors);
+    assert_eq!(status.defined, 1, "the good definition loads");
+    let findings = c.run(m.check()).expect("Check");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.kind == "load-error" && f.severity == "error"),
+        "{findings:?}"
+    );
+    // Persistent masks cannot be stored over a file that does not parse.
+    let e = c
+        .run(m.set_masks(SEED_APMASK, SEED_AQMASK, true))
+        .expect_err("apd.toml is broken");
+    assert_eq!(e.kind(), ErrorKind::Failed, "{e}");
+    assert!(e.sentence().contains("apd.toml"), "{e}");
+    // Restarts leave both files as they were.
+    host.restart_apd();
+    assert_eq!(std::fs::read_to_string(&bad).expect("bad file"), garbage);
+    assert_eq!(
+        std::fs::read_to_string(&masks).expect("masks file"),
+        "apmask = \"0xff\n"
+    );
 }
