@@ -285,6 +285,22 @@ impl Engine {
         Ok(guard)
     }
 
+    /// Takes the writer for the boot restore, even when a stop was already
+    /// requested (the restore then stops between two starts).
+    pub async fn boot_writer(&self) -> WriteGuard<'_> {
+        self.writer.lock().await
+    }
+
+    /// Refuses new changes from now on (a signal arrived).
+    pub fn request_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Stops taking changes and waits for the one in progress: after this
     /// returns no write runs any more (the guard is kept until exit).
     pub async fn shutdown(&self) -> WriteGuard<'_> {

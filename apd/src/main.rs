@@ -80,6 +80,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
+    // Caught from the start: a SIGTERM during the boot restore must not
+    // kill apd between two writes of a start.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel::<Feed>(4096);
 
     // The door to the kernel and where its uevents come from.
@@ -130,8 +134,22 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
         .map_err(|e| format!("cannot serve {}: {e}", apbus::ROOT_PATH))?;
     engine.attach(dbus::Publisher::new(conn.clone()));
 
+    let signalled = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            let why = tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+            };
+            tracing::info!("{why}: finishing the change in progress, then exiting");
+            // No new change starts; the boot restore stops between starts.
+            engine.request_stop();
+            why
+        }
+    });
+
     // Restore under the writer, so that early callers wait for it.
-    let writer = engine.writer().await.map_err(|e| e.sentence())?;
+    let writer = engine.boot_writer().await;
     restore::load(&engine).await;
     engine.refresh(Vec::new()).await;
     let reply = conn
@@ -155,15 +173,10 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     );
     tracing::info!(bus = %cli.bus, %backend, "apd is ready");
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     drop(tx);
     let events = tokio::spawn(event_loop(engine.clone(), rx));
-    let why = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
-    };
-    tracing::info!("{why}: finishing the change in progress, then exiting");
+    let why = signalled.await.unwrap_or("a failed signal task");
+    tracing::debug!(why, "shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _final = engine.shutdown().await;
     events.abort();

@@ -121,6 +121,12 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
     };
     let (mut started, mut failed, mut waiting) = (0, 0, false);
     for uuid in candidates {
+        if engine.is_stopping() {
+            tracing::info!(
+                "stopping: the remaining automatic starts are left for the next start of apd"
+            );
+            break;
+        }
         if !engine.state().host.vfio_ap_loaded {
             engine.record_failure(Some(uuid), WAITING_FOR_VFIO_AP.to_string());
             waiting = true;
