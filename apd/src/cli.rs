@@ -9,7 +9,13 @@ use clap::Parser;
 /// Serves org.apctl.Apd1 on D-Bus, persists mdev definitions and masks,
 /// restores them at boot and follows the kernel's uevents.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "apd", version, about, long_about = None)]
+#[command(
+    name = "apd",
+    version,
+    about = "The single writer of AP crypto configuration (vfio_ap mdevs, apmask, aqmask) on an s390 host",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
 pub struct Cli {
     /// The directory that plays `/sys` (it contains `bus/ap/...`), e.g. the
     /// mount point of `apsim mount`.
@@ -53,6 +59,29 @@ pub struct Cli {
     )]
     pub lock_file: PathBuf,
 }
+
+const LONG_ABOUT: &str = "\
+apd owns every change to the AP configuration of an s390 host: the vfio_ap \
+mediated devices (mdevs) that pass crypto adapters to KVM guests, and the \
+host's apmask and aqmask. It serves the D-Bus API org.apctl.Apd1 (used by \
+apctl and by any other tool), validates every change before the first write, \
+writes all or nothing under /run/lock/s390apconfig.lock (shared with \
+s390-tools), stores definitions and persistent masks, restores them at boot \
+and then tells systemd it is ready, and follows the kernel's uevents (adapter \
+configuration, masks, queues, the vfio_ap module) to keep its view current and \
+to retry definitions that could not start.";
+
+const AFTER_LONG_HELP: &str = "\
+Files: CFG/mdevs/<uuid>.toml holds one definition each; CFG/apd.toml the \
+persistent masks. Files that do not parse are reported (apctl status, apctl \
+check, the log) and skipped, never rewritten.
+
+Authorization: reading is open to everyone; a change needs uid 0 or the polkit \
+action org.apctl.apd.manage (on a session or private bus also the daemon's own \
+uid).
+
+Signals: SIGTERM and SIGINT end apd after the change in progress has finished \
+or rolled back; no mdev is ever left half created.";
 
 /// Which bus to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +134,31 @@ mod tests {
     fn sim_excludes_a_sysfs_root() {
         assert!(Cli::try_parse_from(["apd", "--sim", "h.toml", "--sysfs-root", "/x"]).is_err());
         assert!(Cli::try_parse_from(["apd", "--sim", "h.toml"]).is_ok());
+    }
+
+    /// `man/apd.8` is generated from these flags; regenerate it with
+    /// `APD_UPDATE_MAN=1 cargo test -p apd man_page`.
+    #[test]
+    fn man_page_is_current() {
+        use clap::CommandFactory as _;
+        let man = clap_mangen::Man::new(Cli::command())
+            .section("8")
+            .source(format!("apd {}", env!("CARGO_PKG_VERSION")))
+            .manual("System Administration");
+        let mut buf = Vec::new();
+        man.render(&mut buf).expect("render into memory");
+        let live = String::from_utf8(buf).expect("roff is UTF-8");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/apd.8");
+        if std::env::var_os("APD_UPDATE_MAN").is_some() {
+            std::fs::write(&path, &live).expect("write man/apd.8");
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == live,
+            "{} is stale; run APD_UPDATE_MAN=1 cargo test -p apd man_page",
+            path.display()
+        );
     }
 
     #[test]
