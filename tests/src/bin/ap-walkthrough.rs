@@ -7,6 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,13 +80,17 @@ fn main() -> ExitCode {
         eprintln!("ap-walkthrough: cannot set up Ctrl-C handling: {e}");
         return ExitCode::FAILURE;
     }
-    let outcome = Walk::new(opts.record.as_deref()).and_then(|mut walk| {
+    // A panic (the harness panics on what it cannot start) must still tear
+    // down: the host lives in a static, which nothing drops.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut walk = Walk::new(opts.record.as_deref())?;
         walk.run()?;
         if opts.interactive {
             walk.interactive()?;
         }
         Ok(())
-    });
+    }))
+    .unwrap_or_else(|_| Err("the walk-through panicked (the message is above)".to_owned()));
     let dir = teardown();
     if INTERRUPTED.load(Ordering::SeqCst) {
         // The signal thread has torn down (teardown waited for it) and
