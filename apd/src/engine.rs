@@ -200,6 +200,7 @@ pub struct Engine {
     state: Mutex<State>,
     publisher: OnceLock<Publisher>,
     stopping: AtomicBool,
+    refresh_pending: AtomicBool,
 }
 
 /// Held while changing anything.
@@ -224,6 +225,7 @@ impl Engine {
             state: Mutex::new(State::default()),
             publisher: OnceLock::new(),
             stopping: AtomicBool::new(false),
+            refresh_pending: AtomicBool::new(false),
         })
     }
 
@@ -376,9 +378,15 @@ impl Engine {
     /// Re-reads and publishes soon, from a task of its own (a D-Bus read
     /// saw a change the kernel sent no uevent for).
     pub fn schedule_refresh(&self, reason: &'static str) {
+        // One pending refresh covers every read that asks for it meanwhile.
+        if self.refresh_pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
-            let Ok(_w) = me.writer().await else { return };
+            let w = me.writer().await;
+            me.refresh_pending.store(false, Ordering::SeqCst);
+            let Ok(_w) = w else { return };
             tracing::debug!(reason, "re-reading the host");
             me.refresh(Vec::new()).await;
         });
