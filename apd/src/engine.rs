@@ -597,3 +597,100 @@ impl Engine {
         Ok(host.cards.values().map(adapter_info).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libap::host::{GuestMatrix, Mdev};
+    use libap::Matrix;
+
+    const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
+    const FOREIGN: &str = "0c7e2a3f-1d5b-4e7c-9f0a-2b3c4d5e6f70";
+
+    fn state() -> State {
+        let g1 = Uuid::parse_str(G1).expect("uuid");
+        let foreign = Uuid::parse_str(FOREIGN).expect("uuid");
+        let mut def = Definition::new(g1);
+        def.name = Some("guest1".into());
+        def.autostart = true;
+        def.adapters = ApMask::from_ids([5, 6]);
+        def.domains = ApMask::from_ids([4]);
+        let mut s = State::default();
+        s.defs.insert(g1, def);
+        let mut host = Host::default();
+        for (u, a) in [(g1, [5u8]), (foreign, [7u8])] {
+            let matrix = Matrix::new(ApMask::from_ids(a), ApMask::from_ids([4]), ApMask::empty());
+            host.mdevs.insert(
+                u,
+                Mdev {
+                    uuid: u,
+                    matrix,
+                    guest_matrix: Some(GuestMatrix {
+                        adapters: matrix.adapters,
+                        domains: matrix.domains,
+                    }),
+                    in_use: false,
+                },
+            );
+        }
+        s.set_host(host);
+        s
+    }
+
+    #[test]
+    fn mdevs_resolve_by_uuid_in_any_case_or_by_name() {
+        let s = state();
+        let g1 = Uuid::parse_str(G1).expect("uuid");
+        assert_eq!(s.resolve("guest1").expect("name"), g1);
+        assert_eq!(s.resolve(&G1.to_uppercase()).expect("uuid"), g1);
+        assert!(
+            s.resolve(FOREIGN).is_ok(),
+            "an active mdev made by another tool"
+        );
+        let e = s.resolve("guest9").expect_err("unknown");
+        assert_eq!(e.kind(), apbus::ErrorKind::NotFound);
+        assert!(e.sentence().contains("guest9"));
+        let e = s
+            .resolve("11111111-2222-3333-4444-555555555555")
+            .expect_err("unknown uuid");
+        assert!(e
+            .sentence()
+            .contains("11111111-2222-3333-4444-555555555555"));
+        assert_eq!(
+            s.resolve("").expect_err("empty").kind(),
+            apbus::ErrorKind::Invalid
+        );
+    }
+
+    #[test]
+    fn the_bus_view_of_defined_and_foreign_mdevs() {
+        let s = state();
+        let g1 = Uuid::parse_str(G1).expect("uuid");
+        let info = s.mdev_info(g1);
+        assert!(info.defined && info.active && info.autostart);
+        assert_eq!(info.name, "guest1");
+        // Live assignment shown; the definition differs (adapter 6).
+        assert_eq!(info.ids.adapters, vec![5]);
+        assert_eq!(info.persistent.adapters, vec![5, 6]);
+        assert!(info.differs);
+        assert_eq!(info.guest_matrix, vec!["05.0004"]);
+        let foreign = s.mdev_info(Uuid::parse_str(FOREIGN).expect("uuid"));
+        assert!(foreign.active && !foreign.defined && !foreign.autostart && !foreign.differs);
+        assert_eq!(foreign.name, "");
+        let snap = s.snapshot();
+        assert_eq!(snap.mdevs.len(), 2);
+        assert_eq!(snap.host.persistent_ap_mask, "");
+    }
+
+    #[test]
+    fn the_host_generation_counts_only_real_changes() {
+        let mut s = state();
+        let gen = s.host_gen;
+        s.set_host(s.host.clone());
+        assert_eq!(s.host_gen, gen);
+        let mut h = s.host.clone();
+        h.apmask = ApMask::full();
+        s.set_host(h);
+        assert_eq!(s.host_gen, gen + 1);
+    }
+}
