@@ -143,10 +143,11 @@ pub fn kind_for_errno(errno: i32, target: Target) -> ErrorKind {
             // A card or the matrix device went away meanwhile.
             _ => ErrorKind::NotFound,
         },
-        // A mask write that would take queues from an mdev, a remove on
-        // 5.x kernels while a guest uses the mdev: someone holds it.
+        // A remove on 5.x kernels while a guest uses the mdev: the guest
+        // holds it. A mask write that would take queues from an mdev is
+        // Busy, as libap names the same refusal predicted (MaskBusy).
         libc::EBUSY => match target {
-            Target::Mask | Target::Remove => ErrorKind::InUse,
+            Target::Remove => ErrorKind::InUse,
             _ => ErrorKind::Busy,
         },
         libc::EAGAIN => ErrorKind::Busy,
@@ -259,7 +260,7 @@ mod tests {
         assert_eq!(kind_for_errno(libc::EADDRINUSE, Target::ApConfig), InUse);
         assert_eq!(kind_for_errno(libc::ENODEV, Target::Assign), OutOfRange);
         assert_eq!(kind_for_errno(libc::ENODEV, Target::CardConfig), NotFound);
-        assert_eq!(kind_for_errno(libc::EBUSY, Target::Mask), InUse);
+        assert_eq!(kind_for_errno(libc::EBUSY, Target::Mask), Busy);
         assert_eq!(kind_for_errno(libc::EBUSY, Target::Remove), InUse);
         assert_eq!(kind_for_errno(libc::EBUSY, Target::CardConfig), Busy);
         assert_eq!(kind_for_errno(libc::EEXIST, Target::Create), Exists);
