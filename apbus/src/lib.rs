@@ -1,6 +1,6 @@
 //! The D-Bus contract between `apd` and its clients (`apctl`, scripts, other
-//! tools): bus and object names, the typed structures that travel on the
-//! bus, the named errors and the client proxies.
+//! tools): which bus (`--bus`), bus and object names, the typed structures
+//! that travel on the bus, the named errors and the client proxies.
 //!
 //! One source of truth: apd serves exactly these types and apctl reads
 //! exactly these, so a field cannot drift between the two.
@@ -11,6 +11,7 @@
 //! - "no value" is the empty string (D-Bus has no null);
 //! - an mdev argument is its UUID or its name.
 
+pub mod bus;
 pub mod error;
 pub mod proxy;
 pub mod types;

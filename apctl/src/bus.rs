@@ -3,59 +3,23 @@
 
 use crate::error::{quote_input, CliError};
 use apbus::proxy::ManagerProxy;
-use std::fmt;
 use zbus::proxy::CacheProperties;
 
-/// The bus named by `--bus` or `APCTL_BUS`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusChoice {
-    /// The system bus (the default).
-    System,
-    /// The caller's session bus.
-    Session,
-    /// A D-Bus address such as `unix:path=/run/apd-test/bus`.
-    Address(String),
-}
+pub use apbus::bus::BusChoice;
 
-impl BusChoice {
-    /// Parses `system`, `session` or a D-Bus address (`transport:key=value,...`).
-    pub fn parse(input: Option<&str>) -> Result<BusChoice, CliError> {
-        match input {
-            None | Some("system") => Ok(BusChoice::System),
-            Some("session") => Ok(BusChoice::Session),
-            Some(addr) if looks_like_address(addr) => Ok(BusChoice::Address(addr.to_string())),
-            Some(other) => Err(CliError::usage(format!(
-                "invalid bus {}: write system, session, or a D-Bus address such as unix:path=/run/dbus/system_bus_socket (from --bus or {})",
-                quote_input(other),
-                apbus::BUS_ENV
-            ))),
-        }
-    }
-}
-
-/// `transport:` followed by something, with a transport name of letters.
-fn looks_like_address(s: &str) -> bool {
-    match s.split_once(':') {
-        Some((transport, rest)) => {
-            !transport.is_empty()
-                && transport
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !rest.is_empty()
-                && !s.chars().any(char::is_control)
-        }
-        None => false,
-    }
-}
-
-impl fmt::Display for BusChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BusChoice::System => f.write_str("the system bus"),
-            BusChoice::Session => f.write_str("the session bus"),
-            BusChoice::Address(a) => write!(f, "the bus at {a}"),
-        }
-    }
+/// The bus named by `--bus` or `APCTL_BUS`: the system bus when neither is
+/// given, else `system`, `session` or a D-Bus address (`transport:key=value,...`).
+pub fn choose(input: Option<&str>) -> Result<BusChoice, CliError> {
+    let Some(input) = input else {
+        return Ok(BusChoice::System);
+    };
+    BusChoice::parse(input).map_err(|_| {
+        CliError::usage(format!(
+            "invalid bus {}: write system, session, or a D-Bus address such as unix:path=/run/dbus/system_bus_socket (from --bus or {})",
+            quote_input(input),
+            apbus::BUS_ENV
+        ))
+    })
 }
 
 /// A connection to the chosen bus and the proxy of apd's Manager.
@@ -73,13 +37,9 @@ impl Apd {
     /// Connects to the bus; apd itself is only reached by the first call.
     pub async fn connect(bus: BusChoice) -> Result<Apd, CliError> {
         tracing::debug!(bus = %bus, "connecting");
-        let connection = match &bus {
-            BusChoice::System => zbus::Connection::system().await,
-            BusChoice::Session => zbus::Connection::session().await,
-            BusChoice::Address(a) => match zbus::connection::Builder::address(a.as_str()) {
-                Ok(b) => b.build().await,
-                Err(e) => Err(e),
-            },
+        let connection = match bus.connection_builder() {
+            Ok(b) => b.build().await,
+            Err(e) => Err(e),
         }
         .map_err(|e| connect_error(&bus, &e))?;
         let manager = ManagerProxy::builder(&connection)
@@ -188,15 +148,15 @@ mod tests {
 
     #[test]
     fn bus_choices() {
-        assert_eq!(BusChoice::parse(None), Ok(BusChoice::System));
-        assert_eq!(BusChoice::parse(Some("system")), Ok(BusChoice::System));
-        assert_eq!(BusChoice::parse(Some("session")), Ok(BusChoice::Session));
+        assert_eq!(choose(None), Ok(BusChoice::System));
+        assert_eq!(choose(Some("system")), Ok(BusChoice::System));
+        assert_eq!(choose(Some("session")), Ok(BusChoice::Session));
         assert_eq!(
-            BusChoice::parse(Some("unix:path=/tmp/bus")),
+            choose(Some("unix:path=/tmp/bus")),
             Ok(BusChoice::Address("unix:path=/tmp/bus".into()))
         );
         for bad in ["sytem", "", ":x", "unix:", "/tmp/bus"] {
-            let e = BusChoice::parse(Some(bad)).expect_err(bad);
+            let e = choose(Some(bad)).expect_err(bad);
             assert_eq!(e.code, 2);
             assert!(e.sentence.contains("APCTL_BUS"), "{e}");
         }

@@ -3,7 +3,7 @@
 //! parses back to the same ids, and quoted input stays short.
 
 use apctl::args;
-use apctl::bus::BusChoice;
+use apctl::bus;
 use apctl::error::quote_input;
 use apctl::render::ids;
 use libap::ApMask;
@@ -49,7 +49,7 @@ proptest! {
         let _ = args::check_name(&s);
         let _ = args::check_mdev(&s);
         let _ = args::parse_adapter(&s);
-        let _ = BusChoice::parse(Some(&s));
+        let _ = bus::choose(Some(&s));
     }
 
     #[test]

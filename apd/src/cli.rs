@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use apbus::bus::{BusChoice, BusChoiceError};
 use clap::Parser;
 
 /// apd: the single writer of AP crypto configuration on an s390 host.
@@ -83,36 +84,15 @@ uid).
 Signals: SIGTERM and SIGINT end apd after the change in progress has finished \
 or rolled back; no mdev is ever left half created.";
 
-/// Which bus to connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusChoice {
-    /// The system bus (production).
-    System,
-    /// The caller's session bus.
-    Session,
-    /// A private bus at this address (tests).
-    Address(String),
-}
-
-impl BusChoice {
-    /// Parses `--bus`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "system" => Ok(BusChoice::System),
-            "session" => Ok(BusChoice::Session),
-            "" => Err("--bus needs `system`, `session` or a D-Bus address".to_string()),
-            a if a.contains(':') => Ok(BusChoice::Address(a.to_string())),
-            other => Err(format!(
-                "--bus {other:?} is neither `system`, `session` nor a D-Bus address \
-                 (e.g. unix:path=/run/dbus/test_bus)"
-            )),
-        }
-    }
-
-    /// Whether this is the system bus, where only root (or polkit) may change things.
-    pub fn is_system(&self) -> bool {
-        matches!(self, BusChoice::System)
-    }
+/// `--bus` as a bus, or the sentence apd exits with (status 2).
+pub fn bus_choice(s: &str) -> Result<BusChoice, String> {
+    BusChoice::parse(s).map_err(|e| match e {
+        BusChoiceError::Empty => "--bus needs `system`, `session` or a D-Bus address".to_string(),
+        BusChoiceError::NotABus(other) => format!(
+            "--bus {other:?} is neither `system`, `session` nor a D-Bus address \
+             (e.g. unix:path=/run/dbus/test_bus)"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -163,13 +143,27 @@ mod tests {
 
     #[test]
     fn bus_choices() {
-        assert_eq!(BusChoice::parse("system"), Ok(BusChoice::System));
-        assert_eq!(BusChoice::parse("session"), Ok(BusChoice::Session));
+        assert_eq!(bus_choice("system"), Ok(BusChoice::System));
+        assert_eq!(bus_choice("session"), Ok(BusChoice::Session));
         assert_eq!(
-            BusChoice::parse("unix:path=/tmp/bus"),
+            bus_choice("unix:path=/tmp/bus"),
             Ok(BusChoice::Address("unix:path=/tmp/bus".into()))
         );
-        assert!(BusChoice::parse("sytem").is_err());
-        assert!(BusChoice::parse("").is_err());
+        assert_eq!(
+            bus_choice("sytem"),
+            Err(
+                "--bus \"sytem\" is neither `system`, `session` nor a D-Bus address \
+                 (e.g. unix:path=/run/dbus/test_bus)"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            bus_choice(""),
+            Err("--bus needs `system`, `session` or a D-Bus address".to_string())
+        );
+        // The same address rule as apctl's: a transport name, a colon, and more.
+        for bad in [":x", "unix:", "/tmp/bus"] {
+            assert!(bus_choice(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apbus::bus::BusChoice;
 use clap::Parser as _;
 use libap::store::Store;
 use libap::{DirSysfs, Host, Sysfs};
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 use zbus::fdo::RequestNameFlags;
 
-use cli::{BusChoice, Cli};
+use cli::Cli;
 use engine::Engine;
 use uevents::{Change, Feed};
 
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let bus = match BusChoice::parse(&cli.bus) {
+    let bus = match cli::bus_choice(&cli.bus) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("apd: {e}");

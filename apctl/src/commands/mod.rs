@@ -6,7 +6,7 @@ pub mod mdevs;
 pub mod monitor;
 pub mod state;
 
-use crate::bus::{Apd, BusChoice};
+use crate::bus::{self, Apd, BusChoice};
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
 use crate::render::Style;
@@ -62,7 +62,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         } else {
             Style::detect()
         },
-        bus: BusChoice::parse(cli.bus.as_deref())?,
+        bus: bus::choose(cli.bus.as_deref())?,
     };
     match cli.command {
         Command::Status => host::status(&ctx).await,

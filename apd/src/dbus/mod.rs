@@ -11,11 +11,11 @@ pub mod mdev;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use apbus::bus::BusChoice;
 use apbus::{AdapterInfo, MdevInfo, ROOT_PATH};
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
-use crate::cli::BusChoice;
 use crate::engine::Engine;
 use host::{HostIface, HostProps};
 use manager::ManagerIface;
@@ -54,12 +54,7 @@ impl Event {
 
 /// Connects to the chosen bus (without a name yet).
 pub async fn connect(bus: &BusChoice) -> zbus::Result<Connection> {
-    let builder = match bus {
-        BusChoice::System => zbus::connection::Builder::system()?,
-        BusChoice::Session => zbus::connection::Builder::session()?,
-        BusChoice::Address(a) => zbus::connection::Builder::address(a.as_str())?,
-    };
-    builder.build().await
+    bus.connection_builder()?.build().await
 }
 
 /// Registers the root object's interfaces.
