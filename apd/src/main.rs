@@ -13,7 +13,6 @@ mod engine;
 mod lock;
 mod ops;
 mod restore;
-mod sim;
 mod txn;
 mod uevents;
 
@@ -24,6 +23,7 @@ use std::time::Duration;
 use apbus::bus::BusChoice;
 use clap::Parser as _;
 use libap::store::Store;
+use libap::sysfs::SimSysfs;
 use libap::{DirSysfs, Host, Sysfs};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -95,7 +95,7 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
             let sim = apsim::Sim::new(topo);
             uevents::forward_blocking(sim.subscribe(), tx.clone());
             (
-                Arc::new(sim::SimSysfs(sim)),
+                Arc::new(SimSysfs(sim)),
                 format!("simulator ({})", path.display()),
             )
         }

@@ -1,5 +1,11 @@
 //! The only door to the kernel: a small trait over sysfs, and its
-//! implementation on a real directory (`/sys`, or a FUSE-mounted apsim).
+//! implementation on a real directory (`/sys`, or a FUSE-mounted apsim) and,
+//! with the feature `apsim`, over the in-process simulator ([`SimSysfs`]).
+
+#[cfg(feature = "apsim")]
+mod sim;
+#[cfg(feature = "apsim")]
+pub use sim::SimSysfs;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -10,7 +10,7 @@ use libap::apply::{execute, ApplyCause};
 use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
 use libap::plan::{plan, Plan, Step};
 use libap::store::Store;
-use libap::sysfs::{Sysfs, SysfsError, SysfsOp};
+use libap::sysfs::SimSysfs;
 use libap::validate::Severity;
 use libap::{ApMask, Definition, Host};
 use proptest::prelude::*;
@@ -46,58 +46,15 @@ const UUIDS: [&str; 4] = [
     "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
 ];
 
-/// libap's door to sysfs, over the in-process simulator.
-#[derive(Debug, Clone)]
-struct SimFs(Sim);
-
-impl Sysfs for SimFs {
-    fn read(&self, path: &str) -> Result<String, SysfsError> {
-        self.0
-            .read(path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| SysfsError::new(SysfsOp::Read, path, e))
-    }
-
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
-        match self.0.write(path, data) {
-            Ok(n) if n == data.len() => Ok(()),
-            Ok(_) => Err(SysfsError::write(path, data, libc::EIO)),
-            Err(e) => Err(SysfsError::write(path, data, e)),
-        }
-    }
-
-    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
-        let mut names: Vec<String> = self
-            .0
-            .list(path)
-            .map_err(|e| SysfsError::new(SysfsOp::List, path, e))?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
-    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
-        self.0
-            .readlink(path)
-            .map_err(|e| SysfsError::new(SysfsOp::ReadLink, path, e))
-    }
-
-    fn exists(&self, path: &str) -> bool {
-        self.0.stat(path).is_ok()
-    }
-}
-
-fn boot() -> SimFs {
-    SimFs(Sim::new(
+fn boot() -> SimSysfs {
+    SimSysfs(Sim::new(
         Topology::from_toml_str(TOPOLOGY).expect("topology"),
     ))
 }
 
 /// Every readable file (content) and symlink (target) of the tree, except
 /// the simulator's control directory and IOMMU group numbers.
-fn sysfs_snapshot(fs: &SimFs) -> BTreeMap<String, String> {
+fn sysfs_snapshot(fs: &SimSysfs) -> BTreeMap<String, String> {
     fn walk(sim: &Sim, dir: &str, out: &mut BTreeMap<String, String>) {
         let Ok(entries) = sim.list(dir) else {
             return;
@@ -183,14 +140,14 @@ fn store_snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Kernel refusals the simulator logs (EBUSY on a mask, EADDRINUSE on an assign).
-fn refusals(fs: &SimFs) -> usize {
+fn refusals(fs: &SimSysfs) -> usize {
     fs.0.log()
         .iter()
         .filter(|l| l.contains("Can not reserve") || l.contains("may not assign"))
         .count()
 }
 
-fn read_host(fs: &SimFs) -> Host {
+fn read_host(fs: &SimSysfs) -> Host {
     Host::read(fs).expect("host reads")
 }
 
@@ -346,7 +303,7 @@ fn check_reached(
 
 /// Plan and (when valid) execute `want`; returns the plan when it ran.
 fn apply_state(
-    fs: &SimFs,
+    fs: &SimSysfs,
     store: &Store,
     want: &DesiredState,
     prune: bool,

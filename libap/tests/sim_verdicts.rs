@@ -6,49 +6,11 @@
 use apsim::{Sim, Topology};
 use libap::apqn::Apqn;
 use libap::host::{paths, Owner};
-use libap::sysfs::{Sysfs, SysfsError, SysfsOp};
+use libap::sysfs::{SimSysfs, Sysfs, SysfsError};
 use libap::validate::{check_assign, check_mask_change, AssignKind, AssignVerdict};
 use libap::{ApMask, Host};
 use proptest::prelude::*;
 use uuid::Uuid;
-
-#[derive(Debug, Clone)]
-struct SimSysfs(Sim);
-
-impl Sysfs for SimSysfs {
-    fn read(&self, path: &str) -> Result<String, SysfsError> {
-        self.0
-            .read(path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| SysfsError::new(SysfsOp::Read, path, e))
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
-        match self.0.write(path, data) {
-            Ok(n) if n == data.len() => Ok(()),
-            Ok(_) => Err(SysfsError::write(path, data, libc::EIO)),
-            Err(e) => Err(SysfsError::write(path, data, e)),
-        }
-    }
-    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
-        let mut v: Vec<String> = self
-            .0
-            .list(path)
-            .map_err(|e| SysfsError::new(SysfsOp::List, path, e))?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        v.sort();
-        Ok(v)
-    }
-    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
-        self.0
-            .readlink(path)
-            .map_err(|e| SysfsError::new(SysfsOp::ReadLink, path, e))
-    }
-    fn exists(&self, path: &str) -> bool {
-        self.0.stat(path).is_ok()
-    }
-}
 
 const SEED: &str = include_str!("../../apsim/examples/seed.toml");
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";

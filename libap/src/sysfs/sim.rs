@@ -1,10 +1,14 @@
-//! `apd --sim HOST.toml`: libap's sysfs door over the in-process simulator.
-//! apd is the only crate that knows both sides, so the adapter lives here.
+//! [`Sysfs`] over apsim's in-process simulator (feature `apsim`): what
+//! `apd --sim HOST.toml` runs on, and what libap's own tests check the
+//! planner and the validator against. apsim knows nothing of libap (it is the
+//! referee), so the adapter lives on this side.
 
 use apsim::{NodeKind, Sim};
-use libap::{Sysfs, SysfsError, SysfsOp};
+
+use super::{Sysfs, SysfsError, SysfsOp};
 
 /// The simulator seen through [`Sysfs`]; errnos pass through unchanged.
+/// Paths may start with `/` (the simulator's root plays `/sys`).
 #[derive(Debug, Clone)]
 pub struct SimSysfs(pub Sim);
 
@@ -63,7 +67,7 @@ impl Sysfs for SimSysfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libap::Host;
+    use crate::Host;
 
     const TOPOLOGY: &str = r#"
 usage_domains = [4, 0x47]
