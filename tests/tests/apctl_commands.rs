@@ -4,40 +4,20 @@
 //! check, export/apply, import-mdevctl, monitor, completion words, access
 //! for non-root users, and the hint when apd is gone.
 
-use e2e::{describe, fuse_available, liveness_timeout, Host, SEED_HOST};
+mod apctl_support;
+
+use apctl_support::*;
+use e2e::{describe, liveness_timeout, Host, SEED_HOST};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
 
-fn seed_host() -> Option<Host> {
-    if !fuse_available() {
-        eprintln!("skipped: FUSE is not available here (/dev/fuse, root or fusermount3)");
-        return None;
-    }
-    Some(Host::start(SEED_HOST))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Masks, Guest1 (fixed UUID, autostart) and Guest2 (manual), both running.
 fn seed(host: &Host) -> String {
-    host.apctl_ok(&[
-        "masks",
-        "--apmask",
-        "-5,-6",
-        "--aqmask",
-        "-4,-0x47,-0xab,-0xff",
-        "--persistent",
-    ]);
+    seed_masks(host, true);
     let out = host.apctl_ok(&[
         "define", "--uuid", G1, "--name", "guest1", "--auto", "-a", "5,6", "-d", "4,0xab",
     ]);
@@ -55,13 +35,6 @@ fn seed(host: &Host) -> String {
     host.apctl_ok(&["start", "guest1"]);
     host.apctl_ok(&["start", "guest2"]);
     g2.trim().to_string()
-}
-
-fn by_name<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
-    list.as_array()
-        .expect("an array")
-        .iter()
-        .find(|m| m["name"] == name)
 }
 
 #[test]
@@ -124,7 +97,7 @@ fn status_list_filters_and_lifecycle() {
 
     // Stopped: the definition's lists, no guest matrix.
     let list = host.apctl_json(&["list"]);
-    let guest2 = by_name(&list, "guest2").expect("guest2");
+    let guest2 = mdev(&list, "guest2");
     assert_eq!(guest2["active"], false);
     assert_eq!(guest2["autostart"], false);
     assert_eq!(guest2["domains"], json!([0x47, 0xff]));
@@ -373,13 +346,7 @@ fn check_export_apply_and_mdevctl() {
     assert_eq!(v["start"], "auto");
 
     let other = Host::start(SEED_HOST);
-    other.apctl_ok(&[
-        "masks",
-        "--apmask",
-        "-5,-6",
-        "--aqmask",
-        "-4,-0x47,-0xab,-0xff",
-    ]);
+    seed_masks(&other, false);
     let imported = other.apctl_json(&["import-mdevctl", &dir.display().to_string()]);
     let uuids = imported["uuids"].as_array().expect("uuids");
     assert_eq!(uuids.len(), 2, "{imported}");
@@ -404,13 +371,7 @@ fn check_export_apply_and_mdevctl() {
 #[test]
 fn monitor_prints_events_and_exits_on_ctrl_c() {
     let Some(mut host) = seed_host() else { return };
-    host.apctl_ok(&[
-        "masks",
-        "--apmask",
-        "-5,-6",
-        "--aqmask",
-        "-4,-0x47,-0xab,-0xff",
-    ]);
+    seed_masks(&host, false);
     host.apctl_ok(&[
         "define", "--uuid", G1, "--name", "guest1", "-a", "5,6", "-d", "4,0xab",
     ]);
@@ -520,16 +481,8 @@ fn completion_words_access_and_apd_gone() {
     // Reboot: autostart guest1 comes back, manual guest2 stays defined only.
     host.reboot();
     let list = host.apctl_json(&["list"]);
-    assert_eq!(
-        by_name(&list, "guest1").expect("guest1")["active"],
-        true,
-        "{list}"
-    );
-    assert_eq!(
-        by_name(&list, "guest2").expect("guest2")["active"],
-        false,
-        "{list}"
-    );
+    assert_eq!(mdev(&list, "guest1")["active"], true, "{list}");
+    assert_eq!(mdev(&list, "guest2")["active"], false, "{list}");
     assert_eq!(host.apctl_json(&["masks"])["vfio_adapters"], json!([5, 6]));
 
     // apd gone: the hint, exit 1.

@@ -5,48 +5,15 @@
 //! sentences and exit codes, `--json` parsed back field by field, and bad
 //! input that changes nothing.
 
-use e2e::{describe, fuse_available, Host, SEED_HOST};
-use serde_json::{json, Value};
-use std::process::Output;
+mod apctl_support;
 
-fn seed_host() -> Option<Host> {
-    if !fuse_available() {
-        eprintln!("skipped: FUSE is not available here (/dev/fuse, root or fusermount3)");
-        return None;
-    }
-    Some(Host::start(SEED_HOST))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A refusal: exit 1, nothing on stdout, exactly `apctl: <sentence>\n` on stderr.
-fn assert_refused(out: &Output, sentence: &str) {
-    assert_eq!(out.status.code(), Some(1), "{}", describe(out));
-    assert_eq!(stdout(out), "", "{}", describe(out));
-    assert_eq!(
-        stderr(out),
-        format!("apctl: {sentence}\n"),
-        "{}",
-        describe(out)
-    );
-}
+use apctl_support::*;
+use e2e::{describe, Host};
+use serde_json::json;
 
 /// The seed scenario up to both guests running; returns (guest1, guest2) UUIDs.
 fn seed_guests(host: &Host) -> (String, String) {
-    host.apctl_ok(&[
-        "masks",
-        "--apmask",
-        "-5,-6",
-        "--aqmask",
-        "-4,-0x47,-0xab,-0xff",
-        "--persistent",
-    ]);
+    seed_masks(host, true);
     let g1 = host.apctl_ok(&[
         "define", "--name", "guest1", "--auto", "-a", "5,6", "-d", "4,0xab",
     ]);
@@ -68,14 +35,6 @@ fn seed_guests(host: &Host) -> (String, String) {
     host.apctl_ok(&["start", "guest1"]);
     host.apctl_ok(&["start", g2.as_str()]);
     (g1, g2)
-}
-
-fn find<'a>(list: &'a Value, name: &str) -> &'a Value {
-    list.as_array()
-        .expect("list --json is an array")
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {list}"))
 }
 
 #[test]
@@ -112,7 +71,7 @@ fn seed_scenario_with_json_checked_field_by_field() {
     let list = host.apctl_json(&["list"]);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     assert_eq!(
-        find(&list, "guest1"),
+        mdev(&list, "guest1"),
         &json!({
             "uuid": g1,
             "name": "guest1",
@@ -127,7 +86,7 @@ fn seed_scenario_with_json_checked_field_by_field() {
         })
     );
     assert_eq!(
-        find(&list, "guest2"),
+        mdev(&list, "guest2"),
         &json!({
             "uuid": g2,
             "name": "guest2",
@@ -154,7 +113,7 @@ fn seed_scenario_with_json_checked_field_by_field() {
         .as_object_mut()
         .expect("object")
         .remove("apqns");
-    assert_eq!(&without_apqns, find(&list, "guest1"));
+    assert_eq!(&without_apqns, mdev(&list, "guest1"));
     assert_eq!(
         show["apqns"],
         json!([

@@ -5,11 +5,13 @@
 //! before, compared over full sysfs snapshots), and a second apply that
 //! changes nothing.
 
-use e2e::{describe, fuse_available, Host, SEED_HOST};
+mod apctl_support;
+
+use apctl_support::*;
+use e2e::{describe, Host};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
 const G2: &str = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e";
@@ -64,26 +66,10 @@ vfio_adapters = [6]
 vfio_domains = [0x47, 0xab, 0xff]
 "#;
 
-fn seed_host() -> Option<Host> {
-    if !fuse_available() {
-        eprintln!("skipped: FUSE is not available here (/dev/fuse, root or fusermount3)");
-        return None;
-    }
-    Some(Host::start(SEED_HOST))
-}
-
 fn write_state(host: &Host, name: &str, text: &str) -> String {
     let path = host.dir().join(name);
     std::fs::write(&path, text).expect("write the desired-state file");
     path.display().to_string()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Every readable file (content) and symlink (target) under the mount, except

@@ -2,6 +2,8 @@
 //! exit status, and each step's outcome checked against design.md and the
 //! kernel spec from the JSON it recorded (not from its printed text).
 
+mod apctl_support;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use apctl_support::mdev;
 use serde_json::{json, Value};
 
 const WALKTHROUGH: &str = env!("CARGO_BIN_EXE_ap-walkthrough");
@@ -107,14 +110,6 @@ fn queue_owners(queues: &Value) -> Vec<(String, String, Option<String>)> {
             )
         })
         .collect()
-}
-
-fn mdev<'a>(list: &'a Value, name: &str) -> &'a Value {
-    list.as_array()
-        .expect("list --json is an array")
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {list}"))
 }
 
 fn assert_running_seed_guests(list: &Value) {
