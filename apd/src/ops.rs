@@ -336,19 +336,20 @@ impl Engine {
                 paths::MATRIX
             )));
         }
-        if let Err(f) = check_matrix_named(
-            &host,
-            &lookup,
-            uuid,
-            def.adapters,
-            def.domains,
-            def.control_domains,
-        ) {
-            return Err(convert::refused(
-                &f,
-                format!("cannot start {who}: {}", f.reason),
-            ));
-        }
+        // The definition's matrix against a read of the host: the refusal
+        // that names the culprit, before the writes and after a failed one.
+        let refusal = |host: &Host| {
+            check_matrix_named(
+                host,
+                &lookup,
+                uuid,
+                def.adapters,
+                def.domains,
+                def.control_domains,
+            )
+            .map_err(|f| convert::refused(&f, format!("cannot start {who}: {}", f.reason)))
+        };
+        refusal(&host)?;
         match self.run_steps(start_steps(&host, &def)).await? {
             Ok(_) => {
                 tracing::info!(uuid = %uuid, "started");
@@ -358,19 +359,7 @@ impl Engine {
                 // Someone may have changed the host between our check and
                 // the write: the check on a fresh read names the culprit.
                 if let Ok(now) = self.read_host().await {
-                    if let Err(f) = check_matrix_named(
-                        &now,
-                        &lookup,
-                        uuid,
-                        def.adapters,
-                        def.domains,
-                        def.control_domains,
-                    ) {
-                        return Err(convert::refused(
-                            &f,
-                            format!("cannot start {who}: {}", f.reason),
-                        ));
-                    }
+                    refusal(&now)?;
                 }
                 Err(Error::new(
                     failure.kind(),
