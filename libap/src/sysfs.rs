@@ -280,59 +280,31 @@ impl Sysfs for DirSysfs {
     }
 }
 
-impl<T: Sysfs + ?Sized> Sysfs for &T {
-    fn read(&self, path: &str) -> Result<String, SysfsError> {
-        (**self).read(path)
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
-        (**self).write(path, data)
-    }
-    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
-        (**self).list(path)
-    }
-    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
-        (**self).read_link(path)
-    }
-    fn exists(&self, path: &str) -> bool {
-        (**self).exists(path)
-    }
+/// A reference or a smart pointer to a [`Sysfs`] is one: every method goes
+/// to what it points to.
+macro_rules! forward_sysfs {
+    ($($pointer:ty),+) => {$(
+        impl<T: Sysfs + ?Sized> Sysfs for $pointer {
+            fn read(&self, path: &str) -> Result<String, SysfsError> {
+                (**self).read(path)
+            }
+            fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
+                (**self).write(path, data)
+            }
+            fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
+                (**self).list(path)
+            }
+            fn read_link(&self, path: &str) -> Result<String, SysfsError> {
+                (**self).read_link(path)
+            }
+            fn exists(&self, path: &str) -> bool {
+                (**self).exists(path)
+            }
+        }
+    )+};
 }
 
-impl<T: Sysfs + ?Sized> Sysfs for std::sync::Arc<T> {
-    fn read(&self, path: &str) -> Result<String, SysfsError> {
-        (**self).read(path)
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
-        (**self).write(path, data)
-    }
-    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
-        (**self).list(path)
-    }
-    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
-        (**self).read_link(path)
-    }
-    fn exists(&self, path: &str) -> bool {
-        (**self).exists(path)
-    }
-}
-
-impl<T: Sysfs + ?Sized> Sysfs for Box<T> {
-    fn read(&self, path: &str) -> Result<String, SysfsError> {
-        (**self).read(path)
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
-        (**self).write(path, data)
-    }
-    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
-        (**self).list(path)
-    }
-    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
-        (**self).read_link(path)
-    }
-    fn exists(&self, path: &str) -> bool {
-        (**self).exists(path)
-    }
-}
+forward_sysfs!(&T, std::sync::Arc<T>, Box<T>);
 
 #[cfg(test)]
 mod tests {
