@@ -1,6 +1,6 @@
 //! The only door to the kernel: a small trait over sysfs, and its
 //! implementation on a real directory (`/sys`, or a FUSE-mounted apsim) and,
-//! with the feature `apsim`, over the in-process simulator ([`SimSysfs`]).
+//! with the feature `apsim`, over the in-process simulator (`SimSysfs`).
 
 #[cfg(feature = "apsim")]
 mod sim;
