@@ -317,33 +317,11 @@ fn modify_bitmap(s: &str, mut mask: ApMask) -> Result<ApMask, MaskError> {
             ));
         }
         i += 1;
-        let (a, n) = simple_strtoul(&b[i..]);
-        if n == 0 {
-            return Err(MaskError::new(s, i, MaskErrorKind::NoDigits));
-        }
-        i += n;
-        if a >= MASK_BITS as u64 {
-            return Err(MaskError::new(
-                s,
-                term_start,
-                MaskErrorKind::IdTooLarge(token(s, term_start, i)),
-            ));
-        }
+        let a = term_id(s, term_start, &mut i)?;
         let mut z = a;
         if b.get(i) == Some(&b'-') {
             i += 1;
-            let (zz, n) = simple_strtoul(&b[i..]);
-            if n == 0 {
-                return Err(MaskError::new(s, i, MaskErrorKind::NoDigits));
-            }
-            i += n;
-            if zz >= MASK_BITS as u64 {
-                return Err(MaskError::new(
-                    s,
-                    term_start,
-                    MaskErrorKind::IdTooLarge(token(s, term_start, i)),
-                ));
-            }
+            let zz = term_id(s, term_start, &mut i)?;
             if a > zz {
                 return Err(MaskError::new(
                     s,
@@ -363,6 +341,24 @@ fn modify_bitmap(s: &str, mut mask: ApMask) -> Result<ApMask, MaskError> {
         }
     }
     Ok(mask)
+}
+
+/// One id of the term that starts at `term_start`, read at `*i` as the
+/// kernel does (simple_strtoul), below 256; `*i` moves past its digits.
+fn term_id(s: &str, term_start: usize, i: &mut usize) -> Result<u64, MaskError> {
+    let (id, n) = simple_strtoul(&s.as_bytes()[*i..]);
+    if n == 0 {
+        return Err(MaskError::new(s, *i, MaskErrorKind::NoDigits));
+    }
+    *i += n;
+    if id >= MASK_BITS as u64 {
+        return Err(MaskError::new(
+            s,
+            term_start,
+            MaskErrorKind::IdTooLarge(token(s, term_start, *i)),
+        ));
+    }
+    Ok(id)
 }
 
 fn token(s: &str, from: usize, to: usize) -> String {
