@@ -109,10 +109,7 @@ pub fn parse_uuid(input: &str) -> Result<String, CliError> {
             quote_input(input)
         ))
     };
-    if input.len() != 36 {
-        return Err(bad());
-    }
-    let uuid = uuid::Uuid::try_parse(input).map_err(|_| bad())?;
+    let uuid = libap::definition::parse_hyphenated_uuid(input).ok_or_else(bad)?;
     Ok(uuid.hyphenated().to_string())
 }
 

@@ -6,7 +6,6 @@ use apbus::{AdapterInfo, Error, ErrorKind, IdLists};
 use libap::host::{Card, Matrix};
 use libap::validate::{Finding, FindingKind, Severity};
 use libap::{ApMask, Apqn};
-use uuid::Uuid;
 
 /// More ids than any list can meaningfully hold (256 distinct ids), with
 /// room for duplicates; beyond it the input is refused, not processed.
@@ -109,12 +108,7 @@ pub fn id_lists(m: &Matrix) -> IdLists {
 }
 
 /// A UUID argument: any case, hyphenated; `None` when it is not one.
-pub fn parse_uuid(s: &str) -> Option<Uuid> {
-    if s.len() != 36 {
-        return None;
-    }
-    Uuid::try_parse(s).ok()
-}
+pub use libap::definition::parse_hyphenated_uuid as parse_uuid;
 
 /// `"05.0004"` strings.
 pub fn apqn_strings(apqns: &[Apqn]) -> Vec<String> {

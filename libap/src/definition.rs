@@ -127,12 +127,18 @@ pub(crate) fn ids_to_mask(key: &'static str, ids: &[i64]) -> Result<ApMask, Defi
     Ok(m)
 }
 
-pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, DefinitionError> {
-    // Only the hyphenated form: it is what sysfs and file names use.
+/// A UUID in the hyphenated form (any case): the only form sysfs, file
+/// names and apd's API use; `None` for anything else, including the simple,
+/// braced and urn forms the uuid crate would take.
+pub fn parse_hyphenated_uuid(s: &str) -> Option<Uuid> {
     if s.len() != 36 {
-        return Err(DefinitionError::BadUuid(s.to_string()));
+        return None;
     }
-    Uuid::try_parse(s).map_err(|_| DefinitionError::BadUuid(s.to_string()))
+    Uuid::try_parse(s).ok()
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, DefinitionError> {
+    parse_hyphenated_uuid(s).ok_or_else(|| DefinitionError::BadUuid(s.to_string()))
 }
 
 /// `[5, 6]`: decimal ids.
@@ -294,6 +300,26 @@ mod tests {
         unnamed.name = None;
         assert!(!unnamed.to_toml().contains("name"));
         assert_eq!(Definition::from_toml(&unnamed.to_toml()), Ok(unnamed));
+    }
+
+    #[test]
+    fn uuids_only_in_the_hyphenated_form() {
+        let u = Uuid::parse_str(G1).expect("uuid");
+        assert_eq!(parse_hyphenated_uuid(G1), Some(u));
+        assert_eq!(
+            parse_hyphenated_uuid("62177883-F1BB-47F0-914D-32A22E3A8804"),
+            Some(u)
+        );
+        for bad in [
+            "62177883f1bb47f0914d32a22e3a8804",
+            "{62177883-f1bb-47f0-914d-32a22e3a8804}",
+            "urn:uuid:62177883-f1bb-47f0-914d-32a22e3a8804",
+            "62177883-f1bb-47f0-914d-32a22e3a880g",
+            "guest1",
+            "",
+        ] {
+            assert_eq!(parse_hyphenated_uuid(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
