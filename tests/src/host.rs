@@ -80,6 +80,8 @@ pub struct Host {
     apd_log: PathBuf,
     apsim_log: PathBuf,
     apd_starts: u32,
+    /// When the last apd start spawned apd and when apd said READY=1.
+    apd_start_times: Option<(Instant, Instant)>,
     // Last field: dropped after everything above has stopped.
     _dir: TempDir,
 }
@@ -127,6 +129,7 @@ impl Host {
             config,
             root,
             apd_starts: 0,
+            apd_start_times: None,
             _dir: dir,
         };
         host.bus = Some(Bus::start_in(&host.root, opts.policy));
@@ -314,6 +317,7 @@ impl Host {
             .stdin(Stdio::null());
         let log = self.log_for_child(&self.apd_log, &format!("apd start #{}", self.apd_starts));
         redirect(&mut cmd, &log, &self.apd_log);
+        let spawned = Instant::now();
         self.apd = Some(Proc::spawn("apd", cmd));
 
         let deadline = Instant::now() + liveness_timeout();
@@ -333,6 +337,9 @@ impl Host {
                     ready = String::from_utf8_lossy(&buf[..n])
                         .lines()
                         .any(|l| l == "READY=1");
+                    if ready {
+                        self.apd_start_times = Some((spawned, Instant::now()));
+                    }
                 }
             }
             if ready && self.bus().name_has_owner(APD_BUS_NAME) == Ok(true) {
@@ -351,6 +358,12 @@ impl Host {
             }
         }
         let _ = fs::remove_file(&notify_path);
+    }
+
+    /// When the last [`Host::start_apd`] spawned apd and when apd told
+    /// NOTIFY_SOCKET `READY=1` (its boot restore done); for ap-bench.
+    pub fn apd_start_times(&self) -> Option<(Instant, Instant)> {
+        self.apd_start_times
     }
 
     /// Stops apd (SIGTERM) and waits until its bus name is released.
