@@ -23,7 +23,7 @@ use tokio::runtime::Runtime;
 
 const USAGE: &str =
     "usage: ap-bench [--smoke] [--runs N] [--heavy-runs N] [--backend fuse|in-process]
-                [--boot-budget SECS] [--no-fuse-big | --fuse-big-list] [--write FILE]
+                [--boot-budget SECS] [--fuse-big | --fuse-big-list] [--write FILE]
 
 End-to-end timings of apctl, apd's D-Bus calls, boot restore and uevent
 handling, on the big host (256 adapters x 256 domains), the seed host and a
@@ -37,11 +37,13 @@ in-process simulator. Build first: cargo build --release --workspace
                      apd read there re-reads 65,536 queues)
   --backend B        only this backend (fuse or in-process); default both
                      (FUSE is skipped when /dev/fuse cannot be used)
-  --boot-budget S    a boot restore of K mdevs is skipped when the previous K,
-                     scaled linearly, projects more than S seconds (default 60)
-  --no-fuse-big      skip apd on the FUSE-mounted big host (its start alone
-                     takes minutes: every queue attribute is a FUSE round trip)
-  --fuse-big-list    also one `apctl list` and one adapter removal there
+  --boot-budget S    a boot restore of K mdevs is skipped when the two K before
+                     it, at twice their slope, project more than S seconds
+                     (default 40)
+  --fuse-big         also start apd on the FUSE-mounted big host (READY only;
+                     it takes many minutes: apd reads every attribute of its
+                     65,536 queues through FUSE, tens of FUSE requests each)
+  --fuse-big-list    --fuse-big, then one `apctl list` and one adapter removal
   --write FILE       also replace the section between the ap-bench markers in
                      FILE (appended when FILE has none)";
 
@@ -98,8 +100,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
         runs: 20,
         heavy_runs: 3,
         backends: vec![Mode::Fuse, Mode::InProcess],
-        boot_budget: Duration::from_secs(60),
-        fuse_big: FuseBig::Ready,
+        boot_budget: Duration::from_secs(40),
+        fuse_big: FuseBig::Skip,
         write: None,
     };
     let mut runs = None;
@@ -122,7 +124,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
                     _ => return Err(format!("--backend {v:?}: give fuse or in-process")),
                 };
             }
-            "--no-fuse-big" => opts.fuse_big = FuseBig::Skip,
+            "--fuse-big" => opts.fuse_big = FuseBig::Ready,
             "--fuse-big-list" => opts.fuse_big = FuseBig::List,
             "--write" => opts.write = Some(PathBuf::from(value("--write")?)),
             "--help" | "-h" => return Err(String::new()),
@@ -246,10 +248,13 @@ struct Sizes {
     burst_reps: usize,
     /// One untimed run before the timed ones (not where a run takes seconds).
     warmup: bool,
+    /// Each apd read takes seconds here: the fewest runs, no list and no
+    /// reboot after a boot restore.
+    heavy: bool,
 }
 
 impl Sizes {
-    fn new(opts: &Opts, spec: &HostSpec) -> Sizes {
+    fn new(opts: &Opts, spec: &HostSpec, mode: Mode) -> Sizes {
         if opts.smoke {
             return Sizes {
                 list_mdevs: 5,
@@ -258,9 +263,11 @@ impl Sizes {
                 cycle_runs: opts.runs,
                 burst_reps: opts.runs,
                 warmup: true,
+                heavy: false,
             };
         }
-        if spec.heavy {
+        // Through FUSE every queue attribute costs tens of round trips.
+        if spec.heavy || (mode == Mode::Fuse && spec.queues() > 100) {
             let runs = opts.heavy_runs;
             return Sizes {
                 list_mdevs: 1000,
@@ -269,6 +276,7 @@ impl Sizes {
                 cycle_runs: 1,
                 burst_reps: 1,
                 warmup: false,
+                heavy: true,
             };
         }
         let runs = opts.runs;
@@ -279,6 +287,7 @@ impl Sizes {
             cycle_runs: runs.div_ceil(2),
             burst_reps: runs.div_ceil(4),
             warmup: true,
+            heavy: false,
         }
     }
 }
@@ -710,11 +719,9 @@ fn commands(
     mode: Mode,
     sizes: &Sizes,
 ) -> Res<()> {
-    let mut host = start_host(spec, mode, None, false);
-    host.start_apd();
+    // apd's start on an empty config dir is the boot restore of K = 0.
+    let host = start_host(spec, mode, None, true);
     let label = spec.label;
-    let (_, ready) = ready_after(&host)?;
-    report.add(mode, label, "apd spawn → READY, empty config dir", &[ready])?;
     let client = Client::connect(rt, &host)?;
     let runs = sizes.runs;
     let n = sizes.list_mdevs;
@@ -988,8 +995,12 @@ fn fuse_big(report: &mut Report, rt: &Runtime, spec: &HostSpec, what: FuseBig) -
 }
 
 /// A config dir with `k` autostart definitions on disjoint APQNs and the
-/// aqmask that gives their domains to vfio_ap, as stored by apd.
+/// aqmask that gives their domains to vfio_ap, as stored by apd; for
+/// `k` = 0 an empty one.
 fn write_boot_config(dir: &Path, spec: &HostSpec, k: usize) -> Res<()> {
+    if k == 0 {
+        return Ok(());
+    }
     let mdevs = dir.join("mdevs");
     fs::create_dir_all(&mdevs).map_err(|e| format!("cannot create {}: {e}", mdevs.display()))?;
     let mut domains = Vec::new();
@@ -1016,9 +1027,9 @@ fn count_active(client: &Client<'_>) -> Res<usize> {
 }
 
 /// apd spawn → READY → every autostart mdev active, for each K (capped at
-/// the host's queues); a K whose linear projection from the previous one
-/// exceeds the budget is skipped. With the largest K that ran: `list`
-/// over K active mdevs and a reboot.
+/// the host's queues); a K whose projection from those measured (see
+/// [`project`]) exceeds the budget is skipped. With the largest K that
+/// ran, unless heavy: `list` over K active mdevs and a reboot.
 fn boot_restore(
     report: &mut Report,
     rt: &Runtime,
@@ -1031,22 +1042,24 @@ fn boot_restore(
     let label = spec.label;
     let mut ks: Vec<usize> = ks.iter().map(|&k| k.min(spec.queues())).collect();
     ks.dedup();
-    let mut last: Option<(usize, Duration)> = None;
+    let mut done: Vec<(usize, Duration)> = Vec::new();
     let mut kept: Option<(Host, tempfile::TempDir, usize)> = None;
     for &k in &ks {
         check_interrupted()?;
-        let what = format!("boot restore, {k} autostart: apd spawn → READY");
-        if let Some((pk, pt)) = last {
-            let projected = pt.mul_f64(k as f64 / pk as f64);
+        let what = if k == 0 {
+            "apd spawn → READY, empty config dir".to_owned()
+        } else {
+            format!("boot restore, {k} autostart: apd spawn → READY")
+        };
+        if let Some((projected, from)) = project(&done, k) {
             if projected > budget {
                 report.skip(
                     mode,
                     label,
                     what,
                     format!(
-                        "≈ {} projected from {pk} ({}), over the {} s budget",
+                        "≈ {} projected {from}, over the {} s budget",
                         fmt_duration(projected),
-                        fmt_duration(pt),
                         budget.as_secs()
                     ),
                 );
@@ -1071,18 +1084,24 @@ fn boot_restore(
             ));
         }
         report.add(mode, label, what, &[ready])?;
+        done.push((k, ready));
+        if k == 0 {
+            continue;
+        }
         report.add(
             mode,
             label,
             format!("boot restore, {k} autostart: apd spawn → {k} active seen by `ListMdevs`"),
             &[all_active],
         )?;
-        last = Some((k, ready));
         kept = Some((host, config, k));
     }
     let Some((mut host, _config, k)) = kept else {
         return Ok(());
     };
+    if sizes.heavy {
+        return Ok(());
+    }
     let client = Client::connect(rt, &host)?;
     time_list(report, &client, &host, spec, &format!("{k} active"), sizes)?;
     let start = Instant::now();
@@ -1112,6 +1131,26 @@ fn boot_restore(
         &[whole],
     )?;
     Ok(())
+}
+
+/// The boot restore time of `k` mdevs projected from the last two K
+/// measured: linear in K at their slope, doubled, since each start costs
+/// more as the mdevs started before it accumulate (a whole-host re-read
+/// each). Returns the projection and how it was made.
+fn project(done: &[(usize, Duration)], k: usize) -> Option<(Duration, String)> {
+    let [.., (k0, t0), (k1, t1)] = done else {
+        return None;
+    };
+    let per_mdev = t1.saturating_sub(*t0).as_secs_f64() / k1.saturating_sub(*k0).max(1) as f64;
+    let projected = *t1 + Duration::from_secs_f64(2.0 * per_mdev * k.saturating_sub(*k1) as f64);
+    Some((
+        projected,
+        format!(
+            "from {k0} ({}) and {k1} ({}), twice their slope",
+            fmt_duration(*t0),
+            fmt_duration(*t1)
+        ),
+    ))
 }
 
 fn machine() -> String {
@@ -1171,8 +1210,11 @@ fn section(report: &Report, total: Duration) -> String {
          connection, call, rendering) as measured by the benchmark; a D-Bus row \
          is one call on an open connection; a uevent row runs from just before \
          the write until `PropertiesChanged` shows the result; boot rows run \
-         from apd's spawn to its `READY=1` on NOTIFY_SOCKET. Seed-host rows had \
-         one untimed warm-up run first; p90 is nearest rank. FUSE = apd on a \
+         from apd's spawn to its `READY=1` on NOTIFY_SOCKET (apd starts every \
+         autostart mdev before it); a K whose projection (twice the slope of \
+         the two K before it) exceeds the budget is skipped. Where one apd read takes seconds (big \
+         host; wide host through FUSE) a row has 1-3 runs and no warm-up; \
+         elsewhere one untimed warm-up run came first. p90 is nearest rank. FUSE = apd on a \
          FUSE-mounted apsim (the real sysfs code path), in-process = `apd --sim`. \
          Hosts: big = `apsim/examples/big.toml` (256 adapters x 256 domains), \
          seed = `apsim/examples/seed.toml` (7 x 5), wide = 256 adapters x 4 \
@@ -1180,8 +1222,11 @@ fn section(report: &Report, total: Duration) -> String {
          imported mdevctl definitions, inactive.\n\n",
     );
     s.push_str(&report.table());
+    if !report.notes.is_empty() {
+        s.push('\n');
+    }
     for note in &report.notes {
-        let _ = writeln!(s, "\n- {note}");
+        let _ = writeln!(s, "- {note}");
     }
     let _ = writeln!(s, "{END_MARKER}");
     s
@@ -1202,10 +1247,12 @@ fn write_section(file: &Path, section: &str) -> Res<()> {
             "{}\n\n## End to end (ap-bench)\n\n{section}",
             text.trim_end()
         ),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "{} has only one of the ap-bench markers (or they are out of order); fix it by hand",
             file.display()
-        )),
+        ))
+        }
     };
     write(file, &updated)
 }
@@ -1231,15 +1278,27 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
     for &spec in &specs {
         for &mode in &backends {
             if spec.heavy && mode == Mode::Fuse {
-                if opts.fuse_big != FuseBig::Skip {
+                if opts.fuse_big == FuseBig::Skip {
+                    report.skip(
+                        mode,
+                        spec.label,
+                        "apd spawn → READY, and every command",
+                        "minutes per apd read (whole-host re-read through FUSE); `--fuse-big`"
+                            .to_owned(),
+                    );
+                } else {
                     fuse_big(&mut report, rt, spec, opts.fuse_big)?;
                 }
                 continue;
             }
-            commands(&mut report, rt, spec, mode, &Sizes::new(opts, spec))?;
+            commands(&mut report, rt, spec, mode, &Sizes::new(opts, spec, mode))?;
         }
     }
-    let ks: &[usize] = if opts.smoke { &[1, 5] } else { &[1, 100, 1000] };
+    let ks: &[usize] = if opts.smoke {
+        &[0, 1, 5]
+    } else {
+        &[0, 1, 10, 100, 1000]
+    };
     let boot_specs: Vec<&HostSpec> = if opts.smoke {
         vec![&seed]
     } else {
@@ -1252,7 +1311,7 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
                 // more whole-host reads.
                 continue;
             }
-            let sizes = Sizes::new(opts, spec);
+            let sizes = Sizes::new(opts, spec, mode);
             boot_restore(&mut report, rt, spec, mode, ks, opts.boot_budget, &sizes)?;
         }
     }
@@ -1374,6 +1433,21 @@ mod tests {
     }
 
     #[test]
+    fn boot_projection_doubles_the_last_slope() {
+        assert!(project(&[], 5).is_none());
+        assert!(project(&[(0, Duration::from_millis(100))], 5).is_none());
+        let done = [
+            (0, Duration::from_millis(50)),
+            (1, Duration::from_millis(100)),
+            (11, Duration::from_millis(1100)),
+        ];
+        // 100 ms per mdev between 1 and 11; twice that for 100 more.
+        let (t, how) = project(&done, 111).expect("two points");
+        assert_eq!(t.as_millis(), 1100 + 20_000);
+        assert!(how.contains("from 1 (100 ms) and 11 (1100 ms)"), "{how}");
+    }
+
+    #[test]
     fn counts_get_separators() {
         assert_eq!(fmt_count(0), "0");
         assert_eq!(fmt_count(999), "999");
@@ -1391,6 +1465,11 @@ mod tests {
             (2, vec![Mode::InProcess])
         );
         assert_eq!(smoke.fuse_big, FuseBig::Skip);
+        assert_eq!(parse(&[]).expect("defaults").fuse_big, FuseBig::Skip);
+        assert_eq!(
+            parse(&["--fuse-big"]).expect("args").fuse_big,
+            FuseBig::Ready
+        );
         let full = parse(&["--runs", "5", "--backend", "fuse", "--fuse-big-list"]).expect("args");
         assert_eq!((full.runs, full.fuse_big), (5, FuseBig::List));
         assert!(parse(&["--runs", "0"]).is_err());
