@@ -35,7 +35,6 @@ fn full_host(mdevs: usize) -> Host {
                     chkstop: false,
                     online: None,
                     driver: Some("vfio_ap".into()),
-                    status: Some("assigned".into()),
                 },
             );
         }

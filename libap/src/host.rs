@@ -8,6 +8,7 @@
 use crate::apqn::Apqn;
 use crate::mask::ApMask;
 use crate::matrix::{parse_ap_config, parse_control_domains, parse_matrix, MatrixError};
+use crate::resync::{Stale, VfioPart};
 use crate::sysfs::{Sysfs, SysfsError};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -172,9 +173,9 @@ pub struct Queue {
     /// `online` (only cex4queue-bound queues have it).
     pub online: Option<bool>,
     /// Driver name (basename of the `driver` link), None when unbound.
+    /// (A vfio_ap queue's `status` is not kept: it changes without a
+    /// uevent when an mdev is assigned or opened; see [`Mdev::in_use`].)
     pub driver: Option<String>,
-    /// `status` (vfio_ap-bound queues only): `in use`, `assigned`, `unassigned`.
-    pub status: Option<String>,
 }
 
 impl Queue {
@@ -437,6 +438,59 @@ fn matrix_err(path: String, e: MatrixError) -> HostError {
     }
 }
 
+/// The configuration files as read, before the fallback for hosts without
+/// QCI (which needs the cards and queues present).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawConfig {
+    pub(crate) max_adapter_id: u8,
+    pub(crate) max_domain_id: u8,
+    adapters: Option<ApMask>,
+    usage_domains: Option<ApMask>,
+    control_domains: Option<ApMask>,
+}
+
+impl RawConfig {
+    pub(crate) fn read(fs: &dyn Sysfs) -> Result<RawConfig, HostError> {
+        let read = |path: &str| -> Result<Option<ApMask>, HostError> {
+            match read_opt(fs, path)? {
+                None => Ok(None),
+                Some(t) if t.trim() == "not supported" => Ok(None),
+                Some(t) => parse_mask_file(path, &t).map(Some),
+            }
+        };
+        Ok(RawConfig {
+            max_adapter_id: parse_max_id(
+                paths::MAX_ADAPTER_ID,
+                read_opt(fs, paths::MAX_ADAPTER_ID)?,
+            )?,
+            max_domain_id: parse_max_id(paths::MAX_DOMAIN_ID, read_opt(fs, paths::MAX_DOMAIN_ID)?)?,
+            adapters: read(paths::ADAPTER_MASK)?,
+            usage_domains: read(paths::USAGE_DOMAIN_MASK)?,
+            control_domains: read(paths::CONTROL_DOMAIN_MASK)?,
+        })
+    }
+
+    /// The configuration; without QCI, the devices present in `host` are
+    /// the best we know.
+    pub(crate) fn derive(&self, host: &Host) -> HostConfig {
+        let control_domains = self.control_domains.unwrap_or_default();
+        match (self.adapters, self.usage_domains) {
+            (Some(adapters), Some(usage_domains)) => HostConfig {
+                adapters,
+                usage_domains,
+                control_domains,
+                known: true,
+            },
+            _ => HostConfig {
+                adapters: ApMask::from_ids(host.cards.keys().copied()),
+                usage_domains: ApMask::from_ids(host.queues.keys().map(|q| q.domain)),
+                control_domains,
+                known: false,
+            },
+        }
+    }
+}
+
 impl Host {
     /// Read the whole model through `fs`.
     pub fn read(fs: &dyn Sysfs) -> Result<Host, HostError> {
@@ -447,54 +501,18 @@ impl Host {
         }
         let apmask = parse_mask_file(paths::APMASK, &fs.read(paths::APMASK)?)?;
         let aqmask = parse_mask_file(paths::AQMASK, &fs.read(paths::AQMASK)?)?;
-        let max_adapter_id =
-            parse_max_id(paths::MAX_ADAPTER_ID, read_opt(fs, paths::MAX_ADAPTER_ID)?)?;
-        let max_domain_id =
-            parse_max_id(paths::MAX_DOMAIN_ID, read_opt(fs, paths::MAX_DOMAIN_ID)?)?;
-
+        let raw = RawConfig::read(fs)?;
         let mut host = Host {
-            max_adapter_id,
-            max_domain_id,
+            max_adapter_id: raw.max_adapter_id,
+            max_domain_id: raw.max_domain_id,
             apmask,
             aqmask,
             ..Host::default()
         };
         host.read_devices(fs)?;
-        host.config = Self::read_config(fs, &host)?;
+        host.config = raw.derive(&host);
         host.read_vfio(fs)?;
         Ok(host)
-    }
-
-    fn read_config(fs: &dyn Sysfs, host: &Host) -> Result<HostConfig, HostError> {
-        let read = |path: &str| -> Result<Option<ApMask>, HostError> {
-            match read_opt(fs, path)? {
-                None => Ok(None),
-                Some(t) if t.trim() == "not supported" => Ok(None),
-                Some(t) => parse_mask_file(path, &t).map(Some),
-            }
-        };
-        let a = read(paths::ADAPTER_MASK)?;
-        let u = read(paths::USAGE_DOMAIN_MASK)?;
-        let c = read(paths::CONTROL_DOMAIN_MASK)?;
-        match (a, u) {
-            (Some(adapters), Some(usage_domains)) => Ok(HostConfig {
-                adapters,
-                usage_domains,
-                control_domains: c.unwrap_or_default(),
-                known: true,
-            }),
-            _ => {
-                // Without QCI, the devices present are the best we know.
-                let adapters = ApMask::from_ids(host.cards.keys().copied());
-                let usage_domains = ApMask::from_ids(host.queues.keys().map(|q| q.domain));
-                Ok(HostConfig {
-                    adapters,
-                    usage_domains,
-                    control_domains: c.unwrap_or_default(),
-                    known: false,
-                })
-            }
-        }
     }
 
     fn read_devices(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
@@ -512,19 +530,7 @@ impl Host {
                 continue;
             };
             self.cards.insert(id, card);
-            let dir = paths::card(id);
-            let qnames = match fs.list(&dir) {
-                Ok(q) => q,
-                Err(e) if e.errno == libc::ENOENT => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for q in qnames {
-                let Ok(apqn) = q.parse::<Apqn>() else {
-                    continue;
-                };
-                if apqn.adapter != id {
-                    continue;
-                }
+            for apqn in list_queues(fs, id)? {
                 if let Some(queue) = read_queue(fs, apqn)? {
                     self.queues.insert(apqn, queue);
                 }
@@ -534,26 +540,10 @@ impl Host {
     }
 
     fn read_vfio(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
-        self.vfio_ap_loaded = fs.exists(paths::MATRIX);
-        self.features = None;
-        self.mdevs.clear();
-        if !self.vfio_ap_loaded {
-            return Ok(());
-        }
-        self.features = read_opt(fs, paths::MATRIX_FEATURES)?.map(|t| Features::parse(&t));
-        let entries = match fs.list(paths::MATRIX) {
-            Ok(e) => e,
-            Err(e) if e.errno == libc::ENOENT => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        for name in entries {
-            let Some(uuid) = parse_mdev_name(&name) else {
-                continue;
-            };
-            if let Some(mdev) = read_mdev_from(fs, uuid, &self.queues)? {
-                self.mdevs.insert(uuid, mdev);
-            }
-        }
+        let v = read_vfio_part(fs, &self.queues)?;
+        self.vfio_ap_loaded = v.loaded;
+        self.features = v.features;
+        self.mdevs = v.mdevs;
         Ok(())
     }
 
@@ -566,82 +556,37 @@ impl Host {
     /// Re-read one mdev into this model (insert, update or remove it).
     /// Returns the mdev as now known.
     pub fn refresh_mdev(&mut self, fs: &dyn Sysfs, uuid: Uuid) -> Result<Option<&Mdev>, HostError> {
-        match read_mdev_from(fs, uuid, &self.queues)? {
-            Some(m) => {
-                self.mdevs.insert(uuid, m);
-            }
-            None => {
-                self.mdevs.remove(&uuid);
-            }
-        }
+        self.refresh(fs, &Stale::mdev(uuid))?;
         Ok(self.mdevs.get(&uuid))
     }
 
-    /// Re-read the masks (after a mask change uevent).
+    /// Re-read the masks (after a mask change uevent), with the queues
+    /// whose bits flipped and the mdevs.
     pub fn refresh_masks(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
-        self.apmask = parse_mask_file(paths::APMASK, &fs.read(paths::APMASK)?)?;
-        self.aqmask = parse_mask_file(paths::AQMASK, &fs.read(paths::AQMASK)?)?;
-        Ok(())
+        self.refresh(fs, &Stale::masks()).map(|_| ())
     }
 
     /// Re-read one card and its queues (after a card/queue uevent).
     pub fn refresh_card(&mut self, fs: &dyn Sysfs, adapter: u8) -> Result<(), HostError> {
-        let range = Apqn::new(adapter, 0)..=Apqn::new(adapter, 255);
-        let old: Vec<Apqn> = self.queues.range(range).map(|(k, _)| *k).collect();
-        for k in old {
-            self.queues.remove(&k);
-        }
-        self.cards.remove(&adapter);
-        if let Some(card) = read_card(fs, adapter)? {
-            self.cards.insert(adapter, card);
-            let dir = paths::card(adapter);
-            let names = match fs.list(&dir) {
-                Ok(q) => q,
-                Err(e) if e.errno == libc::ENOENT => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-            for q in names {
-                if let Ok(apqn) = q.parse::<Apqn>() {
-                    if apqn.adapter == adapter {
-                        if let Some(queue) = read_queue(fs, apqn)? {
-                            self.queues.insert(apqn, queue);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.refresh(fs, &Stale::card(adapter)).map(|_| ())
     }
 
     /// Re-read one queue (after a bind/unbind/CONFIG uevent on it); removes
     /// it from the model when its directory is gone.
     pub fn refresh_queue(&mut self, fs: &dyn Sysfs, apqn: Apqn) -> Result<(), HostError> {
-        match read_queue(fs, apqn)? {
-            Some(q) => {
-                self.queues.insert(apqn, q);
-            }
-            None => {
-                self.queues.remove(&apqn);
-            }
-        }
-        Ok(())
+        self.refresh(fs, &Stale::queue(apqn)).map(|_| ())
     }
 
     /// Re-read the host configuration and maximum ids (after a scan that
     /// changed the LPAR's configuration).
     pub fn refresh_config(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
-        self.max_adapter_id =
-            parse_max_id(paths::MAX_ADAPTER_ID, read_opt(fs, paths::MAX_ADAPTER_ID)?)?;
-        self.max_domain_id =
-            parse_max_id(paths::MAX_DOMAIN_ID, read_opt(fs, paths::MAX_DOMAIN_ID)?)?;
-        self.config = Self::read_config(fs, self)?;
-        Ok(())
+        self.refresh(fs, &Stale::config()).map(|_| ())
     }
 
     /// Re-read whether vfio_ap is loaded, its features and every mdev
     /// (after `MDEV_STATE=registered|unregistered` or an mdev add/remove).
     pub fn refresh_vfio(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
-        self.read_vfio(fs)
+        self.refresh(fs, &Stale::all_mdevs()).map(|_| ())
     }
 
     /// Who owns `apqn`: the host if both mask bits are set, else the mdev
@@ -830,7 +775,57 @@ impl OwnerIndex {
     }
 }
 
-fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostError> {
+/// A mask file (`apmask`, `aqmask`).
+pub(crate) fn read_mask(fs: &dyn Sysfs, path: &str) -> Result<ApMask, HostError> {
+    parse_mask_file(path, &fs.read(path)?)
+}
+
+/// The queues present under a card, ascending; none when the card is gone.
+pub(crate) fn list_queues(fs: &dyn Sysfs, adapter: u8) -> Result<Vec<Apqn>, HostError> {
+    let names = match fs.list(&paths::card(adapter)) {
+        Ok(q) => q,
+        Err(e) if e.errno == libc::ENOENT => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut v: Vec<Apqn> = names
+        .iter()
+        .filter_map(|n| n.parse::<Apqn>().ok())
+        .filter(|q| q.adapter == adapter)
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Whether vfio_ap is loaded, its features and every mdev.
+pub(crate) fn read_vfio_part(
+    fs: &dyn Sysfs,
+    queues: &BTreeMap<Apqn, Queue>,
+) -> Result<VfioPart, HostError> {
+    let mut v = VfioPart {
+        loaded: fs.exists(paths::MATRIX),
+        ..VfioPart::default()
+    };
+    if !v.loaded {
+        return Ok(v);
+    }
+    v.features = read_opt(fs, paths::MATRIX_FEATURES)?.map(|t| Features::parse(&t));
+    let entries = match fs.list(paths::MATRIX) {
+        Ok(e) => e,
+        Err(e) if e.errno == libc::ENOENT => return Ok(v),
+        Err(e) => return Err(e.into()),
+    };
+    for name in entries {
+        let Some(uuid) = parse_mdev_name(&name) else {
+            continue;
+        };
+        if let Some(mdev) = read_mdev_from(fs, uuid, queues)? {
+            v.mdevs.insert(uuid, mdev);
+        }
+    }
+    Ok(v)
+}
+
+pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostError> {
     let dir = paths::card(id);
     if !fs.exists(&dir) {
         return Ok(None);
@@ -859,7 +854,7 @@ fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostError> {
     }))
 }
 
-fn read_queue(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Queue>, HostError> {
+pub(crate) fn read_queue(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Queue>, HostError> {
     let dir = paths::queue(apqn);
     if !fs.exists(&dir) {
         return Ok(None);
@@ -875,11 +870,6 @@ fn read_queue(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Queue>, HostError> {
         Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINVAL => None,
         Err(e) => return Err(e.into()),
     };
-    let status = if driver.as_deref() == Some(paths::VFIO_AP_DRIVER) {
-        attr("status")?.map(|s| s.trim().to_string())
-    } else {
-        None
-    };
     Ok(Some(Queue {
         apqn,
         config: attr("config")?.and_then(|s| parse_bool(&s)).unwrap_or(true),
@@ -888,11 +878,10 @@ fn read_queue(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Queue>, HostError> {
             .unwrap_or(false),
         online: attr("online")?.and_then(|s| parse_bool(&s)),
         driver,
-        status,
     }))
 }
 
-fn read_mdev_from(
+pub(crate) fn read_mdev_from(
     fs: &dyn Sysfs,
     uuid: Uuid,
     queues: &BTreeMap<Apqn, Queue>,
@@ -936,7 +925,9 @@ fn read_mdev_from(
         Err(e) => return Err(e.into()),
     };
     // Every queue of the guest matrix reports `in use` while a guest holds
-    // the mdev, so the first queue with a status decides.
+    // the mdev, so the first queue with a status decides. The status is
+    // read live: a guest opening the mdev sends no uevent. `queues` (the
+    // model, when known) skips queues not bound to vfio_ap.
     let (ga, gd) = match &guest_matrix {
         Some(g) => (g.adapters, g.domains),
         None => (matrix.adapters, matrix.domains),
@@ -945,15 +936,11 @@ fn read_mdev_from(
     'outer: for a in ga.iter() {
         for d in gd.iter() {
             let apqn = Apqn::new(a, d);
-            let status = if queues.is_empty() {
-                fs.read(&format!("{}/status", paths::queue(apqn)))
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            } else {
-                queues.get(&apqn).and_then(|q| q.status.clone())
-            };
-            if let Some(s) = status {
-                in_use = s == "in use";
+            if !queues.is_empty() && !queues.get(&apqn).is_some_and(Queue::is_vfio) {
+                continue;
+            }
+            if let Ok(s) = fs.read(&format!("{}/status", paths::queue(apqn))) {
+                in_use = s.trim() == "in use";
                 break 'outer;
             }
         }

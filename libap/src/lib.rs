@@ -19,6 +19,7 @@ pub mod mask;
 pub mod matrix;
 pub mod mdevctl;
 pub mod plan;
+pub mod resync;
 pub mod store;
 pub mod sysfs;
 pub mod validate;

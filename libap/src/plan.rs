@@ -286,10 +286,7 @@ impl Simulation<'_> {
             } else {
                 None
             };
-            if q.driver != driver {
-                q.driver = driver;
-                q.status = None;
-            }
+            q.driver = driver;
         }
     }
 

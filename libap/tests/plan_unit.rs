@@ -68,7 +68,6 @@ fn seed_host() -> Host {
                     chkstop: false,
                     online: Some(true),
                     driver: Some("cex4queue".into()),
-                    status: None,
                 },
             );
         }

@@ -1,0 +1,424 @@
+//! Keeping a host model current without reading the host whole.
+//!
+//! A change (a uevent, or a sysfs write of our own) makes some parts of the
+//! model stale: [`Stale`] names them. [`Host::read_stale`] re-reads just
+//! those parts into a [`Delta`] — on a blocking thread, against a snapshot
+//! of the model, so the model stays readable meanwhile — and
+//! [`Host::apply`] puts the delta in. A whole read of a 256×256 host is
+//! some 330,000 sysfs reads; the re-read after one uevent is a handful.
+//!
+//! Rules of thumb from kernel spec: a mask change rebinds the queues whose
+//! bits flipped; a card or queue change moves the guest matrix of every mdev
+//! holding that adapter; an mdev's attributes change without a uevent, so a
+//! reader re-reads the mdevs it reports (`Stale::all_mdevs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::apqn::Apqn;
+use crate::host::{
+    parse_card_name, parse_mdev_name, paths, read_card, read_mdev_from, read_queue, Card, Features,
+    Host, HostError, Mdev, Queue, RawConfig,
+};
+use crate::mask::ApMask;
+use crate::sysfs::Sysfs;
+
+/// The parts of a host model that no longer match the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stale {
+    /// Everything: read the host whole (events were lost, or a write whose
+    /// effects we do not model, such as a rescan).
+    pub everything: bool,
+    /// apmask and aqmask (and so the queues whose bits flip).
+    pub masks: bool,
+    /// The LPAR's configuration and the maximum ids.
+    pub config: bool,
+    /// Whether vfio_ap is loaded, its features and the set of mdevs, each
+    /// re-read.
+    pub all_mdevs: bool,
+    /// Cards re-read with all their queues.
+    pub cards: BTreeSet<u8>,
+    /// Single queues.
+    pub queues: BTreeSet<Apqn>,
+    /// Single mdevs (appeared, changed or gone).
+    pub mdevs: BTreeSet<Uuid>,
+}
+
+impl Stale {
+    /// Nothing is stale.
+    pub fn none() -> Stale {
+        Stale::default()
+    }
+
+    /// The whole host.
+    pub fn everything() -> Stale {
+        Stale {
+            everything: true,
+            ..Stale::default()
+        }
+    }
+
+    /// Every mdev (the kernel sends no uevent for their attributes).
+    pub fn all_mdevs() -> Stale {
+        Stale {
+            all_mdevs: true,
+            ..Stale::default()
+        }
+    }
+
+    /// One mdev.
+    pub fn mdev(uuid: Uuid) -> Stale {
+        Stale {
+            mdevs: BTreeSet::from([uuid]),
+            ..Stale::default()
+        }
+    }
+
+    /// One card and its queues.
+    pub fn card(adapter: u8) -> Stale {
+        Stale {
+            cards: BTreeSet::from([adapter]),
+            ..Stale::default()
+        }
+    }
+
+    /// One queue.
+    pub fn queue(apqn: Apqn) -> Stale {
+        Stale {
+            queues: BTreeSet::from([apqn]),
+            ..Stale::default()
+        }
+    }
+
+    /// The masks.
+    pub fn masks() -> Stale {
+        Stale {
+            masks: true,
+            ..Stale::default()
+        }
+    }
+
+    /// The configuration.
+    pub fn config() -> Stale {
+        Stale {
+            config: true,
+            ..Stale::default()
+        }
+    }
+
+    /// Whether nothing is stale.
+    pub fn is_empty(&self) -> bool {
+        *self == Stale::default()
+    }
+
+    /// Adds what `other` names.
+    pub fn merge(&mut self, other: Stale) {
+        self.everything |= other.everything;
+        self.masks |= other.masks;
+        self.config |= other.config;
+        self.all_mdevs |= other.all_mdevs;
+        self.cards.extend(other.cards);
+        self.queues.extend(other.queues);
+        self.mdevs.extend(other.mdevs);
+    }
+
+    /// What writing `data` to `path` (relative to the sysfs root) makes
+    /// stale, per kernel spec: masks rebind queues, a card's `config`
+    /// changes the card and its queues, `create` and an mdev's attributes
+    /// change that mdev. A write we do not model makes everything stale.
+    pub fn after_write(path: &str, data: &str) -> Stale {
+        let path = path.trim_matches('/');
+        if path == paths::APMASK || path == paths::AQMASK {
+            return Stale::masks();
+        }
+        if path == paths::MDEV_CREATE {
+            return match parse_mdev_name(data.trim()) {
+                Some(u) => Stale::mdev(u),
+                None => Stale::all_mdevs(),
+            };
+        }
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["devices", "ap", card, "config"] => match parse_card_name(card) {
+                Some(a) => {
+                    let mut s = Stale::card(a);
+                    s.config = true;
+                    s
+                }
+                None => Stale::everything(),
+            },
+            ["devices", "ap", card, "online"] => {
+                parse_card_name(card).map_or_else(Stale::everything, Stale::card)
+            }
+            ["devices", "ap", card, queue, "online" | "config"] => {
+                match (parse_card_name(card), queue.parse::<Apqn>()) {
+                    (Some(a), Ok(q)) if q.adapter == a => Stale::queue(q),
+                    _ => Stale::everything(),
+                }
+            }
+            ["devices", "vfio_ap", "matrix", uuid, _attr] => {
+                parse_mdev_name(uuid).map_or_else(Stale::all_mdevs, Stale::mdev)
+            }
+            _ => Stale::everything(),
+        }
+    }
+}
+
+/// The re-read parts of a host, ready for [`Host::apply`].
+#[derive(Debug, Clone, Default)]
+pub struct Delta {
+    whole: Option<Box<Host>>,
+    masks: Option<(ApMask, ApMask)>,
+    config: Option<RawConfig>,
+    cards: Vec<(u8, Option<Card>, Vec<Queue>)>,
+    queues: Vec<(Apqn, Option<Queue>)>,
+    vfio: Option<VfioPart>,
+    mdevs: Vec<(Uuid, Option<Mdev>)>,
+}
+
+/// The vfio_ap side: loaded, features, every mdev.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VfioPart {
+    pub(crate) loaded: bool,
+    pub(crate) features: Option<Features>,
+    pub(crate) mdevs: BTreeMap<Uuid, Mdev>,
+}
+
+impl Delta {
+    /// The number of sysfs objects re-read (cards, queues, mdevs), for logs.
+    pub fn size(&self) -> usize {
+        if let Some(h) = &self.whole {
+            return h.cards.len() + h.queues.len() + h.mdevs.len();
+        }
+        self.cards
+            .iter()
+            .map(|(_, _, q)| 1 + q.len())
+            .sum::<usize>()
+            + self.queues.len()
+            + self.vfio.as_ref().map_or(0, |v| v.mdevs.len())
+            + self.mdevs.len()
+    }
+}
+
+impl Host {
+    /// Re-reads what `stale` names (and what follows from it) through
+    /// `fs`. `self` is the model the delta will be applied to.
+    pub fn read_stale(&self, fs: &dyn Sysfs, stale: &Stale) -> Result<Delta, HostError> {
+        if stale.everything {
+            return Ok(Delta {
+                whole: Some(Box::new(Host::read(fs)?)),
+                ..Delta::default()
+            });
+        }
+        let mut delta = Delta::default();
+        let mut cards = stale.cards.clone();
+        let mut queues = stale.queues.clone();
+        if stale.masks {
+            let ap = crate::host::read_mask(fs, paths::APMASK)?;
+            let aq = crate::host::read_mask(fs, paths::AQMASK)?;
+            // The kernel rebinds the queues whose host ownership flipped
+            // before the write returns.
+            let flipped_ap = ap.difference(self.apmask).union(self.apmask.difference(ap));
+            let flipped_aq = aq.difference(self.aqmask).union(self.aqmask.difference(aq));
+            if !flipped_ap.is_empty() || !flipped_aq.is_empty() {
+                queues.extend(
+                    self.queues
+                        .keys()
+                        .filter(|q| flipped_ap.contains(q.adapter) || flipped_aq.contains(q.domain))
+                        .copied(),
+                );
+            }
+            delta.masks = Some((ap, aq));
+        }
+        for a in &cards {
+            let Some(card) = read_card(fs, *a)? else {
+                delta.cards.push((*a, None, Vec::new()));
+                continue;
+            };
+            let mut qs = Vec::new();
+            for apqn in crate::host::list_queues(fs, *a)? {
+                if let Some(q) = read_queue(fs, apqn)? {
+                    qs.push(q);
+                }
+            }
+            delta.cards.push((*a, Some(card), qs));
+        }
+        queues.retain(|q| !cards.contains(&q.adapter));
+        for q in &queues {
+            delta.queues.push((*q, read_queue(fs, *q)?));
+        }
+        // The configuration files are few; without QCI the configuration
+        // follows the cards and queues present.
+        if stale.config || stale.masks || !cards.is_empty() || !queues.is_empty() {
+            delta.config = Some(RawConfig::read(fs)?);
+        }
+        if stale.all_mdevs {
+            delta.vfio = Some(crate::host::read_vfio_part(fs, &self.queues)?);
+            return Ok(delta);
+        }
+        // A card or queue change moves the guest matrix of the mdevs that
+        // hold its adapter.
+        cards.extend(queues.iter().map(|q| q.adapter));
+        let mut mdevs = stale.mdevs.clone();
+        mdevs.extend(
+            self.mdevs
+                .values()
+                .filter(|m| cards.iter().any(|a| m.matrix.adapters.contains(*a)))
+                .map(|m| m.uuid),
+        );
+        for u in mdevs {
+            delta.mdevs.push((u, read_mdev_from(fs, u, &self.queues)?));
+        }
+        Ok(delta)
+    }
+
+    /// Puts a delta read by [`Host::read_stale`] into the model. Returns
+    /// whether anything changed.
+    pub fn apply(&mut self, delta: Delta) -> bool {
+        if let Some(whole) = delta.whole {
+            let changed = *self != *whole;
+            *self = *whole;
+            return changed;
+        }
+        let mut changed = false;
+        let mut set = |changed_now: bool| changed |= changed_now;
+        if let Some((ap, aq)) = delta.masks {
+            set(self.apmask != ap || self.aqmask != aq);
+            self.apmask = ap;
+            self.aqmask = aq;
+        }
+        for (a, card, queues) in delta.cards {
+            let range = Apqn::new(a, 0)..=Apqn::new(a, 255);
+            let old: Vec<Queue> = self.queues.range(range).map(|(_, q)| q.clone()).collect();
+            set(old != queues || self.cards.get(&a) != card.as_ref());
+            for q in &old {
+                self.queues.remove(&q.apqn);
+            }
+            match card {
+                Some(c) => {
+                    self.cards.insert(a, c);
+                }
+                None => {
+                    self.cards.remove(&a);
+                }
+            }
+            for q in queues {
+                self.queues.insert(q.apqn, q);
+            }
+        }
+        for (apqn, queue) in delta.queues {
+            set(self.queues.get(&apqn) != queue.as_ref());
+            match queue {
+                Some(q) => {
+                    self.queues.insert(apqn, q);
+                }
+                None => {
+                    self.queues.remove(&apqn);
+                }
+            }
+        }
+        if let Some(raw) = delta.config {
+            let config = raw.derive(self);
+            set(self.config != config
+                || self.max_adapter_id != raw.max_adapter_id
+                || self.max_domain_id != raw.max_domain_id);
+            self.config = config;
+            self.max_adapter_id = raw.max_adapter_id;
+            self.max_domain_id = raw.max_domain_id;
+        }
+        if let Some(v) = delta.vfio {
+            set(self.vfio_ap_loaded != v.loaded
+                || self.features != v.features
+                || self.mdevs != v.mdevs);
+            self.vfio_ap_loaded = v.loaded;
+            self.features = v.features;
+            self.mdevs = v.mdevs;
+        }
+        for (uuid, mdev) in delta.mdevs {
+            set(self.mdevs.get(&uuid) != mdev.as_ref());
+            match mdev {
+                Some(m) => {
+                    self.mdevs.insert(uuid, m);
+                }
+                None => {
+                    self.mdevs.remove(&uuid);
+                }
+            }
+        }
+        changed
+    }
+
+    /// Re-reads what `stale` names into this model; returns whether
+    /// anything changed.
+    pub fn refresh(&mut self, fs: &dyn Sysfs, stale: &Stale) -> Result<bool, HostError> {
+        let delta = self.read_stale(fs, stale)?;
+        Ok(self.apply(delta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uuid() -> Uuid {
+        Uuid::parse_str("62177883-f1bb-47f0-914d-32a22e3a8804").expect("uuid")
+    }
+
+    #[test]
+    fn writes_name_what_they_make_stale() {
+        let u = uuid();
+        assert_eq!(Stale::after_write("bus/ap/apmask", "-5"), Stale::masks());
+        assert_eq!(Stale::after_write("/bus/ap/aqmask", "+1"), Stale::masks());
+        assert_eq!(
+            Stale::after_write(paths::MDEV_CREATE, &format!("{}\n", u.hyphenated())),
+            Stale::mdev(u)
+        );
+        assert_eq!(
+            Stale::after_write(paths::MDEV_CREATE, "garbage"),
+            Stale::all_mdevs()
+        );
+        assert_eq!(
+            Stale::after_write(&paths::mdev_attr(&u, "assign_adapter"), "5"),
+            Stale::mdev(u)
+        );
+        let mut card = Stale::card(5);
+        card.config = true;
+        assert_eq!(Stale::after_write("devices/ap/card05/config", "0"), card);
+        assert_eq!(
+            Stale::after_write("devices/ap/card05/online", "1"),
+            Stale::card(5)
+        );
+        assert_eq!(
+            Stale::after_write("devices/ap/card05/05.0004/online", "1"),
+            Stale::queue(Apqn::new(5, 4))
+        );
+        for unknown in [
+            "bus/ap/scans",
+            "bus/ap/drivers_probe",
+            "devices/ap/card05/06.0004/online",
+            "devices/ap/cardzz/config",
+            "",
+        ] {
+            assert_eq!(
+                Stale::after_write(unknown, "1"),
+                Stale::everything(),
+                "{unknown}"
+            );
+        }
+    }
+
+    #[test]
+    fn merging_adds_up() {
+        let mut s = Stale::none();
+        assert!(s.is_empty());
+        s.merge(Stale::card(5));
+        s.merge(Stale::queue(Apqn::new(6, 4)));
+        s.merge(Stale::mdev(uuid()));
+        s.merge(Stale::masks());
+        assert!(s.masks && !s.everything && !s.is_empty());
+        assert_eq!(s.cards, BTreeSet::from([5]));
+        assert_eq!(s.queues.len(), 1);
+        assert_eq!(s.mdevs.len(), 1);
+    }
+}
