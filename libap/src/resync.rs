@@ -186,6 +186,41 @@ pub(crate) struct VfioPart {
 }
 
 impl Delta {
+    /// Whether applying this delta to `host` would change it; lets a
+    /// reader keep its snapshot when nothing moved, without a copy.
+    pub fn changes(&self, host: &Host) -> bool {
+        if let Some(whole) = &self.whole {
+            return **whole != *host;
+        }
+        let masks = self
+            .masks
+            .is_some_and(|(ap, aq)| host.apmask != ap || host.aqmask != aq);
+        let cards = self.cards.iter().any(|(a, card, queues)| {
+            let range = Apqn::new(*a, 0)..=Apqn::new(*a, 255);
+            host.cards.get(a) != card.as_ref()
+                || !host.queues.range(range).map(|(_, q)| q).eq(queues.iter())
+        });
+        let queues = self
+            .queues
+            .iter()
+            .any(|(apqn, q)| host.queues.get(apqn) != q.as_ref());
+        let vfio = self.vfio.as_ref().is_some_and(|v| {
+            host.vfio_ap_loaded != v.loaded || host.features != v.features || host.mdevs != v.mdevs
+        });
+        let mdevs = self
+            .mdevs
+            .iter()
+            .any(|(u, m)| host.mdevs.get(u) != m.as_ref());
+        // With everything else equal, the configuration derives the same
+        // from `host` as from the host after the delta.
+        let config = self.config.as_ref().is_some_and(|raw| {
+            host.config != raw.derive(host)
+                || host.max_adapter_id != raw.max_adapter_id
+                || host.max_domain_id != raw.max_domain_id
+        });
+        masks || cards || queues || vfio || mdevs || config
+    }
+
     /// The number of sysfs objects re-read (cards, queues, mdevs), for logs.
     pub fn size(&self) -> usize {
         if let Some(h) = &self.whole {
@@ -276,75 +311,50 @@ impl Host {
     /// Puts a delta read by [`Host::read_stale`] into the model. Returns
     /// whether anything changed.
     pub fn apply(&mut self, delta: Delta) -> bool {
+        let changed = delta.changes(self);
         if let Some(whole) = delta.whole {
-            let changed = *self != *whole;
             *self = *whole;
             return changed;
         }
-        let mut changed = false;
-        let mut set = |changed_now: bool| changed |= changed_now;
         if let Some((ap, aq)) = delta.masks {
-            set(self.apmask != ap || self.aqmask != aq);
             self.apmask = ap;
             self.aqmask = aq;
         }
         for (a, card, queues) in delta.cards {
             let range = Apqn::new(a, 0)..=Apqn::new(a, 255);
-            let old: Vec<Queue> = self.queues.range(range).map(|(_, q)| q.clone()).collect();
-            set(old != queues || self.cards.get(&a) != card.as_ref());
-            for q in &old {
-                self.queues.remove(&q.apqn);
+            let old: Vec<Apqn> = self.queues.range(range).map(|(k, _)| *k).collect();
+            for q in old {
+                self.queues.remove(&q);
             }
             match card {
-                Some(c) => {
-                    self.cards.insert(a, c);
-                }
-                None => {
-                    self.cards.remove(&a);
-                }
-            }
+                Some(c) => self.cards.insert(a, c),
+                None => self.cards.remove(&a),
+            };
             for q in queues {
                 self.queues.insert(q.apqn, q);
             }
         }
         for (apqn, queue) in delta.queues {
-            set(self.queues.get(&apqn) != queue.as_ref());
             match queue {
-                Some(q) => {
-                    self.queues.insert(apqn, q);
-                }
-                None => {
-                    self.queues.remove(&apqn);
-                }
-            }
+                Some(q) => self.queues.insert(apqn, q),
+                None => self.queues.remove(&apqn),
+            };
         }
         if let Some(raw) = delta.config {
-            let config = raw.derive(self);
-            set(self.config != config
-                || self.max_adapter_id != raw.max_adapter_id
-                || self.max_domain_id != raw.max_domain_id);
-            self.config = config;
+            self.config = raw.derive(self);
             self.max_adapter_id = raw.max_adapter_id;
             self.max_domain_id = raw.max_domain_id;
         }
         if let Some(v) = delta.vfio {
-            set(self.vfio_ap_loaded != v.loaded
-                || self.features != v.features
-                || self.mdevs != v.mdevs);
             self.vfio_ap_loaded = v.loaded;
             self.features = v.features;
             self.mdevs = v.mdevs;
         }
         for (uuid, mdev) in delta.mdevs {
-            set(self.mdevs.get(&uuid) != mdev.as_ref());
             match mdev {
-                Some(m) => {
-                    self.mdevs.insert(uuid, m);
-                }
-                None => {
-                    self.mdevs.remove(&uuid);
-                }
-            }
+                Some(m) => self.mdevs.insert(uuid, m),
+                None => self.mdevs.remove(&uuid),
+            };
         }
         changed
     }

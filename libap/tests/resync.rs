@@ -89,7 +89,9 @@ proptest! {
         for (path, data) in &ops {
             // Accepted or refused: either way the model must follow.
             let _ = fs.write(path, data.as_bytes());
-            model.refresh(&fs, &Stale::after_write(path, data)).expect("re-read");
+            let before = model.clone();
+            let changed = model.refresh(&fs, &Stale::after_write(path, data)).expect("re-read");
+            prop_assert_eq!(changed, before != model, "the change flag after writing to {}", path);
             let whole = Host::read(&fs).expect("read");
             prop_assert_eq!(&model, &whole, "after writing {:?} to {}", data, path);
         }
