@@ -10,6 +10,7 @@ mod mdev;
 pub(crate) mod tree;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::{Deref, Index, IndexMut};
 use std::sync::mpsc::Sender;
 
 use crate::bits::Bits;
@@ -76,6 +77,86 @@ pub(crate) struct Mdev {
     pub(crate) iommu_group: u32,
     /// The running scan added assigned ids: filter once the scan ends.
     pub(crate) scan_added: bool,
+}
+
+/// The mdevs in creation order (vfio_ap's list order, which listings show),
+/// with an index by UUID so a path lookup does not search the list.
+/// A stored mdev's `uuid` never changes: the index relies on it.
+#[derive(Debug, Default)]
+pub(crate) struct MdevList {
+    list: Vec<Mdev>,
+    /// UUID → position in `list`.
+    by_uuid: BTreeMap<String, usize>,
+}
+
+impl MdevList {
+    /// Appends a new mdev; its UUID must not be in the list yet.
+    pub(crate) fn push(&mut self, m: Mdev) {
+        debug_assert!(!self.by_uuid.contains_key(&m.uuid), "mdev {} twice", m.uuid);
+        self.by_uuid.insert(m.uuid.clone(), self.list.len());
+        self.list.push(m);
+    }
+
+    /// Removes the mdev at `i`; the later ones move down by one.
+    pub(crate) fn remove(&mut self, i: usize) -> Mdev {
+        let m = self.list.remove(i);
+        self.by_uuid.remove(&m.uuid);
+        for (j, later) in self.list.iter().enumerate().skip(i) {
+            if let Some(pos) = self.by_uuid.get_mut(&later.uuid) {
+                *pos = j;
+            }
+        }
+        m
+    }
+
+    /// Position of the mdev named `uuid` (lowercase, as the kernel names it).
+    pub(crate) fn position(&self, uuid: &str) -> Option<usize> {
+        let i = *self.by_uuid.get(uuid)?;
+        debug_assert_eq!(self.list[i].uuid, uuid, "mdev index out of step");
+        Some(i)
+    }
+
+    pub(crate) fn get(&self, uuid: &str) -> Option<&Mdev> {
+        self.position(uuid).map(|i| &self.list[i])
+    }
+}
+
+/// Read access as a slice (iter, len, search); changes only through
+/// `push`/`remove` and element access, which keep the index right.
+impl Deref for MdevList {
+    type Target = [Mdev];
+    fn deref(&self) -> &[Mdev] {
+        &self.list
+    }
+}
+
+impl Index<usize> for MdevList {
+    type Output = Mdev;
+    fn index(&self, i: usize) -> &Mdev {
+        &self.list[i]
+    }
+}
+
+impl IndexMut<usize> for MdevList {
+    fn index_mut(&mut self, i: usize) -> &mut Mdev {
+        &mut self.list[i]
+    }
+}
+
+impl<'a> IntoIterator for &'a MdevList {
+    type Item = &'a Mdev;
+    type IntoIter = std::slice::Iter<'a, Mdev>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut MdevList {
+    type Item = &'a mut Mdev;
+    type IntoIter = std::slice::IterMut<'a, Mdev>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter_mut()
+    }
 }
 
 /// A device that sends uevents.
@@ -145,7 +226,7 @@ pub(crate) struct Kernel {
     pub(crate) aqmask: Bits,
     pub(crate) vfio_loaded: bool,
     /// Oldest first; the kernel searches newest first.
-    pub(crate) mdevs: Vec<Mdev>,
+    pub(crate) mdevs: MdevList,
     pub(crate) ap_domain: Option<u8>,
     pub(crate) config_time: i64,
     pub(crate) poll_thread: bool,
@@ -184,7 +265,7 @@ impl Kernel {
             apmask: topology.apmask,
             aqmask: topology.aqmask,
             vfio_loaded: false,
-            mdevs: Vec::new(),
+            mdevs: MdevList::default(),
             ap_domain: None,
             config_time: 30,
             poll_thread: false,
@@ -355,7 +436,7 @@ impl Kernel {
     }
 
     pub(crate) fn mdev_index(&self, uuid: &str) -> Option<usize> {
-        self.mdevs.iter().position(|m| m.uuid == uuid)
+        self.mdevs.position(uuid)
     }
 
     pub(crate) fn bind_queue(&mut self, a: u8, d: u8, drv: Drv) {
@@ -689,5 +770,54 @@ impl Kernel {
         let g = self.next_iommu_group;
         self.next_iommu_group += 1;
         g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mdev(uuid: &str, iommu_group: u32) -> Mdev {
+        Mdev {
+            uuid: uuid.to_string(),
+            apm: Bits::empty(),
+            aqm: Bits::empty(),
+            adm: Bits::empty(),
+            shadow_apm: Bits::empty(),
+            shadow_aqm: Bits::empty(),
+            in_use: false,
+            removing: false,
+            iommu_group,
+            scan_added: false,
+        }
+    }
+
+    /// Every UUID finds its own mdev, in list order.
+    fn assert_in_step(list: &MdevList, order: &[&str]) {
+        let got: Vec<&str> = list.iter().map(|m| m.uuid.as_str()).collect();
+        assert_eq!(got, order);
+        for (i, u) in order.iter().enumerate() {
+            assert_eq!(list.position(u), Some(i), "{u}");
+            assert_eq!(list.get(u).map(|m| m.uuid.as_str()), Some(*u));
+        }
+    }
+
+    #[test]
+    fn mdev_list_keeps_creation_order_and_finds_by_uuid_after_removals() {
+        let mut list = MdevList::default();
+        for (g, u) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            list.push(mdev(u, g as u32));
+        }
+        assert_in_step(&list, &["a", "b", "c", "d", "e"]);
+        assert_eq!(list.remove(2).uuid, "c");
+        assert_in_step(&list, &["a", "b", "d", "e"]);
+        assert_eq!(list.position("c"), None);
+        assert_eq!(list.remove(0).uuid, "a");
+        assert_eq!(list.remove(2).uuid, "e");
+        assert_in_step(&list, &["b", "d"]);
+        list.push(mdev("c", 9));
+        assert_in_step(&list, &["b", "d", "c"]);
+        assert_eq!(list[2].iommu_group, 9);
+        assert_eq!(list.get("zz").map(|m| m.iommu_group), None);
     }
 }

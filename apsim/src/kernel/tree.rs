@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::{BusDev, Dev, Drv, Kernel};
+use super::{BusDev, Dev, Drv, Kernel, Mdev};
 use crate::Errno;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +234,42 @@ const MDEV_ATTRS: &[(&str, MdevAttr)] = &[
     ("remove", MdevAttr::Remove),
 ];
 
+/// An entry built from the mdev whose directory holds it.
+type MdevNode = (&'static str, fn(&Mdev) -> Obj);
+
+/// An mdev directory's entries after its attributes, in listing order.
+const MDEV_NODES: &[MdevNode] = &[
+    ("uevent", |m| {
+        Obj::Attr(Attr::Uevent(Dev::Mdev(m.uuid.clone())))
+    }),
+    ("driver", |_| {
+        Obj::Link("../../../../bus/mdev/drivers/vfio_ap_mdev".to_string())
+    }),
+    ("subsystem", |_| {
+        Obj::Link("../../../../bus/mdev".to_string())
+    }),
+    ("iommu_group", |m| {
+        Obj::Link(format!("../../../../kernel/iommu_groups/{}", m.iommu_group))
+    }),
+    ("mdev_type", |_| {
+        Obj::Link("../mdev_supported_types/vfio_ap-passthrough".to_string())
+    }),
+];
+
+/// A fixed entry and how to build it.
+type Node = (&'static str, fn() -> Obj);
+
+/// The matrix device's entries before its mdevs, in listing order.
+const MATRIX_NODES: &[Node] = &[
+    ("uevent", || Obj::Attr(Attr::Uevent(Dev::Matrix))),
+    ("features", || Obj::Attr(Attr::MatrixFeatures)),
+    ("mdev_supported_types", || Obj::Dir(Dir::MdevTypes)),
+    ("driver", || {
+        Obj::Link("../../../bus/matrix/drivers/vfio_ap".to_string())
+    }),
+    ("subsystem", || Obj::Link("../../../bus/matrix".to_string())),
+];
+
 const CONTROL: &[(&str, Ctl)] = &[
     ("log", Ctl::Log),
     ("inject", Ctl::Inject),
@@ -293,6 +329,15 @@ pub(crate) fn parse_card(name: &str) -> Option<u8> {
     lower_hex(hex, 2).and_then(|v| u8::try_from(v).ok())
 }
 
+/// Parses an IOMMU group name: decimal as the kernel prints it (no sign,
+/// no leading zero).
+fn parse_group(name: &str) -> Option<u32> {
+    let canonical = !name.is_empty()
+        && name.bytes().all(|c| c.is_ascii_digit())
+        && (name == "0" || !name.starts_with('0'));
+    canonical.then(|| name.parse().ok()).flatten()
+}
+
 /// Parses `XX.YYYY`.
 pub(crate) fn parse_queue(name: &str) -> Option<(u8, u8)> {
     let (a, d) = name.split_once('.')?;
@@ -320,6 +365,57 @@ fn dev_target(up: usize, dev: BusDev) -> String {
         BusDev::Card(a) => format!("{root}devices/ap/card{a:02x}"),
         BusDev::Queue(a, d) => format!("{root}devices/ap/card{a:02x}/{}", super::apqn(a, d)),
     }
+}
+
+/// What a directory that lists mdevs by UUID shows for `m`: None if `d`
+/// lists no mdevs, or not this one. `entries` and `child` both build their
+/// mdev entries here.
+fn mdev_entry(d: &Dir, m: &Mdev) -> Option<Obj> {
+    // From a directory `up` levels below the root to the mdev's own.
+    let to_mdev = |up: usize| {
+        let root = "../".repeat(up);
+        Obj::Link(format!("{root}devices/vfio_ap/matrix/{}", m.uuid))
+    };
+    match d {
+        Dir::BusMdevDevices => Some(to_mdev(3)),
+        Dir::MdevDriver => Some(to_mdev(4)),
+        Dir::IommuGroupDevices(g) => (m.iommu_group == *g).then(|| to_mdev(4)),
+        Dir::Matrix => Some(Obj::Dir(Dir::Mdev(m.uuid.clone()))),
+        // matrix/mdev_supported_types/vfio_ap-passthrough/devices: three
+        // levels up is the matrix device, the mdev's parent.
+        Dir::MdevTypeDevices => Some(Obj::Link(format!("../../../{}", m.uuid))),
+        _ => None,
+    }
+}
+
+fn mdev_attr(m: &Mdev, attr: MdevAttr) -> Obj {
+    Obj::Attr(Attr::Mdev(m.uuid.clone(), attr))
+}
+
+/// Every entry of an mdev's own directory.
+fn mdev_dir_entries(m: &Mdev) -> Vec<(String, Obj)> {
+    let attrs = MDEV_ATTRS
+        .iter()
+        .map(|(n, a)| ((*n).to_string(), mdev_attr(m, *a)));
+    let nodes = MDEV_NODES
+        .iter()
+        .map(|(n, make)| ((*n).to_string(), make(m)));
+    attrs.chain(nodes).collect()
+}
+
+/// One entry of an mdev's own directory.
+fn mdev_dir_child(m: &Mdev, name: &str) -> Option<Obj> {
+    if let Some((_, a)) = MDEV_ATTRS.iter().find(|(n, _)| *n == name) {
+        return Some(mdev_attr(m, *a));
+    }
+    MDEV_NODES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, make)| make(m))
+}
+
+fn group_dir(g: u32) -> Obj {
+    Obj::Dir(Dir::IommuGroup(g))
 }
 
 fn attr_entries<T: Copy>(table: &[(&str, T)], wrap: impl Fn(T) -> Attr) -> Vec<(String, Obj)> {
@@ -436,27 +532,9 @@ impl Kernel {
                 dir("devices", Dir::BusMdevDevices),
                 dir("drivers", Dir::BusMdevDrivers),
             ],
-            Dir::BusMdevDevices => self
-                .mdevs
-                .iter()
-                .map(|m| {
-                    link(
-                        m.uuid.clone(),
-                        format!("../../../devices/vfio_ap/matrix/{}", m.uuid),
-                    )
-                })
-                .collect(),
+            Dir::BusMdevDevices => self.mdev_entries(d),
             Dir::BusMdevDrivers => vec![dir("vfio_ap_mdev", Dir::MdevDriver)],
-            Dir::MdevDriver => self
-                .mdevs
-                .iter()
-                .map(|m| {
-                    link(
-                        m.uuid.clone(),
-                        format!("../../../../devices/vfio_ap/matrix/{}", m.uuid),
-                    )
-                })
-                .collect(),
+            Dir::MdevDriver => self.mdev_entries(d),
             Dir::Devices => {
                 let mut v = vec![dir("ap", Dir::DevAp)];
                 if self.vfio_loaded {
@@ -513,16 +591,11 @@ impl Kernel {
             }
             Dir::DevVfioAp => vec![dir("matrix", Dir::Matrix)],
             Dir::Matrix => {
-                let mut v = vec![
-                    ("uevent".to_string(), Obj::Attr(Attr::Uevent(Dev::Matrix))),
-                    ("features".to_string(), Obj::Attr(Attr::MatrixFeatures)),
-                    dir("mdev_supported_types", Dir::MdevTypes),
-                    link("driver", "../../../bus/matrix/drivers/vfio_ap"),
-                    link("subsystem", "../../../bus/matrix"),
-                ];
-                for m in &self.mdevs {
-                    v.push(dir(m.uuid.clone(), Dir::Mdev(m.uuid.clone())));
-                }
+                let mut v: Vec<(String, Obj)> = MATRIX_NODES
+                    .iter()
+                    .map(|(n, make)| ((*n).to_string(), make()))
+                    .collect();
+                v.extend(self.mdev_entries(d));
                 v
             }
             Dir::MdevTypes => vec![dir("vfio_ap-passthrough", Dir::MdevType)],
@@ -531,36 +604,8 @@ impl Kernel {
                 v.push(dir("devices", Dir::MdevTypeDevices));
                 v
             }
-            Dir::MdevTypeDevices => self
-                .mdevs
-                .iter()
-                .map(|m| link(m.uuid.clone(), format!("../../../{}", m.uuid)))
-                .collect(),
-            Dir::Mdev(u) => {
-                let Some(i) = self.mdev_index(u) else {
-                    return Vec::new();
-                };
-                let uuid = u.clone();
-                let mut v = attr_entries(MDEV_ATTRS, |m| Attr::Mdev(uuid.clone(), m));
-                v.push((
-                    "uevent".to_string(),
-                    Obj::Attr(Attr::Uevent(Dev::Mdev(u.clone()))),
-                ));
-                v.push(link("driver", "../../../../bus/mdev/drivers/vfio_ap_mdev"));
-                v.push(link("subsystem", "../../../../bus/mdev"));
-                v.push(link(
-                    "iommu_group",
-                    format!(
-                        "../../../../kernel/iommu_groups/{}",
-                        self.mdevs[i].iommu_group
-                    ),
-                ));
-                v.push(link(
-                    "mdev_type",
-                    "../mdev_supported_types/vfio_ap-passthrough",
-                ));
-                v
-            }
+            Dir::MdevTypeDevices => self.mdev_entries(d),
+            Dir::Mdev(u) => self.mdevs.get(u).map(mdev_dir_entries).unwrap_or_default(),
             Dir::Class => vec![dir("mdev_bus", Dir::ClassMdevBus)],
             Dir::ClassMdevBus => {
                 if self.vfio_loaded {
@@ -573,28 +618,44 @@ impl Kernel {
             Dir::IommuGroups => self
                 .mdevs
                 .iter()
-                .map(|m| dir(m.iommu_group.to_string(), Dir::IommuGroup(m.iommu_group)))
+                .map(|m| (m.iommu_group.to_string(), group_dir(m.iommu_group)))
                 .collect(),
             Dir::IommuGroup(g) => vec![dir("devices", Dir::IommuGroupDevices(*g))],
-            Dir::IommuGroupDevices(g) => self
-                .mdevs
-                .iter()
-                .filter(|m| m.iommu_group == *g)
-                .map(|m| {
-                    link(
-                        m.uuid.clone(),
-                        format!("../../../../devices/vfio_ap/matrix/{}", m.uuid),
-                    )
-                })
-                .collect(),
+            Dir::IommuGroupDevices(_) => self.mdev_entries(d),
             Dir::Control => attr_entries(CONTROL, Attr::Control),
         }
     }
 
-    /// One entry of a directory. Large directories (65536 queues on a big
-    /// host) are looked up by name instead of listed.
+    /// The entries for mdevs of a directory that lists them by UUID, in
+    /// creation order.
+    fn mdev_entries(&self, d: &Dir) -> Vec<(String, Obj)> {
+        self.mdevs
+            .iter()
+            .filter_map(|m| mdev_entry(d, m).map(|o| (m.uuid.clone(), o)))
+            .collect()
+    }
+
+    /// One entry of a directory. Large directories (65536 queues, 65536
+    /// mdevs on a big host) are looked up by name instead of listed.
     pub(crate) fn child(&self, d: &Dir, name: &str) -> Option<Obj> {
         match d {
+            Dir::BusMdevDevices
+            | Dir::MdevDriver
+            | Dir::MdevTypeDevices
+            | Dir::IommuGroupDevices(_) => mdev_entry(d, self.mdevs.get(name)?),
+            Dir::Matrix => match MATRIX_NODES.iter().find(|(n, _)| *n == name) {
+                Some((_, make)) => Some(make()),
+                None => mdev_entry(d, self.mdevs.get(name)?),
+            },
+            Dir::Mdev(u) => mdev_dir_child(self.mdevs.get(u)?, name),
+            Dir::IommuGroups => {
+                let g = parse_group(name)?;
+                // Groups are not indexed: a scan of integers, no listing.
+                self.mdevs
+                    .iter()
+                    .any(|m| m.iommu_group == g)
+                    .then(|| group_dir(g))
+            }
             Dir::BusApDevices => {
                 if let Some(a) = parse_card(name) {
                     return self
