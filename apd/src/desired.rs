@@ -4,7 +4,8 @@
 
 use apbus::Error;
 use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
-use libap::ApMask;
+use libap::resync::Stale;
+use libap::{ApMask, Host};
 
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::Engine;
@@ -133,8 +134,8 @@ impl Engine {
     /// `Export`: the persistent masks (the live ones where none is stored)
     /// and every definition, sorted by UUID.
     pub async fn export(&self) -> Result<apbus::DesiredState, Error> {
-        let host = self.read_host().await?;
         let s = self.state();
+        let host = s.host.clone();
         let ap = s.persistent_masks.0.unwrap_or(host.apmask);
         let aq = s.persistent_masks.1.unwrap_or(host.aqmask);
         Ok(apbus::DesiredState {
@@ -145,19 +146,22 @@ impl Engine {
         })
     }
 
-    /// Plans the way to `state` on a fresh host.
-    async fn make_plan(&self, state: &apbus::DesiredState, prune: bool) -> Result<Plan, Error> {
+    /// Plans the way to `state` from `host`.
+    fn make_plan(
+        &self,
+        host: &Host,
+        state: &apbus::DesiredState,
+        prune: bool,
+    ) -> Result<Plan, Error> {
         let desired = from_bus(state)?;
-        let host = self.read_host().await?;
         let (stored, persistent) = {
-            let mut s = self.state();
-            s.set_host(host.clone());
+            let s = self.state();
             (
                 s.defs.values().cloned().collect::<Vec<_>>(),
                 s.persistent_masks,
             )
         };
-        libap::plan::plan(&host, &stored, persistent, &desired, prune).map_err(|f| plan_refusal(&f))
+        libap::plan::plan(host, &stored, persistent, &desired, prune).map_err(|f| plan_refusal(&f))
     }
 
     /// `Plan`: the steps `Apply` would run, in order; writes nothing.
@@ -166,7 +170,8 @@ impl Engine {
         state: apbus::DesiredState,
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
-        let plan = self.make_plan(&state, prune).await?;
+        let host = self.current_host(Stale::all_mdevs()).await?;
+        let plan = self.make_plan(&host, &state, prune)?;
         Ok(wire(&plan))
     }
 
@@ -178,11 +183,16 @@ impl Engine {
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
         let _w = self.writer().await?;
-        let plan = self.make_plan(&state, prune).await?;
+        let host = self.sync(Stale::all_mdevs()).await?;
+        let plan = self.make_plan(&host, &state, prune)?;
         if plan.is_empty() {
             return Ok(Vec::new());
         }
         let steps = wire(&plan);
+        let mut touched = Stale::none();
+        for step in &plan.steps {
+            touched.merge(step.stale());
+        }
         let store = self.store().clone();
         let lock = self.config_lock().clone();
         let result = self
@@ -193,7 +203,7 @@ impl Engine {
             .await;
         // The store changed (or was rolled back): read it again.
         crate::restore::load(self).await;
-        self.refresh(Vec::new()).await;
+        self.refresh(touched, Vec::new()).await;
         match result?? {
             Ok(report) => {
                 tracing::info!(steps = report.done.len(), "desired state applied");
@@ -219,7 +229,7 @@ impl Engine {
         state: apbus::DesiredState,
     ) -> Result<Vec<apbus::Finding>, Error> {
         let desired = from_bus(&state)?;
-        let host = self.read_host().await?;
+        let host = self.current_host(Stale::all_mdevs()).await?;
         let (stored, persistent) = {
             let s = self.state();
             (

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, QueueInfo, Status};
 use libap::host::Owner;
+use libap::resync::Stale;
 use libap::store::{Store, StoreError};
 use libap::{ApMask, Definition, Host, Sysfs};
 use uuid::Uuid;
@@ -37,8 +38,10 @@ pub struct Failure {
 /// apd's model.
 #[derive(Debug, Default)]
 pub struct State {
-    /// The host as last read (change it with [`State::set_host`]).
-    pub host: Host,
+    /// The host as kept current from uevents and our own writes (change
+    /// it with [`State::set_host`] or [`State::apply`]). Shared, so a
+    /// reader takes a snapshot without copying a 65,536-queue host.
+    pub host: Arc<Host>,
     /// Counts the changes of `host`: cheaper to keep per failure than a copy.
     pub host_gen: u64,
     /// Stored definitions.
@@ -56,10 +59,21 @@ pub struct State {
 impl State {
     /// Replaces the host model; a different host is a new generation.
     pub fn set_host(&mut self, host: Host) {
-        if self.host != host {
-            self.host = host;
+        if *self.host != host {
+            self.host = Arc::new(host);
             self.host_gen += 1;
         }
+    }
+
+    /// Puts a re-read part into the host model; a change is a new
+    /// generation.
+    pub fn apply(&mut self, delta: libap::resync::Delta) -> bool {
+        if !delta.changes(&self.host) {
+            return false;
+        }
+        Arc::make_mut(&mut self.host).apply(delta);
+        self.host_gen += 1;
+        true
     }
 
     /// The name of a definition, for messages.
@@ -200,6 +214,7 @@ pub struct Engine {
     state: Mutex<State>,
     publisher: OnceLock<Publisher>,
     stopping: AtomicBool,
+    stop_requested: tokio::sync::Notify,
     refresh_pending: AtomicBool,
 }
 
@@ -225,6 +240,7 @@ impl Engine {
             state: Mutex::new(State::default()),
             publisher: OnceLock::new(),
             stopping: AtomicBool::new(false),
+            stop_requested: tokio::sync::Notify::new(),
             refresh_pending: AtomicBool::new(false),
         })
     }
@@ -296,6 +312,7 @@ impl Engine {
     /// Refuses new changes from now on (a signal arrived).
     pub fn request_stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.stop_requested.notify_waiters();
     }
 
     /// Whether a stop was requested.
@@ -322,11 +339,30 @@ impl Engine {
             .map_err(|e| Error::Failed(format!("a sysfs job of apd failed: {e}")))
     }
 
-    /// Reads the whole host.
+    /// Returns once a stop was requested.
+    pub async fn stop_requested(&self) {
+        loop {
+            // Registered before the check, so a request in between is seen.
+            let notified = self.stop_requested.notified();
+            if self.is_stopping() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Reads the whole host. A read changes nothing, so a stop request
+    /// (SIGTERM) abandons it rather than waiting minutes on a big host.
     pub async fn read_host(&self) -> Result<Host, Error> {
-        self.blocking(|fs| Host::read(fs))
-            .await?
-            .map_err(|e| Error::Failed(format!("cannot read the host's AP configuration: {e}")))
+        let read = self.blocking(|fs| Host::read(fs));
+        tokio::select! {
+            r = read => r?.map_err(|e| {
+                Error::Failed(format!("cannot read the host's AP configuration: {e}"))
+            }),
+            () = self.stop_requested() => Err(Error::Busy(
+                "apd is shutting down; the read of the host was abandoned".to_string(),
+            )),
+        }
     }
 
     /// Runs `steps` all or nothing under the s390 configuration lock.
@@ -356,12 +392,44 @@ impl Engine {
         .await?
     }
 
-    /// Re-reads the host, stores it in the model and publishes the result
-    /// with `extra` events. The caller holds the writer.
-    pub async fn refresh(&self, extra: Vec<Event>) {
-        match self.read_host().await {
-            Ok(host) => self.state().set_host(host),
-            Err(e) => tracing::error!(error = %e, "cannot re-read the host"),
+    /// Re-reads what `stale` names into the model (the caller holds the
+    /// writer) and returns the model. A failed partial re-read falls back
+    /// to a whole one, so the model is never left half updated.
+    pub async fn sync(&self, stale: Stale) -> Result<Arc<Host>, Error> {
+        if stale.is_empty() {
+            return Ok(self.state().host.clone());
+        }
+        let snapshot = self.state().host.clone();
+        let read = {
+            let stale = stale.clone();
+            self.blocking(move |fs| snapshot.read_stale(fs, &stale))
+                .await?
+        };
+        match read {
+            Ok(delta) => {
+                let size = delta.size();
+                let changed = self.state().apply(delta);
+                tracing::trace!(?stale, size, changed, "model re-read");
+            }
+            Err(e) if !stale.everything => {
+                tracing::warn!(error = %e, ?stale, "a partial re-read failed; reading the whole host");
+                let host = self.read_host().await?;
+                self.state().set_host(host);
+            }
+            Err(e) => {
+                return Err(Error::Failed(format!(
+                    "cannot read the host's AP configuration: {e}"
+                )))
+            }
+        }
+        Ok(self.state().host.clone())
+    }
+
+    /// Re-reads what `stale` names, then publishes the model with `extra`
+    /// events. The caller holds the writer.
+    pub async fn refresh(&self, stale: Stale, extra: Vec<Event>) {
+        if let Err(e) = self.sync(stale).await {
+            tracing::error!(error = %e, "cannot re-read the host");
         }
         self.publish(extra).await;
     }
@@ -375,8 +443,8 @@ impl Engine {
         publisher.publish(&me, snap, extra).await;
     }
 
-    /// Re-reads and publishes soon, from a task of its own (a D-Bus read
-    /// saw a change the kernel sent no uevent for).
+    /// Re-reads the mdevs and publishes soon, from a task of its own (a
+    /// read saw a change the kernel sent no uevent for).
     pub fn schedule_refresh(&self, reason: &'static str) {
         // One pending refresh covers every read that asks for it meanwhile.
         if self.refresh_pending.swap(true, Ordering::SeqCst) {
@@ -387,24 +455,37 @@ impl Engine {
             let w = me.writer().await;
             me.refresh_pending.store(false, Ordering::SeqCst);
             let Ok(_w) = w else { return };
-            tracing::debug!(reason, "re-reading the host");
-            me.refresh(Vec::new()).await;
+            tracing::debug!(reason, "re-reading the mdevs");
+            me.refresh(Stale::all_mdevs(), Vec::new()).await;
         });
     }
 
-    /// A fresh host for a read; if it differs from the model, the model is
-    /// re-published soon (foreign writes are shown, never overwritten).
-    async fn fresh_host(&self) -> Result<Host, Error> {
-        let host = self.read_host().await?;
-        if self.state().host != host {
-            self.schedule_refresh("a read saw the host changed");
+    /// The host for a read: the model with what `stale` names re-read
+    /// (the mdevs, whose attributes change without a uevent). If the
+    /// re-read differs from the model, the model is re-published soon
+    /// (foreign writes are shown, never overwritten).
+    pub async fn current_host(&self, stale: Stale) -> Result<Arc<Host>, Error> {
+        let snapshot = self.state().host.clone();
+        if stale.is_empty() {
+            return Ok(snapshot);
         }
-        Ok(host)
+        let model = snapshot.clone();
+        let delta = self
+            .blocking(move |fs| model.read_stale(fs, &stale))
+            .await?
+            .map_err(|e| Error::Failed(format!("cannot read the host's AP configuration: {e}")))?;
+        if !delta.changes(&snapshot) {
+            return Ok(snapshot);
+        }
+        self.schedule_refresh("a read saw the mdevs changed");
+        let mut host = (*snapshot).clone();
+        host.apply(delta);
+        Ok(Arc::new(host))
     }
 
-    /// A State view with a fresh host, for reads.
-    async fn fresh_view(&self) -> Result<State, Error> {
-        let host = self.fresh_host().await?;
+    /// A State view with the host as [`Engine::current_host`] gives it.
+    async fn fresh_view(&self, stale: Stale) -> Result<State, Error> {
+        let host = self.current_host(stale).await?;
         let s = self.state();
         Ok(State {
             host,
@@ -449,7 +530,7 @@ impl Engine {
 
     /// `apctl status`.
     pub async fn status(&self) -> Result<Status, Error> {
-        let v = self.fresh_view().await?;
+        let v = self.fresh_view(Stale::all_mdevs()).await?;
         let h = &v.host;
         let owners = h.mdev_owners();
         let (mut host_q, mut assigned, mut free) = (0u32, 0u32, 0u32);
@@ -504,13 +585,19 @@ impl Engine {
 
     /// `apctl list`.
     pub async fn list_mdevs(&self) -> Result<Vec<MdevInfo>, Error> {
-        let v = self.fresh_view().await?;
+        let v = self.fresh_view(Stale::all_mdevs()).await?;
         Ok(v.all_uuids().into_iter().map(|u| v.mdev_info(u)).collect())
     }
 
     /// `apctl show`.
     pub async fn get_mdev(&self, arg: &str) -> Result<(MdevInfo, Vec<ApqnInfo>), Error> {
-        let v = self.fresh_view().await?;
+        // Re-read just this mdev; a UUID is looked for even when the model
+        // has not seen it yet (created by another tool a moment ago).
+        let stale = match parse_uuid(arg) {
+            Some(u) => Stale::mdev(u),
+            None => self.state().resolve(arg).map(Stale::mdev)?,
+        };
+        let v = self.fresh_view(stale).await?;
         let uuid = v.resolve(arg)?;
         let info = v.mdev_info(uuid);
         let matrix = match (v.host.mdevs.get(&uuid), v.defs.get(&uuid)) {
@@ -550,7 +637,7 @@ impl Engine {
 
     /// `apctl queues`.
     pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
-        let v = self.fresh_view().await?;
+        let v = self.fresh_view(Stale::all_mdevs()).await?;
         let h = &v.host;
         let owners = h.mdev_owners();
         Ok(h.queues
@@ -593,7 +680,7 @@ impl Engine {
 
     /// Every adapter (card) of the host.
     pub async fn list_adapters(&self) -> Result<Vec<AdapterInfo>, Error> {
-        let host = self.fresh_host().await?;
+        let host = self.current_host(Stale::none()).await?;
         Ok(host.cards.values().map(adapter_info).collect())
     }
 }
@@ -686,9 +773,9 @@ mod tests {
     fn the_host_generation_counts_only_real_changes() {
         let mut s = state();
         let gen = s.host_gen;
-        s.set_host(s.host.clone());
+        s.set_host((*s.host).clone());
         assert_eq!(s.host_gen, gen);
-        let mut h = s.host.clone();
+        let mut h = (*s.host).clone();
         h.apmask = ApMask::full();
         s.set_host(h);
         assert_eq!(s.host_gen, gen + 1);

@@ -10,6 +10,8 @@ mod convert;
 mod dbus;
 mod desired;
 mod engine;
+#[cfg(test)]
+mod follow_tests;
 mod lock;
 mod ops;
 mod restore;
@@ -22,9 +24,10 @@ use std::time::Duration;
 
 use apbus::bus::BusChoice;
 use clap::Parser as _;
+use libap::resync::Stale;
 use libap::store::Store;
 use libap::sysfs::SimSysfs;
-use libap::{DirSysfs, Host, Sysfs};
+use libap::{DirSysfs, Sysfs};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
@@ -113,18 +116,35 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
             )
         }
     };
-    // No AP bus means the wrong root or not an s390 host: nothing to serve.
-    {
-        let fs = sysfs.clone();
-        tokio::task::spawn_blocking(move || Host::read(&*fs).map(|_| ()))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot read the AP configuration ({backend}): {e}"))?;
-    }
-
     let store = Store::new(&cli.config_dir);
     let lock = lock::ConfigLock::new(&cli.lock_file, LOCK_WAIT);
     let engine = Engine::new(sysfs, backend.clone(), store, lock);
+
+    let signalled = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            let why = tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+            };
+            tracing::info!("{why}: finishing the change in progress, then exiting");
+            // No new change starts; the boot restore stops between starts;
+            // a whole read of the host is abandoned.
+            engine.request_stop();
+            why
+        }
+    });
+
+    // The one whole read: from here on uevents and our own writes keep the
+    // model current. No AP bus means the wrong root or not an s390 host.
+    match engine.read_host().await {
+        Ok(host) => engine.state().set_host(host),
+        Err(_) if engine.is_stopping() => {
+            tracing::info!("stopped before the host was read");
+            return Ok(());
+        }
+        Err(e) => return Err(format!("{} ({backend})", e.sentence())),
+    }
 
     let conn = dbus::connect(&bus)
         .await
@@ -135,24 +155,10 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
         .map_err(|e| format!("cannot serve {}: {e}", apbus::ROOT_PATH))?;
     engine.attach(dbus::Publisher::new(conn.clone()));
 
-    let signalled = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            let why = tokio::select! {
-                _ = sigterm.recv() => "SIGTERM",
-                _ = sigint.recv() => "SIGINT",
-            };
-            tracing::info!("{why}: finishing the change in progress, then exiting");
-            // No new change starts; the boot restore stops between starts.
-            engine.request_stop();
-            why
-        }
-    });
-
     // Restore under the writer, so that early callers wait for it.
     let writer = engine.boot_writer().await;
     restore::load(&engine).await;
-    engine.refresh(Vec::new()).await;
+    engine.publish(Vec::new()).await;
     let reply = conn
         .request_name_with_flags(apbus::BUS_NAME, RequestNameFlags::DoNotQueue.into())
         .await
@@ -188,15 +194,17 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     Ok(())
 }
 
-/// Follows uevents: drains each burst, re-reads the host once, publishes,
-/// and retries failed automatic starts when the change may help them.
+/// Follows uevents: drains each burst, re-reads what it made stale (a
+/// handful of files per event, the whole host only after lost events),
+/// publishes, and retries failed automatic starts when the change may help
+/// them.
 async fn event_loop(engine: Arc<Engine>, mut rx: mpsc::Receiver<Feed>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let (mut relevant, mut unblock) = (false, false);
+        let (mut stale, mut unblock) = (Stale::none(), false);
         for feed in &batch {
             match feed {
                 Feed::Message(msg) => match uevents::parse(msg) {
@@ -205,25 +213,26 @@ async fn event_loop(engine: Arc<Engine>, mut rx: mpsc::Receiver<Feed>) {
                         if change != Change::Ignored {
                             tracing::debug!(action = %ev.action, devpath = %ev.devpath, ?change, "uevent");
                         }
-                        relevant |= change.is_relevant();
+                        stale.merge(change.stale());
                         unblock |= change.may_unblock_start();
                     }
                     Err(e) => tracing::debug!(error = %e, "ignoring a malformed uevent"),
                 },
                 Feed::Resync(why) => {
                     tracing::info!(why, "re-reading the whole host");
-                    relevant = true;
+                    stale.merge(Stale::everything());
                     unblock = true;
                 }
             }
         }
-        if !relevant {
+        if stale.is_empty() {
             continue;
         }
         let Ok(_w) = engine.writer().await else {
             return;
         };
-        engine.refresh(Vec::new()).await;
+        tracing::debug!(events = batch.len(), ?stale, "following uevents");
+        engine.refresh(stale, Vec::new()).await;
         if unblock {
             restore::retry(&engine).await;
         }

@@ -3,10 +3,12 @@
 //! lock, then published.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use apbus::{Error, IdLists, Scope};
 use libap::host::paths;
 use libap::matrix::format_ap_config;
+use libap::resync::Stale;
 use libap::validate::{
     check_assign_to, check_definitions, check_mask_change_named, check_matrix_named, AssignKind,
     AssignVerdict, Finding, FindingKind, Severity,
@@ -16,7 +18,7 @@ use uuid::Uuid;
 
 use crate::convert::{self, mask_from_ids, matrix_from_ids, IdKind};
 use crate::engine::{Engine, Failure, State};
-use crate::txn::{Step, Target};
+use crate::txn::{self, Step, Target};
 
 /// Mask strings longer than this are refused unread (the kernel takes at
 /// most a page).
@@ -231,12 +233,12 @@ pub fn mask_steps(old_ap: ApMask, old_aq: ApMask, new_ap: ApMask, new_aq: ApMask
 }
 
 impl Engine {
-    /// Reads the host into the model and returns it with the names.
-    async fn fresh(&self) -> Result<(Host, BTreeMap<Uuid, String>), Error> {
-        let host = self.read_host().await?;
-        let mut s = self.state();
-        s.set_host(host.clone());
-        Ok((host, name_map(&s)))
+    /// Re-reads every mdev into the model (their attributes change without
+    /// a uevent; the rest follows uevents) and returns the host with the
+    /// names. The caller holds the writer.
+    async fn fresh(&self) -> Result<(Arc<Host>, BTreeMap<Uuid, String>), Error> {
+        let host = self.sync(Stale::all_mdevs()).await?;
+        Ok((host, name_map(&self.state())))
     }
 
     /// `Define`.
@@ -308,14 +310,18 @@ impl Engine {
             // A successful start by hand ends an automatic start's failure.
             self.state().start_failures.remove(&uuid);
         }
-        self.refresh(Vec::new()).await;
+        self.refresh(Stale::mdev(uuid), Vec::new()).await;
         result.map(|_| ())
     }
 
-    /// Creates a defined mdev and assigns its matrix, all or nothing. The
-    /// caller holds the writer and refreshes afterwards.
+    /// Creates a defined mdev and assigns its matrix, all or nothing,
+    /// checked against the model (the caller holds the writer, has brought
+    /// the mdevs up to date, and re-reads this mdev afterwards).
     pub async fn start_locked(&self, uuid: Uuid) -> Result<Started, Error> {
-        let (host, names) = self.fresh().await?;
+        let (host, names) = {
+            let s = self.state();
+            (s.host.clone(), name_map(&s))
+        };
         let lookup = |u: Uuid| names.get(&u).cloned();
         let (def, who) = {
             let s = self.state();
@@ -358,7 +364,7 @@ impl Engine {
             Err(failure) => {
                 // Someone may have changed the host between our check and
                 // the write: the check on a fresh read names the culprit.
-                if let Ok(now) = self.read_host().await {
+                if let Ok(now) = self.sync(Stale::all_mdevs()).await {
                     refusal(&now)?;
                 }
                 Err(Error::new(
@@ -402,7 +408,7 @@ impl Engine {
                 format!("cannot stop {who}: {}", f.describe()),
             )),
         };
-        self.refresh(Vec::new()).await;
+        self.refresh(Stale::mdev(uuid), Vec::new()).await;
         result
     }
 
@@ -524,9 +530,10 @@ impl Engine {
         }
 
         let done = live_steps.clone();
+        let touched = txn::stale(&done);
         if let Err(f) = self.run_steps(live_steps).await? {
             let err = Error::new(f.kind(), format!("cannot {action}: {}", f.describe()));
-            self.refresh(Vec::new()).await;
+            self.refresh(touched, Vec::new()).await;
             return Err(err);
         }
         if let Some(nd) = new_def {
@@ -540,13 +547,13 @@ impl Engine {
                         "; undoing the live change failed as well, check with `apctl show`",
                     );
                 }
-                self.refresh(Vec::new()).await;
+                self.refresh(touched, Vec::new()).await;
                 return Err(Error::Failed(msg));
             }
             self.state().defs.insert(uuid, nd);
         }
         tracing::info!(uuid = %uuid, add, live, persistent, "assignment changed");
-        self.refresh(Vec::new()).await;
+        self.refresh(touched, Vec::new()).await;
         Ok(())
     }
 
@@ -586,7 +593,7 @@ impl Engine {
                 // Refused as a whole: put the live masks back.
                 let back = mask_steps(new_ap, new_aq, host.apmask, host.aqmask);
                 let _ = self.run_steps(back).await;
-                self.refresh(Vec::new()).await;
+                self.refresh(Stale::masks(), Vec::new()).await;
                 return Err(Error::Failed(format!(
                     "cannot store the persistent masks: {}; the live masks were put back",
                     e.sentence()
@@ -596,12 +603,12 @@ impl Engine {
             s.persistent_masks = (Some(new_ap), Some(new_aq));
             s.mask_failure = None;
         }
-        self.refresh(Vec::new()).await;
+        self.refresh(Stale::masks(), Vec::new()).await;
         Ok((new_ap.to_string(), new_aq.to_string()))
     }
 
     /// Validates and writes new masks; the caller holds the writer and
-    /// refreshes afterwards.
+    /// re-reads the masks afterwards.
     pub async fn change_masks(
         &self,
         host: &Host,
@@ -622,7 +629,9 @@ impl Engine {
                 Ok(())
             }
             Err(failure) => {
-                if let Ok(now) = self.read_host().await {
+                let mut stale = Stale::masks();
+                stale.all_mdevs = true;
+                if let Ok(now) = self.sync(stale).await {
                     if let Err(f) = check_mask_change_named(&now, &lookup, new_ap, new_aq) {
                         return Err(convert::refused(&f, f.message.clone()));
                     }
@@ -663,6 +672,7 @@ impl Engine {
             if on { "1" } else { "0" },
             format!("configure adapter {id} {state}"),
         );
+        let touched = txn::stale(std::slice::from_ref(&step));
         let result = match self.run_steps(vec![step]).await? {
             Ok(_) => {
                 tracing::info!(adapter = id, on, "adapter configured");
@@ -673,13 +683,13 @@ impl Engine {
                 format!("cannot configure adapter {id} {state}: {}", f.describe()),
             )),
         };
-        self.refresh(Vec::new()).await;
+        self.refresh(touched, Vec::new()).await;
         result
     }
 
     /// `Check`: load errors, then libap's verdicts on the definitions.
     pub async fn check(&self) -> Result<Vec<apbus::Finding>, Error> {
-        let host = self.read_host().await?;
+        let host = self.current_host(Stale::all_mdevs()).await?;
         let (defs, load_errors) = {
             let s = self.state();
             (

@@ -3,6 +3,7 @@
 //! be done now is reported and retried when a uevent changes the host.
 
 use apbus::Error;
+use libap::resync::Stale;
 use uuid::Uuid;
 
 use crate::engine::Engine;
@@ -61,7 +62,7 @@ pub async fn load(engine: &Engine) {
 pub async fn boot(engine: &Engine) -> String {
     apply_persistent_masks(engine).await;
     let (started, failed, waiting) = start_autostart(engine, None).await;
-    engine.refresh(Vec::new()).await;
+    engine.publish(Vec::new()).await;
     let summary = format!(
         "restored: {started} mdevs started, {failed} failed{}",
         if waiting {
@@ -83,15 +84,15 @@ pub async fn apply_persistent_masks(engine: &Engine) {
         return;
     }
     let result = async {
-        let host = engine.read_host().await?;
-        let names = {
-            let mut s = engine.state();
-            s.set_host(host.clone());
-            name_map(&s)
-        };
+        let mut stale = Stale::masks();
+        stale.all_mdevs = true;
+        let host = engine.sync(stale).await?;
+        let names = name_map(&engine.state());
         let new_ap = pa.unwrap_or(host.apmask);
         let new_aq = pq.unwrap_or(host.aqmask);
-        engine.change_masks(&host, &names, new_ap, new_aq).await
+        let changed = engine.change_masks(&host, &names, new_ap, new_aq).await;
+        engine.sync(Stale::masks()).await?;
+        changed
     }
     .await;
     match result {
@@ -109,7 +110,13 @@ pub async fn apply_persistent_masks(engine: &Engine) {
 
 /// Starts the autostart definitions that are not active (all of them, or
 /// only those in `only`). Returns (started, failed, waiting for vfio_ap).
+///
+/// The mdevs are re-read once, then after each start only the one started:
+/// a boot with K autostart mdevs costs O(K) mdev reads, not O(K²).
 pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, usize, bool) {
+    if let Err(e) = engine.sync(Stale::all_mdevs()).await {
+        tracing::error!(error = %e, "cannot re-read the mdevs before the automatic starts");
+    }
     let candidates: Vec<Uuid> = {
         let s = engine.state();
         s.defs
@@ -146,8 +153,8 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
             }
         }
         // The next start sees this one's queues.
-        if let Ok(h) = engine.read_host().await {
-            engine.state().set_host(h);
+        if let Err(e) = engine.sync(Stale::mdev(uuid)).await {
+            tracing::warn!(uuid = %uuid, error = %e, "cannot re-read the mdev after its start");
         }
     }
     (started, failed, waiting)
@@ -163,8 +170,8 @@ async fn report_failure(engine: &Engine, uuid: Uuid, e: &Error) {
         .is_none_or(|f| f.message != msg);
     // The host the failure is compared with must be the one after the
     // rollback, so that our own create/remove uevents do not retry it.
-    if let Ok(h) = engine.read_host().await {
-        engine.state().set_host(h);
+    if let Err(e) = engine.sync(Stale::mdev(uuid)).await {
+        tracing::warn!(uuid = %uuid, error = %e, "cannot re-read the mdev after its failed start");
     }
     engine.record_failure(Some(uuid), msg.clone());
     if first_time {
@@ -223,5 +230,5 @@ pub async fn retry(engine: &Engine) {
     );
     let (started, failed, _) = start_autostart(engine, Some(&due)).await;
     tracing::info!(started, failed, "retry done");
-    engine.refresh(Vec::new()).await;
+    engine.publish(Vec::new()).await;
 }

@@ -63,6 +63,19 @@ impl Step {
     }
 }
 
+/// What a sequence of steps (done, or undone after a failure) may have
+/// changed in the host model.
+pub fn stale(steps: &[Step]) -> libap::resync::Stale {
+    let mut stale = libap::resync::Stale::none();
+    for step in steps {
+        stale.merge(libap::resync::Stale::after_write(&step.path, &step.data));
+        if let Some((path, data)) = &step.undo {
+            stale.merge(libap::resync::Stale::after_write(path, data));
+        }
+    }
+    stale
+}
+
 /// A failed sequence: the step that failed and how the rollback went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

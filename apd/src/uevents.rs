@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use libap::resync::Stale;
 use libap::Apqn;
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -228,9 +229,27 @@ pub enum Change {
 }
 
 impl Change {
-    /// Whether the model must be re-read.
-    pub fn is_relevant(&self) -> bool {
-        !matches!(self, Change::Ignored)
+    /// What the change makes stale in the host model.
+    pub fn stale(&self) -> Stale {
+        match self {
+            Change::Masks => Stale::masks(),
+            Change::ScanDone => Stale::config(),
+            // A card re-read brings the configuration files along.
+            Change::CardAdded(a)
+            | Change::CardRemoved(a)
+            | Change::AdapterConfig { adapter: a, .. }
+            | Change::AdapterOnline { adapter: a, .. } => Stale::card(*a),
+            Change::QueueAdded(q)
+            | Change::QueueRemoved(q)
+            | Change::QueueDriver { apqn: q, .. }
+            | Change::QueueConfig { apqn: q, .. }
+            | Change::QueueOnline(q) => Stale::queue(*q),
+            Change::VfioAp { .. } => Stale::all_mdevs(),
+            Change::MdevAdded(u) | Change::MdevRemoved(u) => {
+                uuid::Uuid::try_parse(u).map_or_else(|_| Stale::all_mdevs(), Stale::mdev)
+            }
+            Change::Ignored => Stale::none(),
+        }
     }
 
     /// Whether this change can turn a failed start into a possible one
@@ -650,7 +669,7 @@ mod tests {
         assert!(Change::VfioAp { registered: true }.may_unblock_start());
         assert!(!Change::VfioAp { registered: false }.may_unblock_start());
         assert!(!Change::MdevAdded("x".into()).may_unblock_start());
-        assert!(!Change::Ignored.is_relevant());
+        assert!(Change::Ignored.stale().is_empty());
     }
 
     #[test]

@@ -140,15 +140,7 @@ impl Stale {
         }
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            ["devices", "ap", card, "config"] => match parse_card_name(card) {
-                Some(a) => {
-                    let mut s = Stale::card(a);
-                    s.config = true;
-                    s
-                }
-                None => Stale::everything(),
-            },
-            ["devices", "ap", card, "online"] => {
+            ["devices", "ap", card, "config" | "online"] => {
                 parse_card_name(card).map_or_else(Stale::everything, Stale::card)
             }
             ["devices", "ap", card, queue, "online" | "config"] => {
@@ -283,8 +275,9 @@ impl Host {
         for q in &queues {
             delta.queues.push((*q, read_queue(fs, *q)?));
         }
-        // The configuration files are few; without QCI the configuration
-        // follows the cards and queues present.
+        // The configuration files are few, and re-read with any card or
+        // queue: an LPAR change shows as cards and queues coming and going,
+        // and without QCI the configuration follows the devices present.
         if stale.config || stale.masks || !cards.is_empty() || !queues.is_empty() {
             delta.config = Some(RawConfig::read(fs)?);
         }
@@ -392,9 +385,10 @@ mod tests {
             Stale::after_write(&paths::mdev_attr(&u, "assign_adapter"), "5"),
             Stale::mdev(u)
         );
-        let mut card = Stale::card(5);
-        card.config = true;
-        assert_eq!(Stale::after_write("devices/ap/card05/config", "0"), card);
+        assert_eq!(
+            Stale::after_write("devices/ap/card05/config", "0"),
+            Stale::card(5)
+        );
         assert_eq!(
             Stale::after_write("devices/ap/card05/online", "1"),
             Stale::card(5)

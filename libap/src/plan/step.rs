@@ -274,6 +274,23 @@ impl Step {
         }
     }
 
+    /// What running or undoing the step may change in a host model.
+    pub fn stale(&self) -> crate::resync::Stale {
+        use crate::resync::Stale;
+        match self {
+            // The kernel rebinds the queues whose bits flip.
+            Step::SetMasks { .. } => Stale::masks(),
+            Step::Create { uuid, .. }
+            | Step::Assign { uuid, .. }
+            | Step::Unassign { uuid, .. }
+            | Step::Remove { uuid, .. } => Stale::mdev(*uuid),
+            Step::StoreMasks { .. }
+            | Step::Define(_)
+            | Step::Redefine { .. }
+            | Step::Undefine(_) => Stale::none(),
+        }
+    }
+
     /// Whether the step writes to sysfs (else it writes the store).
     pub fn is_live(&self) -> bool {
         !matches!(
