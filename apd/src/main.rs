@@ -137,6 +137,7 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
 
     // The one whole read: from here on uevents and our own writes keep the
     // model current. No AP bus means the wrong root or not an s390 host.
+    tracing::info!(%backend, "reading the host's AP configuration");
     match engine.read_host().await {
         Ok(host) => engine.state().set_host(host),
         Err(_) if engine.is_stopping() => {
