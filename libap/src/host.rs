@@ -887,17 +887,17 @@ pub(crate) fn read_mdev_from(
     queues: &BTreeMap<Apqn, Queue>,
 ) -> Result<Option<Mdev>, HostError> {
     let dir = paths::mdev(&uuid);
-    if !fs.exists(&dir) {
-        return Ok(None);
-    }
     let gone = |e: &SysfsError| e.errno == libc::ENOENT || e.errno == libc::ENODEV;
     let ap_config_path = format!("{dir}/ap_config");
-    // ap_config gives the three masks in one read (one consistent snapshot).
+    // ap_config gives the three masks in one read (one consistent snapshot);
+    // only when it is missing do we look whether the mdev is (an mdev is
+    // re-read before every report: one access fewer per mdev counts).
     let matrix = match fs.read(&ap_config_path) {
         Ok(text) => {
             let (a, d, c) = parse_ap_config(&text).map_err(|e| matrix_err(ap_config_path, e))?;
             Matrix::new(a, d, c)
         }
+        Err(e) if gone(&e) && !fs.exists(&dir) => return Ok(None),
         Err(e) if gone(&e) => {
             let mpath = format!("{dir}/matrix");
             let (a, d) = match fs.read(&mpath) {
