@@ -6,10 +6,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::Instant;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::bus::{command_exists, Bus, BusPolicy};
@@ -80,6 +82,12 @@ pub struct Host {
     apd_log: PathBuf,
     apsim_log: PathBuf,
     apd_starts: u32,
+    /// apd's NOTIFY_SOCKET from its spawn until it said READY=1.
+    apd_notify: Option<UnixDatagram>,
+    /// Whether the apd spawned last has said READY=1.
+    apd_ready: bool,
+    /// When the last apd spawn happened.
+    apd_spawned: Option<Instant>,
     /// When the last apd start spawned apd and when apd said READY=1.
     apd_start_times: Option<(Instant, Instant)>,
     // Last field: dropped after everything above has stopped.
@@ -129,6 +137,9 @@ impl Host {
             config,
             root,
             apd_starts: 0,
+            apd_notify: None,
+            apd_ready: false,
+            apd_spawned: None,
             apd_start_times: None,
             _dir: dir,
         };
@@ -279,10 +290,26 @@ impl Host {
     }
 
     /// Starts apd (no-op when it runs) and waits until it has told
-    /// NOTIFY_SOCKET `READY=1` (definitions restored) and owns its bus name.
+    /// NOTIFY_SOCKET `READY=1` (definitions restored) and owns its bus name:
+    /// [`Host::spawn_apd`] then [`Host::wait_apd_ready`].
     pub fn start_apd(&mut self) {
         if self.apd.is_some() {
             return;
+        }
+        self.spawn_apd();
+        self.wait_apd_ready();
+    }
+
+    /// Spawns apd and returns at once, without waiting for READY=1: for
+    /// tests of what apd does during start-up. Its NOTIFY_SOCKET is kept, so
+    /// [`Host::apd_said_ready`] can tell later whether it ever got ready.
+    /// Panics when apd is already spawned (stop it first).
+    pub fn spawn_apd(&mut self) {
+        if let Some(apd) = &self.apd {
+            panic!(
+                "Host::spawn_apd: apd (pid {}) is already spawned; stop it first",
+                apd.id()
+            );
         }
         self.apd_starts += 1;
         let notify_path = self.root.join("notify.sock");
@@ -292,6 +319,8 @@ impl Host {
         notify
             .set_read_timeout(Some(POLL))
             .expect("a non-zero read timeout is valid");
+        self.apd_notify = Some(notify);
+        self.apd_ready = false;
 
         let mut cmd = Command::new(bin("apd"));
         match self.mode {
@@ -317,12 +346,19 @@ impl Host {
             .stdin(Stdio::null());
         let log = self.log_for_child(&self.apd_log, &format!("apd start #{}", self.apd_starts));
         redirect(&mut cmd, &log, &self.apd_log);
-        let spawned = Instant::now();
+        self.apd_spawned = Some(Instant::now());
         self.apd = Some(Proc::spawn("apd", cmd));
+    }
 
+    /// Waits until the apd of [`Host::spawn_apd`] has told NOTIFY_SOCKET
+    /// `READY=1` and owns its bus name; panics with its log tail when it
+    /// exits first or the liveness bound passes.
+    pub fn wait_apd_ready(&mut self) {
+        assert!(
+            self.apd.is_some(),
+            "Host::wait_apd_ready: no apd was spawned (Host::spawn_apd)"
+        );
         let deadline = Instant::now() + liveness_timeout();
-        let mut ready = false;
-        let mut buf = [0u8; 4096];
         loop {
             if let Some(status) = self.apd.as_mut().and_then(Proc::exited) {
                 self.apd = None;
@@ -332,32 +368,57 @@ impl Host {
                     tail(&self.apd_log(), 60)
                 );
             }
-            if !ready {
-                if let Ok(n) = notify.recv(&mut buf) {
-                    ready = String::from_utf8_lossy(&buf[..n])
-                        .lines()
-                        .any(|l| l == "READY=1");
-                    if ready {
-                        self.apd_start_times = Some((spawned, Instant::now()));
-                    }
-                }
+            if !self.apd_ready {
+                // Waits up to POLL for a datagram: the loop's pace.
+                self.recv_notify();
             }
-            if ready && self.bus().name_has_owner(APD_BUS_NAME) == Ok(true) {
+            if self.apd_ready && self.bus().name_has_owner(APD_BUS_NAME) == Ok(true) {
                 break;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "apd did not become ready within {:?} (READY=1 on NOTIFY_SOCKET: {ready}; \
+                    "apd did not become ready within {:?} (READY=1 on NOTIFY_SOCKET: {}; \
                      it must also own {APD_BUS_NAME}); its log:\n{}",
                     liveness_timeout(),
+                    self.apd_ready,
                     tail(&self.apd_log(), 60)
                 );
             }
-            if ready {
+            if self.apd_ready {
                 thread::sleep(POLL);
             }
         }
-        let _ = fs::remove_file(&notify_path);
+        self.apd_notify = None;
+        let _ = fs::remove_file(self.root.join("notify.sock"));
+    }
+
+    /// Whether the apd spawned last has told NOTIFY_SOCKET `READY=1` so far
+    /// (also after it exited: what it sent stays queued until read).
+    pub fn apd_said_ready(&mut self) -> bool {
+        while !self.apd_ready && self.recv_notify() {}
+        self.apd_ready
+    }
+
+    /// Reads one datagram from apd's NOTIFY_SOCKET (waiting up to POLL) and
+    /// notes READY=1; false when none came.
+    fn recv_notify(&mut self) -> bool {
+        let Some(notify) = &self.apd_notify else {
+            return false;
+        };
+        let mut buf = [0u8; 4096];
+        let Ok(n) = notify.recv(&mut buf) else {
+            return false;
+        };
+        if String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .any(|l| l == "READY=1")
+        {
+            self.apd_ready = true;
+            if let Some(spawned) = self.apd_spawned {
+                self.apd_start_times = Some((spawned, Instant::now()));
+            }
+        }
+        true
     }
 
     /// When the last [`Host::start_apd`] spawned apd and when apd told
@@ -381,6 +442,47 @@ impl Host {
         self.wait_for("apd's bus name to be released", || {
             self.bus().name_has_owner(APD_BUS_NAME) == Ok(false)
         });
+    }
+
+    /// Sends apd SIGTERM and waits until it exits; returns its exit status.
+    /// Unlike [`Host::stop_apd`] it does not wait for the bus name's release,
+    /// so it also fits an apd stopped during start-up, before it owned the
+    /// name. Panics, with apd's log tail, when apd had already exited on its
+    /// own or ignores SIGTERM for the liveness bound (then it is killed).
+    pub fn sigterm_apd(&mut self) -> ExitStatus {
+        let Some(apd) = self.apd.as_mut() else {
+            panic!("Host::sigterm_apd: apd is not running (never spawned, or stopped)");
+        };
+        if let Some(status) = apd.exited() {
+            self.apd = None;
+            panic!(
+                "apd had exited on its own ({status}) before SIGTERM; its log:\n{}",
+                tail(&self.apd_log(), 60)
+            );
+        }
+        // apd leads its own process group (Proc::spawn); as Proc::stop does.
+        let pgid = Pid::from_raw(i32::try_from(apd.id()).unwrap_or(i32::MAX));
+        if let Err(e) = killpg(pgid, Signal::SIGTERM) {
+            panic!("cannot send SIGTERM to apd (pid {pgid}): {e}");
+        }
+        let deadline = Instant::now() + liveness_timeout();
+        loop {
+            if let Some(status) = apd.exited() {
+                // Reaped: dropping it only sweeps its (empty) group.
+                self.apd = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = killpg(pgid, Signal::SIGKILL);
+                self.apd = None;
+                panic!(
+                    "apd (pid {pgid}) did not exit within {:?} of SIGTERM (killed now); its log:\n{}",
+                    liveness_timeout(),
+                    tail(&self.apd_log(), 60)
+                );
+            }
+            thread::sleep(POLL);
+        }
     }
 
     pub fn restart_apd(&mut self) {
