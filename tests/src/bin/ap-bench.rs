@@ -497,28 +497,49 @@ impl<'a> Client<'a> {
             .map_err(|e| format!("ConfigureAdapter({adapter}, {on}) failed: {e}"))
     }
 
-    /// Runs `trigger`, then waits until the Host interface's `Adapters`
-    /// property (followed through PropertiesChanged) satisfies `done`.
-    /// Returns the time from just before `trigger` to that change.
+    /// Runs `trigger`, then waits until a PropertiesChanged of the Host
+    /// interface naming `Adapters` shows adapters that satisfy `done`.
+    /// Returns the time from just before `trigger` to that signal.
+    ///
+    /// The signal stream is subscribed (its match rule in place) before the
+    /// trigger. A cached property stream (`receive_adapters_changed`) is not
+    /// used: it fills its cache in the background and misses a change that
+    /// comes in the first milliseconds.
     fn time_adapters_change(
         &self,
         trigger: impl FnOnce() -> Res<()>,
         done: impl Fn(&[AdapterInfo]) -> bool,
     ) -> Res<Duration> {
-        // Subscribed before the trigger, so no change is missed.
-        let (_proxy, mut changes) = self.rt.block_on(async {
-            let proxy = HostProxy::new(&self.conn)
-                .await
-                .map_err(|e| format!("cannot build the Host proxy: {e}"))?;
-            let changes = proxy.receive_adapters_changed().await;
-            Ok::<_, String>((proxy, changes))
-        })?;
+        // Declared first, dropped last: the stream's drop removes its match
+        // rule with a task on this runtime.
+        let _runtime = self.rt.enter();
+        // `_props` lives as long as the stream taken from it.
+        let (_props, mut changes) = self
+            .rt
+            .block_on(async {
+                let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+                    .destination(apbus::BUS_NAME)?
+                    .path(apbus::ROOT_PATH)?
+                    .build()
+                    .await?;
+                let changes = props.receive_properties_changed().await?;
+                Ok::<_, zbus::Error>((props, changes))
+            })
+            .map_err(|e| format!("cannot subscribe to apd's PropertiesChanged: {e}"))?;
+        let host = self
+            .rt
+            .block_on(
+                HostProxy::builder(&self.conn)
+                    .cache_properties(zbus::proxy::CacheProperties::No)
+                    .build(),
+            )
+            .map_err(|e| format!("cannot build the Host proxy: {e}"))?;
         let start = Instant::now();
         trigger()?;
         self.rt.block_on(async {
             let deadline = tokio::time::Instant::now() + liveness_timeout();
             loop {
-                let next = tokio::time::timeout_at(deadline, changes.next())
+                let signal = tokio::time::timeout_at(deadline, changes.next())
                     .await
                     .map_err(|_| {
                         format!(
@@ -528,8 +549,15 @@ impl<'a> Client<'a> {
                     })?
                     .ok_or_else(|| "the PropertiesChanged stream ended".to_owned())?;
                 let elapsed = start.elapsed();
-                let adapters = next
-                    .get()
+                let names_adapters = signal.args().is_ok_and(|a| {
+                    a.interface_name.as_str() == apbus::HOST_INTERFACE
+                        && a.changed_properties.contains_key("Adapters")
+                });
+                if !names_adapters {
+                    continue;
+                }
+                let adapters = host
+                    .adapters()
                     .await
                     .map_err(|e| format!("cannot read the Adapters property: {e}"))?;
                 if done(&adapters) {
