@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, bus)) {
+    let code = match runtime.block_on(run(cli, bus)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -80,7 +80,12 @@ fn main() -> ExitCode {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&e)]);
             ExitCode::FAILURE
         }
-    }
+    };
+    // Every write ended under the writer before `run` returned; what may
+    // still run on a blocking thread is an abandoned read of the host,
+    // which dropping the runtime would wait for (minutes on a big host).
+    runtime.shutdown_background();
+    code
 }
 
 async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
