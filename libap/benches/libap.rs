@@ -1,5 +1,7 @@
 //! libap hot paths: mask parsing, one assign validated against 1,000 mdevs
-//! on a 256x256 host, and the guest matrix of a full 256x256 host.
+//! on a 256x256 host, the guest matrix of a full 256x256 host, and reading
+//! that host through the in-process simulator: whole, or only what a change
+//! made stale (what apd does after a uevent or before a report).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use libap::apqn::Apqn;
@@ -96,5 +98,59 @@ fn guest(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, masks, validation, guest);
+/// The big host (256x256) in apsim, every queue given to vfio_ap, with
+/// 1,000 mdevs: mdev i holds adapter i % 256 and domain i / 256.
+fn big_sim() -> libap::sysfs::SimSysfs {
+    use libap::host::paths;
+    use libap::sysfs::Sysfs;
+    let topo = apsim::Topology::from_toml_str(include_str!("../../apsim/examples/big.toml"))
+        .expect("big topology");
+    let fs = libap::sysfs::SimSysfs(apsim::Sim::new(topo));
+    fs.write(paths::APMASK, b"0x\n").expect("apmask");
+    fs.write(paths::AQMASK, b"0x\n").expect("aqmask");
+    for i in 0..1000u128 {
+        let uuid = Uuid::from_u128(i + 1);
+        fs.write(paths::MDEV_CREATE, uuid.hyphenated().to_string().as_bytes())
+            .expect("create");
+        let (a, d) = (i % 256, i / 256);
+        fs.write(
+            &paths::mdev_attr(&uuid, "assign_adapter"),
+            a.to_string().as_bytes(),
+        )
+        .expect("assign adapter");
+        fs.write(
+            &paths::mdev_attr(&uuid, "assign_domain"),
+            d.to_string().as_bytes(),
+        )
+        .expect("assign domain");
+    }
+    fs
+}
+
+fn resync(c: &mut Criterion) {
+    use libap::resync::Stale;
+    let fs = big_sim();
+    let host = Host::read(&fs).expect("read");
+    let mut g = c.benchmark_group("big host in apsim, 1,000 mdevs");
+    g.sample_size(10);
+    g.bench_function("whole read (Host::read)", |b| {
+        b.iter(|| Host::read(&fs).expect("read"))
+    });
+    for (name, stale) in [
+        ("re-read one card and its 256 queues", Stale::card(7)),
+        ("re-read one queue", Stale::queue(Apqn::new(7, 7))),
+        ("re-read one mdev", Stale::mdev(Uuid::from_u128(7))),
+        ("re-read every mdev (before a report)", Stale::all_mdevs()),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let delta = host.read_stale(&fs, black_box(&stale)).expect("re-read");
+                black_box(delta.changes(&host))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, masks, validation, guest, resync);
 criterion_main!(benches);
