@@ -77,18 +77,7 @@ impl Kernel {
             return Err(libc::EUSERS);
         }
         let iommu_group = self.new_iommu_group();
-        self.mdevs.push(Mdev {
-            uuid: uuid.clone(),
-            apm: Bits::empty(),
-            aqm: Bits::empty(),
-            adm: Bits::empty(),
-            shadow_apm: Bits::empty(),
-            shadow_aqm: Bits::empty(),
-            in_use: false,
-            removing: false,
-            iommu_group,
-            scan_added: false,
-        });
+        self.mdevs.push(Mdev::new(uuid.clone(), iommu_group));
         let dev = Dev::Mdev(uuid);
         self.uevent("add", &dev, &[], DriverKey::Is(None));
         self.uevent("bind", &dev, &[], DriverKey::Current);

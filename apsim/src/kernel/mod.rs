@@ -79,6 +79,24 @@ pub(crate) struct Mdev {
     pub(crate) scan_added: bool,
 }
 
+impl Mdev {
+    /// A freshly created mdev: nothing assigned, no guest.
+    pub(crate) fn new(uuid: String, iommu_group: u32) -> Mdev {
+        Mdev {
+            uuid,
+            apm: Bits::empty(),
+            aqm: Bits::empty(),
+            adm: Bits::empty(),
+            shadow_apm: Bits::empty(),
+            shadow_aqm: Bits::empty(),
+            in_use: false,
+            removing: false,
+            iommu_group,
+            scan_added: false,
+        }
+    }
+}
+
 /// The mdevs in creation order (vfio_ap's list order, which listings show),
 /// with an index by UUID so a path lookup does not search the list.
 /// A stored mdev's `uuid` never changes: the index relies on it.
@@ -778,18 +796,7 @@ mod tests {
     use super::*;
 
     fn mdev(uuid: &str, iommu_group: u32) -> Mdev {
-        Mdev {
-            uuid: uuid.to_string(),
-            apm: Bits::empty(),
-            aqm: Bits::empty(),
-            adm: Bits::empty(),
-            shadow_apm: Bits::empty(),
-            shadow_aqm: Bits::empty(),
-            in_use: false,
-            removing: false,
-            iommu_group,
-            scan_added: false,
-        }
+        Mdev::new(uuid.to_string(), iommu_group)
     }
 
     /// Every UUID finds its own mdev, in list order.
