@@ -170,7 +170,7 @@ impl Engine {
         state: apbus::DesiredState,
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
-        let host = self.current_host(Stale::all_mdevs()).await?;
+        let host = self.current_host(Stale::unannounced()).await?;
         let plan = self.make_plan(&host, &state, prune)?;
         Ok(wire(&plan))
     }
@@ -183,7 +183,7 @@ impl Engine {
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
         let _w = self.writer().await?;
-        let host = self.sync(Stale::all_mdevs()).await?;
+        let host = self.sync(Stale::unannounced()).await?;
         let plan = self.make_plan(&host, &state, prune)?;
         if plan.is_empty() {
             return Ok(Vec::new());
@@ -229,7 +229,7 @@ impl Engine {
         state: apbus::DesiredState,
     ) -> Result<Vec<apbus::Finding>, Error> {
         let desired = from_bus(&state)?;
-        let host = self.current_host(Stale::all_mdevs()).await?;
+        let host = self.current_host(Stale::unannounced()).await?;
         let (stored, persistent) = {
             let s = self.state();
             (

@@ -443,8 +443,9 @@ impl Engine {
         publisher.publish(&me, snap, extra).await;
     }
 
-    /// Re-reads the mdevs and publishes soon, from a task of its own (a
-    /// read saw a change the kernel sent no uevent for).
+    /// Re-reads what the kernel changes without a uevent (the mdevs, the
+    /// LPAR configuration) and publishes soon, from a task of its own (a
+    /// read saw such a change).
     pub fn schedule_refresh(&self, reason: &'static str) {
         // One pending refresh covers every read that asks for it meanwhile.
         if self.refresh_pending.swap(true, Ordering::SeqCst) {
@@ -455,13 +456,13 @@ impl Engine {
             let w = me.writer().await;
             me.refresh_pending.store(false, Ordering::SeqCst);
             let Ok(_w) = w else { return };
-            tracing::debug!(reason, "re-reading the mdevs");
-            me.refresh(Stale::all_mdevs(), Vec::new()).await;
+            tracing::debug!(reason, "re-reading the mdevs and the configuration");
+            me.refresh(Stale::unannounced(), Vec::new()).await;
         });
     }
 
     /// The host for a read: the model with what `stale` names re-read
-    /// (the mdevs, whose attributes change without a uevent). If the
+    /// (what changes without a uevent: [`Stale::unannounced`]). If the
     /// re-read differs from the model, the model is re-published soon
     /// (foreign writes are shown, never overwritten).
     pub async fn current_host(&self, stale: Stale) -> Result<Arc<Host>, Error> {
@@ -477,7 +478,7 @@ impl Engine {
         if !delta.changes(&snapshot) {
             return Ok(snapshot);
         }
-        self.schedule_refresh("a read saw the mdevs changed");
+        self.schedule_refresh("a read saw a change the kernel sent no uevent for");
         let mut host = (*snapshot).clone();
         host.apply(delta);
         Ok(Arc::new(host))
@@ -530,7 +531,7 @@ impl Engine {
 
     /// `apctl status`.
     pub async fn status(&self) -> Result<Status, Error> {
-        let v = self.fresh_view(Stale::all_mdevs()).await?;
+        let v = self.fresh_view(Stale::unannounced()).await?;
         let h = &v.host;
         let owners = h.mdev_owners();
         let (mut host_q, mut assigned, mut free) = (0u32, 0u32, 0u32);
@@ -585,7 +586,7 @@ impl Engine {
 
     /// `apctl list`.
     pub async fn list_mdevs(&self) -> Result<Vec<MdevInfo>, Error> {
-        let v = self.fresh_view(Stale::all_mdevs()).await?;
+        let v = self.fresh_view(Stale::unannounced()).await?;
         Ok(v.all_uuids().into_iter().map(|u| v.mdev_info(u)).collect())
     }
 
@@ -593,10 +594,11 @@ impl Engine {
     pub async fn get_mdev(&self, arg: &str) -> Result<(MdevInfo, Vec<ApqnInfo>), Error> {
         // Re-read just this mdev; a UUID is looked for even when the model
         // has not seen it yet (created by another tool a moment ago).
-        let stale = match parse_uuid(arg) {
+        let mut stale = match parse_uuid(arg) {
             Some(u) => Stale::mdev(u),
             None => self.state().resolve(arg).map(Stale::mdev)?,
         };
+        stale.config = true;
         let v = self.fresh_view(stale).await?;
         let uuid = v.resolve(arg)?;
         let info = v.mdev_info(uuid);
@@ -637,7 +639,7 @@ impl Engine {
 
     /// `apctl queues`.
     pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
-        let v = self.fresh_view(Stale::all_mdevs()).await?;
+        let v = self.fresh_view(Stale::unannounced()).await?;
         let h = &v.host;
         let owners = h.mdev_owners();
         Ok(h.queues

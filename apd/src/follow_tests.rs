@@ -57,8 +57,11 @@ fn ops() -> impl Strategy<Value = Op> {
         1 => (prop_oneof![Just("add"), Just("remove")], adapter).prop_map(|(verb, a)| {
             op(".apsim/lpar", format!("{verb} adapter {a}\n"))
         }),
-        1 => (prop_oneof![Just("add"), Just("remove")], domain).prop_map(|(verb, d)| {
+        1 => (prop_oneof![Just("add"), Just("remove")], domain.clone()).prop_map(|(verb, d)| {
             op(".apsim/lpar", format!("{verb} domain {d}\n"))
+        }),
+        1 => (prop_oneof![Just("add"), Just("remove")], domain).prop_map(|(verb, d)| {
+            op(".apsim/lpar", format!("{verb} control {d}\n"))
         }),
         1 => any::<bool>().prop_map(|on| op(".apsim/vfio_ap", if on { "1\n" } else { "0\n" })),
     ]
@@ -75,7 +78,7 @@ fn drain(rx: &Receiver<Vec<u8>>) -> Stale {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn the_model_kept_from_uevents_equals_a_whole_read(seq in proptest::collection::vec(ops(), 1..30)) {
@@ -90,6 +93,12 @@ proptest! {
             // kernel sends no uevent for an mdev's attributes).
             if accepted && !o.path.starts_with(".apsim") {
                 stale.merge(Stale::after_write(&o.path, &o.data));
+            }
+            // Kernel spec §1: a control-domain-only LPAR change creates no
+            // device, so no uevent; apd re-reads the configuration before
+            // each report (Stale::unannounced).
+            if o.path == ".apsim/lpar" && o.data.contains(" control ") {
+                stale.merge(Stale::config());
             }
             model.refresh(&fs, &stale).expect("re-read");
             let whole = Host::read(&fs).expect("read");

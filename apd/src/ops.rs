@@ -233,11 +233,11 @@ pub fn mask_steps(old_ap: ApMask, old_aq: ApMask, new_ap: ApMask, new_aq: ApMask
 }
 
 impl Engine {
-    /// Re-reads every mdev into the model (their attributes change without
-    /// a uevent; the rest follows uevents) and returns the host with the
-    /// names. The caller holds the writer.
+    /// Re-reads into the model what the kernel changes without a uevent
+    /// (every mdev, the LPAR configuration; the rest follows uevents) and
+    /// returns the host with the names. The caller holds the writer.
     async fn fresh(&self) -> Result<(Arc<Host>, BTreeMap<Uuid, String>), Error> {
-        let host = self.sync(Stale::all_mdevs()).await?;
+        let host = self.sync(Stale::unannounced()).await?;
         Ok((host, name_map(&self.state())))
     }
 
@@ -364,7 +364,7 @@ impl Engine {
             Err(failure) => {
                 // Someone may have changed the host between our check and
                 // the write: the check on a fresh read names the culprit.
-                if let Ok(now) = self.sync(Stale::all_mdevs()).await {
+                if let Ok(now) = self.sync(Stale::unannounced()).await {
                     refusal(&now)?;
                 }
                 Err(Error::new(
@@ -689,7 +689,7 @@ impl Engine {
 
     /// `Check`: load errors, then libap's verdicts on the definitions.
     pub async fn check(&self) -> Result<Vec<apbus::Finding>, Error> {
-        let host = self.current_host(Stale::all_mdevs()).await?;
+        let host = self.current_host(Stale::unannounced()).await?;
         let (defs, load_errors) = {
             let s = self.state();
             (

@@ -114,8 +114,8 @@ pub async fn apply_persistent_masks(engine: &Engine) {
 /// The mdevs are re-read once, then after each start only the one started:
 /// a boot with K autostart mdevs costs O(K) mdev reads, not O(K²).
 pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, usize, bool) {
-    if let Err(e) = engine.sync(Stale::all_mdevs()).await {
-        tracing::error!(error = %e, "cannot re-read the mdevs before the automatic starts");
+    if let Err(e) = engine.sync(Stale::unannounced()).await {
+        tracing::error!(error = %e, "cannot re-read the host before the automatic starts");
     }
     let candidates: Vec<Uuid> = {
         let s = engine.state();

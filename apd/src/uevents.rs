@@ -239,9 +239,16 @@ impl Change {
             | Change::CardRemoved(a)
             | Change::AdapterConfig { adapter: a, .. }
             | Change::AdapterOnline { adapter: a, .. } => Stale::card(*a),
+            // A mask change rebinds queues before its own uevent comes: a
+            // burst that holds only the binds still sees the masks that
+            // caused them, so a retried start is not refused on old masks.
+            Change::QueueDriver { apqn, .. } => {
+                let mut s = Stale::queue(*apqn);
+                s.masks = true;
+                s
+            }
             Change::QueueAdded(q)
             | Change::QueueRemoved(q)
-            | Change::QueueDriver { apqn: q, .. }
             | Change::QueueConfig { apqn: q, .. }
             | Change::QueueOnline(q) => Stale::queue(*q),
             Change::VfioAp { .. } => Stale::all_mdevs(),

@@ -67,6 +67,19 @@ impl Stale {
         }
     }
 
+    /// What the kernel changes without a uevent, re-read before a report
+    /// or a change: every mdev (assignments written by other tools, a
+    /// guest opening it; kernel spec §9) and the LPAR's configuration (a
+    /// change of control domains alone creates or removes no device, so
+    /// only its mask file shows it; §1).
+    pub fn unannounced() -> Stale {
+        Stale {
+            all_mdevs: true,
+            config: true,
+            ..Stale::default()
+        }
+    }
+
     /// One mdev.
     pub fn mdev(uuid: Uuid) -> Stale {
         Stale {
@@ -239,7 +252,7 @@ impl Host {
             });
         }
         let mut delta = Delta::default();
-        let mut cards = stale.cards.clone();
+        let cards = stale.cards.clone();
         let mut queues = stale.queues.clone();
         if stale.masks {
             let ap = crate::host::read_mask(fs, paths::APMASK)?;
@@ -286,13 +299,23 @@ impl Host {
             return Ok(delta);
         }
         // A card or queue change moves the guest matrix of the mdevs that
-        // hold its adapter.
-        cards.extend(queues.iter().map(|q| q.adapter));
+        // hold its adapter, and a queue's also of those that hold its
+        // domain (a domain leaving the LPAR leaves a guest without adapters
+        // too).
+        let adapters = ApMask::from_ids(
+            cards
+                .iter()
+                .copied()
+                .chain(queues.iter().map(|q| q.adapter)),
+        );
+        let domains = ApMask::from_ids(queues.iter().map(|q| q.domain));
         let mut mdevs = stale.mdevs.clone();
         mdevs.extend(
             self.mdevs
                 .values()
-                .filter(|m| cards.iter().any(|a| m.matrix.adapters.contains(*a)))
+                .filter(|m| {
+                    m.matrix.adapters.intersects(adapters) || m.matrix.domains.intersects(domains)
+                })
                 .map(|m| m.uuid),
         );
         for u in mdevs {

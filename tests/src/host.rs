@@ -502,6 +502,16 @@ impl Host {
         self.start_apd();
     }
 
+    /// The simulated kernel starts afresh from the topology under a running
+    /// apd (every mdev and mask change gone, no uevent for any of it): apd
+    /// sees its uevent socket close and reopen, and must re-read the whole
+    /// host. FUSE mode only.
+    pub fn restart_apsim(&mut self) {
+        assert_eq!(self.mode, Mode::Fuse, "restart_apsim needs a FUSE host");
+        self.stop_apsim();
+        self.start_apsim();
+    }
+
     /// Whether apd is running (started and not exited).
     pub fn apd_running(&mut self) -> bool {
         self.apd.as_mut().is_some_and(|apd| apd.exited().is_none())

@@ -117,7 +117,11 @@ fn an_adapter_leaving_the_lpar_changes_the_guest_matrix() {
     host.wait_for("the mdev-changed event", || {
         events.any(|e| e.starts_with(&format!("mdev-changed {GUEST1_UUID}")))
     });
-    assert!(events.any(|e| e.contains("adapter 6 left")));
+    // Its own event: the card's remove uevent may come in a later burst
+    // than its queues' (apd publishes each burst as it follows it).
+    host.wait_for("the adapter-left event", || {
+        events.any(|e| e.contains("adapter 6 left"))
+    });
     let (_, apqns) = c.run(c.manager().get_mdev("guest1")).expect("GetMdev");
     let a = apqns.iter().find(|a| a.apqn == "06.0004").expect("06.0004");
     assert!(!a.in_guest_matrix && !a.usable, "{a:?}");
@@ -166,4 +170,49 @@ fn mask_changes_by_another_tool_update_the_host_properties() {
         .expect("06.0004");
     assert_eq!(q.owner, "host");
     assert_eq!(q.driver, "cex4queue");
+}
+
+/// Uevents lost: the simulated kernel starts afresh under a running apd
+/// (masks back to the topology's, guest1 gone, and no uevent for any of
+/// it). apd's uevent socket closes and reopens, and apd re-reads the whole
+/// host: its model of masks and queues matches the host again, not the
+/// uevents it saw.
+#[test]
+fn a_reconnected_uevent_source_resyncs_the_whole_model() {
+    need_fuse!();
+    let mut host = seed_with_guest1();
+    let c = Client::new(&host);
+    let m = c.manager();
+    let before = c.run(m.get_status()).expect("GetStatus");
+    assert_eq!(before.active, 1);
+
+    host.restart_apsim();
+    let fresh_apmask = host.read("bus/ap/apmask").trim().to_string();
+    assert_ne!(
+        fresh_apmask, before.apmask,
+        "the fresh kernel has the topology's apmask, not the one apd set"
+    );
+    host.wait_for(
+        "apd to re-read the host after its uevent socket reopened",
+        || {
+            c.run(m.get_status())
+                .is_ok_and(|s| s.apmask == fresh_apmask && s.active == 0)
+        },
+    );
+    // The queues as the fresh kernel binds them: guest1's are the host's.
+    let queues = c.run(m.list_queues()).expect("ListQueues");
+    let q = queues
+        .iter()
+        .find(|q| q.apqn == "05.0004")
+        .expect("05.0004 listed");
+    assert_eq!((q.driver.as_str(), q.owner.as_str()), ("cex4queue", "host"));
+    assert!(
+        host.apd_log().contains("re-reading the whole host"),
+        "{}",
+        e2e::tail(&host.apd_log(), 30)
+    );
+    // guest1 is defined, not active: an autostart mdev that disappears is
+    // not recreated behind the admin's back (only a boot restores).
+    let g1 = c.mdev(GUEST1_UUID);
+    assert!(!c.run(g1.active()).expect("Active"));
 }
