@@ -342,12 +342,8 @@ pub enum Source {
 pub async fn spawn(source: Source, tx: mpsc::Sender<Feed>) -> std::io::Result<()> {
     match source {
         Source::Netlink => {
-            let fd = open_netlink()?;
-            tokio::spawn(async move {
-                if let Err(e) = read_netlink(fd, &tx).await {
-                    tracing::error!(error = %e, "the netlink uevent socket failed; apd no longer follows kernel events");
-                }
-            });
+            let first = open_netlink()?;
+            tokio::spawn(async move { follow_netlink(first, tx).await });
         }
         Source::Socket(path) => {
             tokio::spawn(async move { read_socket(path, tx).await });
@@ -374,15 +370,18 @@ pub fn forward_blocking(rx: std::sync::mpsc::Receiver<Vec<u8>>, tx: mpsc::Sender
 }
 
 fn open_netlink() -> std::io::Result<AsyncFd<OwnedFd>> {
+    // A large buffer survives bursts (hot plug of many queues).
+    open_netlink_with(8 * 1024 * 1024)
+}
+
+fn open_netlink_with(size: usize) -> std::io::Result<AsyncFd<OwnedFd>> {
     let fd = socket::socket(
         AddressFamily::Netlink,
         SockType::Raw,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         SockProtocol::NetlinkKObjectUEvent,
     )?;
-    // A large buffer survives bursts (hot plug of many queues); the forced
-    // variant needs CAP_NET_ADMIN, the plain one is the fallback.
-    let size = 8 * 1024 * 1024;
+    // The forced variant needs CAP_NET_ADMIN; the plain one is the fallback.
     if socket::setsockopt(&fd, socket::sockopt::RcvBufForce, &size).is_err() {
         let _ = socket::setsockopt(&fd, socket::sockopt::RcvBuf, &size);
     }
@@ -397,6 +396,41 @@ fn open_netlink() -> std::io::Result<AsyncFd<OwnedFd>> {
 #[allow(deprecated)]
 fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
     AsyncFd::new(fd)
+}
+
+/// Reads netlink until `tx` closes. A failed socket is reopened (events
+/// may have been lost meanwhile, so the host is then re-read whole): apd
+/// never silently stops following the kernel.
+async fn follow_netlink(first: AsyncFd<OwnedFd>, tx: mpsc::Sender<Feed>) {
+    let mut fd = first;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match read_netlink(fd, &tx).await {
+            Ok(()) => return,
+            Err(e) => tracing::error!(error = %e, "the netlink uevent socket failed; reopening it"),
+        }
+        fd = loop {
+            tokio::time::sleep(pause).await;
+            if tx.is_closed() {
+                return;
+            }
+            match open_netlink() {
+                Ok(fd) => break fd,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reopen the netlink uevent socket; retrying");
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        pause = Duration::from_millis(100);
+        if tx
+            .send(Feed::Resync("netlink uevent socket reopened"))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 async fn read_netlink(fd: AsyncFd<OwnedFd>, tx: &mpsc::Sender<Feed>) -> std::io::Result<()> {
@@ -766,6 +800,43 @@ mod tests {
                 break;
             }
         }
+    }
+
+    /// A netlink buffer overrun (events lost) asks for a whole re-read
+    /// instead of going on as if nothing was missed.
+    #[tokio::test]
+    async fn a_netlink_overrun_asks_for_a_resync() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to send to the uevent group");
+            return;
+        }
+        // The smallest buffer the kernel allows, and a reader that cannot
+        // run while this (single-threaded) test floods the group.
+        let (tx, mut rx) = mpsc::channel(64);
+        let fd = open_netlink_with(1).expect("netlink socket");
+        tokio::spawn(follow_netlink(fd, tx));
+        let flooder = socket::socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkKObjectUEvent,
+        )
+        .expect("flooder socket");
+        let msg = [b'x'; 1024];
+        for _ in 0..256 {
+            let _ = socket::sendto(
+                flooder.as_raw_fd(),
+                &msg,
+                &NetlinkAddr::new(0, 1),
+                MsgFlags::empty(),
+            );
+        }
+        // A hang guard, not a performance verdict.
+        let feed = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("a feed within the liveness bound")
+            .expect("the source keeps running");
+        assert_eq!(feed, Feed::Resync("netlink buffer overrun"));
     }
 
     /// The socket source reads one message per packet, reconnects when
