@@ -56,7 +56,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand list" -l json -d 'Print mach
 complete -c apctl -n "__fish_apctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l json -d 'Print machine-readable JSON on stdout instead of tables'
-complete -c apctl -n "__fish_apctl_using_subcommand show" -s h -l help -d 'Print help'
+complete -c apctl -n "__fish_apctl_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand define" -l uuid -d 'The UUID to use; default: apd generates one' -r
 complete -c apctl -n "__fish_apctl_using_subcommand define" -l name -d 'A name to refer to the mdev by (e.g. the guest\'s name)' -r
 complete -c apctl -n "__fish_apctl_using_subcommand define" -s a -l adapters -d 'Adapters (APIDs), e.g. 5,6 or 1-4' -r

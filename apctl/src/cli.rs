@@ -64,6 +64,13 @@ from its definition (see apctl show)."
     )]
     List(ListArgs),
     /// Show one mdev: matrix, guest matrix, and per APQN whether the guest can use it and why not.
+    #[command(
+        long_about = "Show one mdev: its matrix, its guest matrix, and per APQN whether the guest \
+can use it and, if not, why: the queue belongs to the host (which apmask and aqmask bits), the \
+adapter is configured off or outside the LPAR, the queue is not bound to vfio_ap. For a defined \
+mdev that is not active, each APQN says what a start would meet now: the host or another mdev \
+(named) holding the queue, or nothing."
+    )]
     Show(MdevArg),
     /// Store a new definition and print its UUID.
     #[command(

@@ -150,6 +150,43 @@ impl State {
         }
     }
 
+    /// Why an APQN of an inactive mdev's definition is not in a guest, and
+    /// what a start would meet: the host or another mdev holding it, the
+    /// adapter off or outside the LPAR, or nothing (then: start it).
+    pub fn inactive_reason(&self, uuid: Uuid, q: libap::Apqn) -> String {
+        let h = &self.host;
+        let who = self.label(uuid);
+        let start = format!(
+            "`apctl start {}`",
+            self.name_of(uuid)
+                .unwrap_or_else(|| uuid.hyphenated().to_string())
+        );
+        let (a, d) = (q.adapter, q.domain);
+        let blocker = match h.owner(q) {
+            Owner::Host { .. } => Some(format!(
+                "queue {q} belongs to the host (adapter {a} is set in apmask and domain 0x{d:02x} in aqmask), so {start} would be refused; give it to vfio_ap with `apctl masks`"
+            )),
+            Owner::Mdev { uuid: other } if other != uuid => Some(format!(
+                "queue {q} is assigned to {}, so {start} would be refused until that mdev gives it up",
+                self.label(other)
+            )),
+            _ if h.config.known && !h.config.adapters.contains(a) => Some(format!(
+                "adapter {a} is outside the LPAR's configuration (not in ap_adapter_mask)"
+            )),
+            _ if h.config.known && !h.config.usage_domains.contains(d) => Some(format!(
+                "domain 0x{d:02x} is outside the LPAR's configuration (not in ap_usage_domain_mask)"
+            )),
+            _ if h.cards.get(&a).is_some_and(|c| !c.config) => Some(format!(
+                "adapter {a} is configured off (standby); configure it on with `apctl config {a} on`"
+            )),
+            _ => None,
+        };
+        match blocker {
+            Some(b) => format!("{who} is not active, and {b}"),
+            None => format!("{who} is not active; start it with {start}"),
+        }
+    }
+
     /// Every mdev, defined or active, ascending by UUID.
     pub fn all_uuids(&self) -> Vec<Uuid> {
         let mut v: Vec<Uuid> = self.defs.keys().copied().collect();
@@ -594,10 +631,18 @@ impl Engine {
     pub async fn get_mdev(&self, arg: &str) -> Result<(MdevInfo, Vec<ApqnInfo>), Error> {
         // Re-read just this mdev; a UUID is looked for even when the model
         // has not seen it yet (created by another tool a moment ago).
-        let mut stale = match parse_uuid(arg) {
-            Some(u) => Stale::mdev(u),
-            None => self.state().resolve(arg).map(Stale::mdev)?,
+        let uuid = match parse_uuid(arg) {
+            Some(u) => u,
+            None => self.state().resolve(arg)?,
         };
+        // An inactive mdev's APQNs are explained by who holds them now:
+        // then every mdev is re-read, else only this one.
+        let mut stale = if self.state().host.mdevs.contains_key(&uuid) {
+            Stale::mdev(uuid)
+        } else {
+            Stale::unannounced()
+        };
+        stale.mdevs.insert(uuid);
         stale.config = true;
         let v = self.fresh_view(stale).await?;
         let uuid = v.resolve(arg)?;
@@ -617,12 +662,7 @@ impl Engine {
                         apqn: q.to_string(),
                         in_guest_matrix: false,
                         usable: false,
-                        reason: format!(
-                            "{} is not active; start it with `apctl start {}`",
-                            v.label(uuid),
-                            v.name_of(uuid)
-                                .unwrap_or_else(|| uuid.hyphenated().to_string())
-                        ),
+                        reason: v.inactive_reason(uuid, q),
                     };
                 }
                 let (in_guest, usable, reason) = v.host.usability(uuid, q);
@@ -769,6 +809,47 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(snap.mdevs.len(), 2);
         assert_eq!(snap.host.persistent_ap_mask, "");
+    }
+
+    #[test]
+    fn an_inactive_mdev_names_what_would_refuse_its_start() {
+        let mut s = state();
+        let g1 = Uuid::parse_str(G1).expect("uuid");
+        let foreign = Uuid::parse_str(FOREIGN).expect("uuid");
+        // guest1 is not active; the foreign mdev holds 07.0004.
+        let mut host = (*s.host).clone();
+        host.mdevs.remove(&g1);
+        host.config = libap::host::HostConfig {
+            adapters: ApMask::from_ids([5, 6, 7]),
+            usage_domains: ApMask::from_ids([4]),
+            control_domains: ApMask::empty(),
+            known: true,
+        };
+        host.apmask = ApMask::from_ids([5]);
+        host.aqmask = ApMask::from_ids([4]);
+        s.set_host(host);
+        let held = s.inactive_reason(g1, libap::Apqn::new(5, 4));
+        assert_eq!(
+            held,
+            "guest1 (62177883-f1bb-47f0-914d-32a22e3a8804) is not active, and queue 05.0004 belongs to the host (adapter 5 is set in apmask and domain 0x04 in aqmask), so `apctl start guest1` would be refused; give it to vfio_ap with `apctl masks`"
+        );
+        let other = s.inactive_reason(g1, libap::Apqn::new(7, 4));
+        assert!(
+            other.contains("queue 07.0004 is assigned to")
+                && other.contains(&foreign.hyphenated().to_string())
+                && other.contains("would be refused until that mdev gives it up"),
+            "{other}"
+        );
+        let outside = s.inactive_reason(g1, libap::Apqn::new(9, 4));
+        assert!(
+            outside.contains("adapter 9 is outside the LPAR's configuration"),
+            "{outside}"
+        );
+        let free = s.inactive_reason(g1, libap::Apqn::new(6, 4));
+        assert!(
+            free.ends_with("is not active; start it with `apctl start guest1`"),
+            "{free}"
+        );
     }
 
     #[test]

@@ -277,3 +277,46 @@ fn bad_input_is_refused_and_changes_nothing() {
     );
     assert_eq!(host.read("devices/ap/card06/config"), "1\n");
 }
+
+/// `show` of a defined, inactive mdev says per APQN what a start would
+/// meet now: the host holding a queue, another mdev holding one, or
+/// nothing (then: start it).
+#[test]
+fn show_of_an_inactive_mdev_names_what_would_refuse_its_start() {
+    let Some(host) = seed_host() else { return };
+    let (g1, _) = seed_guests(&host);
+    let g3 = host.apctl_ok(&["define", "--name", "guest3", "-a", "1,5", "-d", "0,4"]);
+    let g3 = g3.trim();
+    let show = host.apctl_json(&["show", "guest3"]);
+    let reason = |apqn: &str| -> String {
+        show["apqns"]
+            .as_array()
+            .expect("apqns")
+            .iter()
+            .find(|a| a["apqn"] == apqn)
+            .unwrap_or_else(|| panic!("{apqn} in {show}"))["reason"]
+            .as_str()
+            .expect("reason")
+            .to_string()
+    };
+    let who = format!("guest3 ({g3}) is not active");
+    assert_eq!(
+        reason("01.0000"),
+        format!("{who}, and queue 01.0000 belongs to the host (adapter 1 is set in apmask and domain 0x00 in aqmask), so `apctl start guest3` would be refused; give it to vfio_ap with `apctl masks`")
+    );
+    assert_eq!(
+        reason("05.0004"),
+        format!("{who}, and queue 05.0004 is assigned to guest1 ({g1}), so `apctl start guest3` would be refused until that mdev gives it up")
+    );
+    assert_eq!(
+        reason("01.0004"),
+        format!("{who}; start it with `apctl start guest3`")
+    );
+    // And the start is refused as announced, changing nothing.
+    let out = host.apctl(&["start", "guest3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!host
+        .sysfs()
+        .join(format!("devices/vfio_ap/matrix/{g3}"))
+        .exists());
+}
