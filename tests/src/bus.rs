@@ -1,16 +1,19 @@
 //! A private D-Bus: one `dbus-daemon` per test, listening on a socket in the
 //! test's temporary directory, with either a permissive policy or the
-//! system bus defaults plus the policy file this repository ships.
+//! system bus defaults plus the policy file this repository ships (and, for
+//! a bus that plays the system bus, polkit's); system services such as
+//! polkitd can be started against it.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Command, Stdio};
+use std::time::Instant;
 
 use tempfile::TempDir;
 
-use crate::process::Proc;
+use crate::process::{liveness_timeout, Proc, POLL};
 
 /// Which rules the private bus enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,7 +25,23 @@ pub enum BusPolicy {
     /// unless a policy file opens them) plus `systemd/org.apctl.Apd1.conf`,
     /// so tests exercise the policy that is installed on real hosts.
     Shipped,
+    /// [`BusPolicy::Shipped`] plus the bus policy polkit installs
+    /// (`org.freedesktop.PolicyKit1.conf`: polkitd's user owns
+    /// `org.freedesktop.PolicyKit1`, everyone may call it) and root owning
+    /// that name too: a bus that plays the system bus for a real polkitd
+    /// ([`Bus::start_service`]).
+    ShippedWithPolkit,
 }
+
+/// The bus name polkit's authority owns on the system bus.
+pub const POLKIT_BUS_NAME: &str = "org.freedesktop.PolicyKit1";
+
+/// Where distributions install polkit's bus policy (Debian: package
+/// `polkitd`); the ones present are included by [`BusPolicy::ShippedWithPolkit`].
+const POLKIT_BUS_POLICY_FILES: [&str; 2] = [
+    "/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf",
+    "/etc/dbus-1/system.d/org.freedesktop.PolicyKit1.conf",
+];
 
 /// The bus policy file this repository installs to `/usr/share/dbus-1/system.d/`.
 pub fn shipped_policy_file() -> PathBuf {
@@ -141,6 +160,88 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Starts `cmd` as a system service of this bus and waits until it owns
+    /// `bus_name`: `DBUS_SYSTEM_BUS_ADDRESS` is this bus's address (so the
+    /// service takes it for the system bus), stdin is /dev/null, stdout and
+    /// stderr are appended to `log`. Panics, with the log, when the service
+    /// exits first or the liveness bound passes.
+    pub fn start_service(&self, bus_name: &str, mut cmd: Command, log: &Path) -> BusService {
+        let name = Path::new(cmd.get_program()).file_name().map_or_else(
+            || "service".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+        let err = file
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot duplicate {}: {e}", log.display()));
+        cmd.env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err);
+        let mut service = BusService {
+            proc: Proc::spawn(&name, cmd),
+            name,
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + liveness_timeout();
+        loop {
+            if let Some(status) = service.proc.exited() {
+                panic!(
+                    "{} exited ({status}) before it owned {bus_name}; its log {}:\n{}",
+                    service.name,
+                    log.display(),
+                    service.log()
+                );
+            }
+            if self.name_has_owner(bus_name) == Ok(true) {
+                return service;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not own {bus_name} within {:?} (does the bus policy let its user \
+                     own the name?); its log {}:\n{}",
+                    service.name,
+                    liveness_timeout(),
+                    log.display(),
+                    service.log()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// A service started by [`Bus::start_service`]; dropping it stops the
+/// service's whole process group.
+#[derive(Debug)]
+pub struct BusService {
+    name: String,
+    log: PathBuf,
+    proc: Proc,
+}
+
+impl BusService {
+    /// The service's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
+    /// Whether the service still runs.
+    pub fn running(&mut self) -> bool {
+        self.proc.exited().is_none()
+    }
+
+    /// The service's stdout and stderr so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+}
+
 fn proc_stdout(proc: &mut Proc) -> ChildStdout {
     proc.take_stdout()
         .expect("dbus-daemon was started with a piped stdout")
@@ -200,22 +301,42 @@ const SYSTEM_DEFAULTS: &str = r#"  <policy context="default">
   </policy>
 "#;
 
+/// A polkitd that keeps running as root (built without a user of its own)
+/// may own its name as well.
+const POLKIT_ROOT_OWNS: &str = r#"  <policy user="root">
+    <allow own="org.freedesktop.PolicyKit1"/>
+  </policy>
+"#;
+
+/// The `<include>` of `systemd/org.apctl.Apd1.conf`.
+fn shipped_include() -> String {
+    let file = shipped_policy_file();
+    let file = file.canonicalize().unwrap_or_else(|e| {
+        panic!(
+            "BusPolicy::Shipped needs the repository's bus policy {}: {e}",
+            file.display()
+        )
+    });
+    format!(
+        "  <include>{}</include>\n",
+        xml_escape(&file.display().to_string())
+    )
+}
+
 fn config_xml(socket: &Path, policy: BusPolicy) -> String {
     let socket = xml_escape(&socket.display().to_string());
     let rules = match policy {
         BusPolicy::Permissive => PERMISSIVE.to_owned(),
-        BusPolicy::Shipped => {
-            let file = shipped_policy_file();
-            let file = file.canonicalize().unwrap_or_else(|e| {
-                panic!(
-                    "BusPolicy::Shipped needs the repository's bus policy {}: {e}",
-                    file.display()
-                )
-            });
-            format!(
-                "{SYSTEM_DEFAULTS}  <include>{}</include>\n",
-                xml_escape(&file.display().to_string())
-            )
+        BusPolicy::Shipped => format!("{SYSTEM_DEFAULTS}{}", shipped_include()),
+        BusPolicy::ShippedWithPolkit => {
+            let mut rules = format!("{SYSTEM_DEFAULTS}{}{POLKIT_ROOT_OWNS}", shipped_include());
+            for file in POLKIT_BUS_POLICY_FILES {
+                rules.push_str(&format!(
+                    "  <include ignore_missing=\"yes\">{}</include>\n",
+                    xml_escape(file)
+                ));
+            }
+            rules
         }
     };
     format!(
@@ -233,6 +354,20 @@ mod tests {
         assert!(xml.contains("<listen>unix:path=/tmp/x&amp;y/bus</listen>"));
         assert!(xml.contains(r#"<allow own="*"/>"#));
         assert!(!xml.contains("<include>"));
+    }
+
+    #[test]
+    fn the_polkit_config_adds_polkits_policy_to_the_shipped_one() {
+        let shipped = config_xml(Path::new("/tmp/b/bus"), BusPolicy::Shipped);
+        let polkit = config_xml(Path::new("/tmp/b/bus"), BusPolicy::ShippedWithPolkit);
+        assert!(shipped.contains("org.apctl.Apd1.conf</include>"));
+        assert!(!shipped.contains(POLKIT_BUS_NAME));
+        assert!(polkit.contains("org.apctl.Apd1.conf</include>"));
+        assert!(polkit.contains(r#"<deny own="*"/>"#));
+        assert!(polkit.contains(
+            r#"<include ignore_missing="yes">/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>"#
+        ));
+        assert!(polkit.contains(r#"<allow own="org.freedesktop.PolicyKit1"/>"#));
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct HostOptions {
     pub start_apd: bool,
     /// Extra arguments appended to apd's command line.
     pub apd_args: Vec<String>,
+    /// apd serves `--bus system` with `DBUS_SYSTEM_BUS_ADDRESS` set to the
+    /// private bus: it takes the system bus's paths (a caller that is not
+    /// root needs polkit, even one of apd's own uid) on the private bus.
+    /// `false` = `--bus <the private bus's address>`.
+    pub system_bus: bool,
 }
 
 impl HostOptions {
@@ -54,6 +59,7 @@ impl HostOptions {
             config_dir: None,
             start_apd: true,
             apd_args: Vec::new(),
+            system_bus: false,
         }
     }
 }
@@ -74,6 +80,7 @@ pub struct Host {
     bus: Option<Bus>,
     mode: Mode,
     apd_args: Vec<String>,
+    apd_system_bus: bool,
     root: PathBuf,
     topology: PathBuf,
     sysfs: PathBuf,
@@ -129,6 +136,7 @@ impl Host {
             bus: None,
             mode: opts.mode,
             apd_args: opts.apd_args,
+            apd_system_bus: opts.system_bus,
             sysfs: root.join("sys"),
             uevents: root.join("uevents.sock"),
             apd_log: root.join("apd.log"),
@@ -331,10 +339,13 @@ impl Host {
                 .arg(&self.uevents),
             Mode::InProcess => cmd.arg("--sim").arg(&self.topology),
         };
-        cmd.arg("--config-dir")
-            .arg(&self.config)
-            .arg("--bus")
-            .arg(self.bus_address());
+        cmd.arg("--config-dir").arg(&self.config).arg("--bus");
+        if self.apd_system_bus {
+            cmd.arg("system")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus_address());
+        } else {
+            cmd.arg(self.bus_address());
+        }
         // Each host its own AP configuration lock, so parallel tests (and a
         // walk-through run by a user who cannot write /run/lock) stay apart.
         if !self.apd_args.iter().any(|a| a.starts_with("--lock-file")) {

@@ -14,7 +14,7 @@ mod process;
 
 use std::path::PathBuf;
 
-pub use bus::{command_exists, shipped_policy_file, Bus, BusPolicy};
+pub use bus::{command_exists, shipped_policy_file, Bus, BusPolicy, BusService, POLKIT_BUS_NAME};
 pub use host::{describe, fuse_available, is_mounted, tail, Host, HostOptions, Mode};
 pub use process::liveness_timeout;
 
