@@ -15,7 +15,7 @@ use libap::validate::Severity;
 use libap::{ApMask, Definition, Host};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::path::Path;
+use testkit::{diff, dir_snapshot};
 use uuid::Uuid;
 
 /// Adapters 0-3 × domains 0-3 in the LPAR; ids up to 7 are in range, so
@@ -90,52 +90,6 @@ fn sysfs_snapshot(fs: &SimSysfs) -> BTreeMap<String, String> {
     }
     let mut out = BTreeMap::new();
     walk(&fs.0, "", &mut out);
-    out
-}
-
-/// The entries that differ between two snapshots, for failure messages.
-fn diff<V: PartialEq + std::fmt::Debug>(
-    before: &BTreeMap<String, V>,
-    after: &BTreeMap<String, V>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in before {
-        match after.get(k) {
-            None => out.push(format!("gone: {k} = {v:?}")),
-            Some(w) if w != v => out.push(format!("changed: {k}: {v:?} -> {w:?}")),
-            Some(_) => {}
-        }
-    }
-    for (k, w) in after {
-        if !before.contains_key(k) {
-            out.push(format!("new: {k} = {w:?}"));
-        }
-    }
-    out
-}
-
-/// Every file under the store directory with its bytes.
-fn store_snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(root)
-                .map(|r| r.display().to_string())
-                .unwrap_or_default();
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap_or_default());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
     out
 }
 
@@ -312,14 +266,14 @@ fn apply_state(
     let defs = stored(store);
     let persistent = store.load_masks().expect("masks load");
     let sys_before = sysfs_snapshot(fs);
-    let store_before = store_snapshot(store.dir());
+    let store_before = dir_snapshot(store.dir());
     let refused_before = refusals(fs);
     match plan(&host, &defs, persistent, want, prune) {
         Err(findings) => {
             prop_assert!(findings.iter().any(|f| f.severity == Severity::Error));
             // Refused: nothing was written.
             prop_assert!(diff(&sys_before, &sysfs_snapshot(fs)).is_empty());
-            prop_assert!(diff(&store_before, &store_snapshot(store.dir())).is_empty());
+            prop_assert!(diff(&store_before, &dir_snapshot(store.dir())).is_empty());
             Ok(None)
         }
         Ok(p) => {
@@ -441,7 +395,7 @@ proptest! {
         }
         let (_, path) = &live[pick.index(live.len())];
         let sys_before = sysfs_snapshot(&fs);
-        let store_before = store_snapshot(store.dir());
+        let store_before = dir_snapshot(store.dir());
         fs.0.write(".apsim/inject", format!("{path} {errno}\n").as_bytes())
             .expect("inject");
         let err = execute(&p, &fs, &store).expect_err("the injected error stops the apply");
@@ -459,7 +413,7 @@ proptest! {
         prop_assert!(text.contains("rolled back") || text.contains("first step"), "{text}");
         let d = diff(&sys_before, &sysfs_snapshot(&fs));
         prop_assert!(d.is_empty(), "sysfs differs after rollback: {d:#?}\n{err}");
-        let d = diff(&store_before, &store_snapshot(store.dir()));
+        let d = diff(&store_before, &dir_snapshot(store.dir()));
         prop_assert!(d.is_empty(), "store differs after rollback: {d:#?}\n{err}");
     }
 }
@@ -519,13 +473,13 @@ fn a_failing_definition_write_restores_earlier_files_and_the_host() {
     let blocker = store.path_of(Uuid::parse_str(UUIDS[1]).expect("uuid"));
     std::fs::create_dir_all(blocker.join("x")).expect("blocker");
     let sys_before = sysfs_snapshot(&fs);
-    let store_before = store_snapshot(store.dir());
+    let store_before = dir_snapshot(store.dir());
     let err = execute(&p, &fs, &store).expect_err("cannot write m1");
     assert!(matches!(*err.cause, ApplyCause::Store(_)), "{err}");
     assert!(matches!(err.failed_step.as_ref(), Step::Define(d) if d.name.as_deref() == Some("m1")));
     assert!(err.rolled_back, "{err}");
     assert_eq!(sysfs_snapshot(&fs), sys_before);
-    assert_eq!(store_snapshot(store.dir()), store_before);
+    assert_eq!(dir_snapshot(store.dir()), store_before);
 }
 
 #[test]
@@ -558,7 +512,7 @@ fn a_failing_step_names_itself_and_the_rollback() {
     );
     assert_eq!(sysfs_snapshot(&fs), sys_before);
     assert!(
-        store_snapshot(store.dir()).is_empty(),
+        dir_snapshot(store.dir()).is_empty(),
         "the store dir is gone again"
     );
 }

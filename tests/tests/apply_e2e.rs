@@ -12,6 +12,7 @@ use e2e::{describe, Host};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use testkit::{diff, dir_snapshot};
 
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
 const G2: &str = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e";
@@ -111,59 +112,13 @@ fn sysfs_snapshot(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// Every file of apd's configuration directory with its bytes.
-fn config_snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(root)
-                .map(|r| r.display().to_string())
-                .unwrap_or_default();
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap_or_default());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// The entries that differ, for failure messages.
-fn diff<V: PartialEq + std::fmt::Debug>(
-    before: &BTreeMap<String, V>,
-    after: &BTreeMap<String, V>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in before {
-        match after.get(k) {
-            None => out.push(format!("gone: {k} = {v:?}")),
-            Some(w) if w != v => out.push(format!("changed: {k}: {v:?} -> {w:?}")),
-            Some(_) => {}
-        }
-    }
-    for (k, w) in after {
-        if !before.contains_key(k) {
-            out.push(format!("new: {k} = {w:?}"));
-        }
-    }
-    out
-}
-
 /// Both snapshots of the host: (sysfs, definitions).
 type Snapshot = (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>);
 
 fn snapshot(host: &Host) -> Snapshot {
     (
         sysfs_snapshot(host.sysfs()),
-        config_snapshot(host.config_dir()),
+        dir_snapshot(host.config_dir()),
     )
 }
 
