@@ -121,6 +121,19 @@ impl Authorizer {
     }
 }
 
+/// polkit may ask the caller to authenticate only when the caller's
+/// message allows interactive authorization (D-Bus spec,
+/// ALLOW_INTERACTIVE_AUTHORIZATION; `busctl --allow-interactive-authorization`).
+fn polkit_flags(
+    message: enumflags2::BitFlags<zbus::message::Flags>,
+) -> enumflags2::BitFlags<CheckAuthorizationFlags> {
+    if message.contains(zbus::message::Flags::AllowInteractiveAuth) {
+        CheckAuthorizationFlags::AllowUserInteraction.into()
+    } else {
+        enumflags2::BitFlags::empty()
+    }
+}
+
 async fn ask_polkit(conn: &Connection, hdr: &Header<'_>) -> bool {
     let subject = match Subject::new_for_message_header(hdr) {
         Ok(s) => s,
@@ -142,12 +155,17 @@ async fn ask_polkit(conn: &Connection, hdr: &Header<'_>) -> bool {
             &subject,
             apbus::POLKIT_ACTION,
             &details,
-            CheckAuthorizationFlags::AllowUserInteraction.into(),
+            polkit_flags(hdr.primary().flags()),
             "",
         )
         .await
     {
-        Ok(r) => r.is_authorized,
+        Ok(r) => {
+            if r.is_challenge {
+                tracing::info!("polkit would grant the action after the caller authenticates");
+            }
+            r.is_authorized
+        }
         Err(e) => {
             tracing::warn!(error = %e, "polkit CheckAuthorization failed");
             false
@@ -158,6 +176,17 @@ async fn ask_polkit(conn: &Connection, hdr: &Header<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polkit_may_interact_only_when_the_caller_allows_it() {
+        use zbus::message::Flags;
+        assert!(polkit_flags(enumflags2::BitFlags::empty()).is_empty());
+        assert!(polkit_flags(Flags::NoAutoStart.into()).is_empty());
+        assert_eq!(
+            polkit_flags(Flags::AllowInteractiveAuth | Flags::NoAutoStart),
+            CheckAuthorizationFlags::AllowUserInteraction
+        );
+    }
 
     #[test]
     fn root_is_always_allowed() {
