@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use apbus::bus::BusChoice;
 use clap::Parser as _;
-use libap::resync::Stale;
 use libap::store::Store;
 use libap::sysfs::SimSysfs;
 use libap::{DirSysfs, Sysfs};
@@ -35,7 +34,7 @@ use zbus::fdo::RequestNameFlags;
 
 use cli::Cli;
 use engine::Engine;
-use uevents::{Change, Feed};
+use uevents::Feed;
 
 /// How long a change waits for s390-tools to release the configuration
 /// lock before it is refused as Busy.
@@ -205,41 +204,16 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
 /// publishes, and retries failed automatic starts when the change may help
 /// them.
 async fn event_loop(engine: Arc<Engine>, mut rx: mpsc::Receiver<Feed>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let (mut stale, mut unblock) = (Stale::none(), false);
-        for feed in &batch {
-            match feed {
-                Feed::Message(msg) => match uevents::parse(msg) {
-                    Ok(ev) => {
-                        let change = ev.classify();
-                        if change != Change::Ignored {
-                            tracing::debug!(action = %ev.action, devpath = %ev.devpath, ?change, "uevent");
-                        }
-                        stale.merge(change.stale());
-                        unblock |= change.may_unblock_start();
-                    }
-                    Err(e) => tracing::debug!(error = %e, "ignoring a malformed uevent"),
-                },
-                Feed::Resync(why) => {
-                    tracing::info!(why, "re-reading the whole host");
-                    stale.merge(Stale::everything());
-                    unblock = true;
-                }
-            }
-        }
-        if stale.is_empty() {
+    while let Some(burst) = uevents::next_burst(&mut rx).await {
+        if burst.stale.is_empty() {
             continue;
         }
         let Ok(_w) = engine.writer().await else {
             return;
         };
-        tracing::debug!(events = batch.len(), ?stale, "following uevents");
-        engine.refresh(stale, Vec::new()).await;
-        if unblock {
+        tracing::debug!(events = burst.events, stale = ?burst.stale, "following uevents");
+        engine.refresh(burst.stale, Vec::new()).await;
+        if burst.unblock {
             restore::retry(&engine).await;
         }
     }
