@@ -71,7 +71,7 @@ impl State {
         if !delta.changes(&self.host) {
             return false;
         }
-        Arc::make_mut(&mut self.host).apply(delta);
+        Arc::make_mut(&mut self.host).put(delta);
         self.host_gen += 1;
         true
     }
@@ -239,6 +239,11 @@ pub struct LiveView {
     pub guest_matrix: Vec<String>,
 }
 
+/// A read of the host failed: the error callers see.
+fn unreadable(e: libap::HostError) -> Error {
+    Error::Failed(format!("cannot read the host's AP configuration: {e}"))
+}
+
 /// The engine; shared by the D-Bus objects, the uevent loop and main.
 #[derive(Debug)]
 pub struct Engine {
@@ -393,9 +398,7 @@ impl Engine {
     pub async fn read_host(&self) -> Result<Host, Error> {
         let read = self.blocking(|fs| Host::read(fs));
         tokio::select! {
-            r = read => r?.map_err(|e| {
-                Error::Failed(format!("cannot read the host's AP configuration: {e}"))
-            }),
+            r = read => r?.map_err(unreadable),
             () = self.stop_requested() => Err(Error::Busy(
                 "apd is shutting down; the read of the host was abandoned".to_string(),
             )),
@@ -429,6 +432,15 @@ impl Engine {
         .await?
     }
 
+    /// Re-reads what `stale` names, against `model`, on a blocking thread.
+    async fn read_stale(
+        &self,
+        model: Arc<Host>,
+        stale: Stale,
+    ) -> Result<Result<libap::resync::Delta, libap::HostError>, Error> {
+        self.blocking(move |fs| model.read_stale(fs, &stale)).await
+    }
+
     /// Re-reads what `stale` names into the model (the caller holds the
     /// writer) and returns the model. A failed partial re-read falls back
     /// to a whole one, so the model is never left half updated.
@@ -437,12 +449,7 @@ impl Engine {
             return Ok(self.state().host.clone());
         }
         let snapshot = self.state().host.clone();
-        let read = {
-            let stale = stale.clone();
-            self.blocking(move |fs| snapshot.read_stale(fs, &stale))
-                .await?
-        };
-        match read {
+        match self.read_stale(snapshot, stale.clone()).await? {
             Ok(delta) => {
                 let size = delta.size();
                 let changed = self.state().apply(delta);
@@ -453,11 +460,7 @@ impl Engine {
                 let host = self.read_host().await?;
                 self.state().set_host(host);
             }
-            Err(e) => {
-                return Err(Error::Failed(format!(
-                    "cannot read the host's AP configuration: {e}"
-                )))
-            }
+            Err(e) => return Err(unreadable(e)),
         }
         Ok(self.state().host.clone())
     }
@@ -507,17 +510,16 @@ impl Engine {
         if stale.is_empty() {
             return Ok(snapshot);
         }
-        let model = snapshot.clone();
         let delta = self
-            .blocking(move |fs| model.read_stale(fs, &stale))
+            .read_stale(snapshot.clone(), stale)
             .await?
-            .map_err(|e| Error::Failed(format!("cannot read the host's AP configuration: {e}")))?;
+            .map_err(unreadable)?;
         if !delta.changes(&snapshot) {
             return Ok(snapshot);
         }
         self.schedule_refresh("a read saw a change the kernel sent no uevent for");
         let mut host = (*snapshot).clone();
-        host.apply(delta);
+        host.put(delta);
         Ok(Arc::new(host))
     }
 
@@ -637,13 +639,11 @@ impl Engine {
         };
         // An inactive mdev's APQNs are explained by who holds them now:
         // then every mdev is re-read, else only this one.
-        let mut stale = if self.state().host.mdevs.contains_key(&uuid) {
-            Stale::mdev(uuid)
+        let stale = if self.state().host.mdevs.contains_key(&uuid) {
+            Stale::mdev(uuid).and(Stale::config())
         } else {
             Stale::unannounced()
         };
-        stale.mdevs.insert(uuid);
-        stale.config = true;
         let v = self.fresh_view(stale).await?;
         let uuid = v.resolve(arg)?;
         let info = v.mdev_info(uuid);

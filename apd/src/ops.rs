@@ -629,9 +629,7 @@ impl Engine {
                 Ok(())
             }
             Err(failure) => {
-                let mut stale = Stale::masks();
-                stale.all_mdevs = true;
-                if let Ok(now) = self.sync(stale).await {
+                if let Ok(now) = self.sync(Stale::masks().and(Stale::all_mdevs())).await {
                     if let Err(f) = check_mask_change_named(&now, &lookup, new_ap, new_aq) {
                         return Err(convert::refused(&f, f.message.clone()));
                     }

@@ -84,9 +84,7 @@ pub async fn apply_persistent_masks(engine: &Engine) {
         return;
     }
     let result = async {
-        let mut stale = Stale::masks();
-        stale.all_mdevs = true;
-        let host = engine.sync(stale).await?;
+        let host = engine.sync(Stale::masks().and(Stale::all_mdevs())).await?;
         let names = name_map(&engine.state());
         let new_ap = pa.unwrap_or(host.apmask);
         let new_aq = pq.unwrap_or(host.aqmask);

@@ -3,6 +3,7 @@
 //! order. And the map from a kernel errno to apd's named errors.
 
 use apbus::ErrorKind;
+use libap::resync::Stale;
 use libap::{Sysfs, SysfsError};
 
 /// What a write does, for naming the error kind of its errno.
@@ -65,12 +66,12 @@ impl Step {
 
 /// What a sequence of steps (done, or undone after a failure) may have
 /// changed in the host model.
-pub fn stale(steps: &[Step]) -> libap::resync::Stale {
-    let mut stale = libap::resync::Stale::none();
+pub fn stale(steps: &[Step]) -> Stale {
+    let mut stale = Stale::none();
     for step in steps {
-        stale.merge(libap::resync::Stale::after_write(&step.path, &step.data));
+        stale.merge(Stale::after_write(&step.path, &step.data));
         if let Some((path, data)) = &step.undo {
-            stale.merge(libap::resync::Stale::after_write(path, data));
+            stale.merge(Stale::after_write(path, data));
         }
     }
     stale

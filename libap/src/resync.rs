@@ -9,8 +9,9 @@
 //!
 //! Rules of thumb from kernel spec: a mask change rebinds the queues whose
 //! bits flipped; a card or queue change moves the guest matrix of every mdev
-//! holding that adapter; an mdev's attributes change without a uevent, so a
-//! reader re-reads the mdevs it reports (`Stale::all_mdevs`).
+//! holding that adapter (or, for a queue, that domain); an mdev's
+//! attributes and a control-domain-only LPAR change come without a uevent,
+//! so a reader re-reads those first (`Stale::unannounced`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,8 +19,8 @@ use uuid::Uuid;
 
 use crate::apqn::Apqn;
 use crate::host::{
-    parse_card_name, parse_mdev_name, paths, read_card, read_mdev_from, read_queue, Card, Features,
-    Host, HostError, Mdev, Queue, RawConfig,
+    list_queues, parse_card_name, parse_mdev_name, paths, read_card, read_mask, read_mdev_from,
+    read_queue, read_vfio_part, Card, Features, Host, HostError, Mdev, Queue, RawConfig,
 };
 use crate::mask::ApMask;
 use crate::sysfs::Sysfs;
@@ -123,6 +124,12 @@ impl Stale {
     /// Whether nothing is stale.
     pub fn is_empty(&self) -> bool {
         *self == Stale::default()
+    }
+
+    /// This and what `other` names (for building one in an expression).
+    pub fn and(mut self, other: Stale) -> Stale {
+        self.merge(other);
+        self
     }
 
     /// Adds what `other` names.
@@ -252,11 +259,11 @@ impl Host {
             });
         }
         let mut delta = Delta::default();
-        let cards = stale.cards.clone();
+        let cards = &stale.cards;
         let mut queues = stale.queues.clone();
         if stale.masks {
-            let ap = crate::host::read_mask(fs, paths::APMASK)?;
-            let aq = crate::host::read_mask(fs, paths::AQMASK)?;
+            let ap = read_mask(fs, paths::APMASK)?;
+            let aq = read_mask(fs, paths::AQMASK)?;
             // The kernel rebinds the queues whose host ownership flipped
             // before the write returns.
             let flipped_ap = ap.difference(self.apmask).union(self.apmask.difference(ap));
@@ -271,13 +278,13 @@ impl Host {
             }
             delta.masks = Some((ap, aq));
         }
-        for a in &cards {
+        for a in cards {
             let Some(card) = read_card(fs, *a)? else {
                 delta.cards.push((*a, None, Vec::new()));
                 continue;
             };
             let mut qs = Vec::new();
-            for apqn in crate::host::list_queues(fs, *a)? {
+            for apqn in list_queues(fs, *a)? {
                 if let Some(q) = read_queue(fs, apqn)? {
                     qs.push(q);
                 }
@@ -295,7 +302,7 @@ impl Host {
             delta.config = Some(RawConfig::read(fs)?);
         }
         if stale.all_mdevs {
-            delta.vfio = Some(crate::host::read_vfio_part(fs, &self.queues)?);
+            delta.vfio = Some(read_vfio_part(fs, &self.queues)?);
             return Ok(delta);
         }
         // A card or queue change moves the guest matrix of the mdevs that
@@ -328,9 +335,17 @@ impl Host {
     /// whether anything changed.
     pub fn apply(&mut self, delta: Delta) -> bool {
         let changed = delta.changes(self);
+        self.put(delta);
+        changed
+    }
+
+    /// Puts a delta into the model without asking whether it changes
+    /// anything: for a caller that asked [`Delta::changes`] already (to
+    /// avoid copying a shared model that would not change).
+    pub fn put(&mut self, delta: Delta) {
         if let Some(whole) = delta.whole {
             *self = *whole;
-            return changed;
+            return;
         }
         if let Some((ap, aq)) = delta.masks {
             self.apmask = ap;
@@ -372,7 +387,6 @@ impl Host {
                 None => self.mdevs.remove(&uuid),
             };
         }
-        changed
     }
 
     /// Re-reads what `stale` names into this model; returns whether
@@ -447,5 +461,12 @@ mod tests {
         assert_eq!(s.cards, BTreeSet::from([5]));
         assert_eq!(s.queues.len(), 1);
         assert_eq!(s.mdevs.len(), 1);
+        assert_eq!(
+            Stale::card(5)
+                .and(Stale::queue(Apqn::new(6, 4)))
+                .and(Stale::mdev(uuid()))
+                .and(Stale::masks()),
+            s
+        );
     }
 }

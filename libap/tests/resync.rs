@@ -146,8 +146,7 @@ fn a_removed_adapter_leaves_the_model_with_its_card_and_the_guest() {
         .contains(Apqn::new(7, 4)));
     fs.write(".apsim/lpar", b"remove adapter 7\n")
         .expect("lpar");
-    let mut stale = Stale::card(7);
-    stale.config = true;
+    let stale = Stale::card(7).and(Stale::config());
     assert!(model.refresh(&fs, &stale).expect("re-read"));
     assert!(!model.cards.contains_key(&7));
     assert!(model.queues.keys().all(|q| q.adapter != 7));
