@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use libap::host::{parse_card_name, parse_mdev_name};
 use libap::resync::Stale;
 use libap::Apqn;
 use nix::errno::Errno;
@@ -18,6 +19,7 @@ use nix::sys::socket::{
 };
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 /// The largest uevent the kernel sends (UEVENT_BUFFER_SIZE is 2048) plus
 /// room for the header; bigger packets are truncated and refused.
@@ -221,9 +223,9 @@ pub enum Change {
         registered: bool,
     },
     /// An mdev was created (by anyone).
-    MdevAdded(String),
+    MdevAdded(Uuid),
     /// An mdev was removed (by anyone).
-    MdevRemoved(String),
+    MdevRemoved(Uuid),
     /// Nothing apd follows.
     Ignored,
 }
@@ -242,19 +244,13 @@ impl Change {
             // A mask change rebinds queues before its own uevent comes: a
             // burst that holds only the binds still sees the masks that
             // caused them, so a retried start is not refused on old masks.
-            Change::QueueDriver { apqn, .. } => {
-                let mut s = Stale::queue(*apqn);
-                s.masks = true;
-                s
-            }
+            Change::QueueDriver { apqn, .. } => Stale::queue(*apqn).and(Stale::masks()),
             Change::QueueAdded(q)
             | Change::QueueRemoved(q)
             | Change::QueueConfig { apqn: q, .. }
             | Change::QueueOnline(q) => Stale::queue(*q),
             Change::VfioAp { .. } => Stale::all_mdevs(),
-            Change::MdevAdded(u) | Change::MdevRemoved(u) => {
-                uuid::Uuid::try_parse(u).map_or_else(|_| Stale::all_mdevs(), Stale::mdev)
-            }
+            Change::MdevAdded(u) | Change::MdevRemoved(u) => Stale::mdev(*u),
             Change::Ignored => Stale::none(),
         }
     }
@@ -288,7 +284,7 @@ enum Device {
     Card(u8),
     Queue(Apqn),
     Matrix,
-    Mdev(String),
+    Mdev(Uuid),
     Other,
 }
 
@@ -296,25 +292,17 @@ fn device_of(devpath: &str) -> Device {
     let parts: Vec<&str> = devpath.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["devices", "ap"] => Device::Bus,
-        ["devices", "ap", card] => card_id(card).map_or(Device::Other, Device::Card),
-        ["devices", "ap", card, queue] => match (card_id(card), queue.parse::<Apqn>()) {
+        ["devices", "ap", card] => parse_card_name(card).map_or(Device::Other, Device::Card),
+        ["devices", "ap", card, queue] => match (parse_card_name(card), queue.parse::<Apqn>()) {
             (Some(c), Ok(q)) if q.adapter == c && queue.len() == 7 => Device::Queue(q),
             _ => Device::Other,
         },
         ["devices", "vfio_ap", "matrix"] => Device::Matrix,
-        ["devices", "vfio_ap", "matrix", uuid] if uuid::Uuid::try_parse(uuid).is_ok() => {
-            Device::Mdev(uuid.to_ascii_lowercase())
+        ["devices", "vfio_ap", "matrix", uuid] => {
+            parse_mdev_name(uuid).map_or(Device::Other, Device::Mdev)
         }
         _ => Device::Other,
     }
-}
-
-fn card_id(name: &str) -> Option<u8> {
-    let hex = name.strip_prefix("card")?;
-    if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u8::from_str_radix(hex, 16).ok()
 }
 
 /// What a source delivers.
@@ -600,6 +588,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// guest1 of the seed documents.
+    const G1: Uuid = Uuid::from_u128(0x62177883_f1bb_47f0_914d_32a22e3a8804);
+
     fn wire(fields: &[&str]) -> Vec<u8> {
         let mut v = Vec::new();
         for f in fields {
@@ -722,14 +713,14 @@ mod tests {
                 "add@/devices/vfio_ap/matrix/62177883-F1BB-47f0-914d-32a22e3a8804",
                 "SUBSYSTEM=mdev"
             ]),
-            Change::MdevAdded("62177883-f1bb-47f0-914d-32a22e3a8804".into())
+            Change::MdevAdded(G1)
         );
         assert_eq!(
             ev(&[
                 "remove@/devices/vfio_ap/matrix/62177883-f1bb-47f0-914d-32a22e3a8804",
                 "SUBSYSTEM=mdev"
             ]),
-            Change::MdevRemoved("62177883-f1bb-47f0-914d-32a22e3a8804".into())
+            Change::MdevRemoved(G1)
         );
         assert_eq!(
             ev(&["change@/devices/ap", "SUBSYSTEM=ap", "INITSCAN=done"]),
@@ -755,10 +746,10 @@ mod tests {
         .may_unblock_start());
         assert!(Change::Masks.may_unblock_start());
         assert!(Change::QueueAdded(Apqn::new(5, 4)).may_unblock_start());
-        assert!(Change::MdevRemoved("x".into()).may_unblock_start());
+        assert!(Change::MdevRemoved(G1).may_unblock_start());
         assert!(Change::VfioAp { registered: true }.may_unblock_start());
         assert!(!Change::VfioAp { registered: false }.may_unblock_start());
-        assert!(!Change::MdevAdded("x".into()).may_unblock_start());
+        assert!(!Change::MdevAdded(G1).may_unblock_start());
         assert!(Change::Ignored.stale().is_empty());
     }
 
