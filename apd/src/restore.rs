@@ -17,13 +17,15 @@ pub const WAITING_FOR_VFIO_AP: &str =
 /// Loads the store into the model (definitions, load errors, persistent
 /// masks). Never fails: bad files are reported and skipped.
 pub async fn load(engine: &Engine) {
-    let report = engine.store_job(|st| Ok(st.load())).await;
-    let masks = engine.store_job(|st| st.load_masks()).await;
+    let store = engine.store().clone();
+    let loaded = tokio::task::spawn_blocking(move || (store.load(), store.load_masks())).await;
     let mut s = engine.state();
     s.defs.clear();
     s.load_errors.clear();
-    match report {
-        Ok(report) => {
+    // Each pair is (file, problem): the problem never repeats the path,
+    // and never quotes the file (libap::config_file).
+    match loaded {
+        Ok((report, masks)) => {
             for d in report.definitions {
                 s.defs.insert(d.uuid, d);
             }
@@ -32,23 +34,24 @@ pub async fn load(engine: &Engine) {
                     .path()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default();
-                s.load_errors.push((path, e.to_string()));
+                s.load_errors.push((path, e.problem()));
+            }
+            match masks {
+                Ok(m) => s.persistent_masks = m,
+                Err(e) => {
+                    tracing::error!(error = %e, "the persistent masks are not applied");
+                    s.persistent_masks = (None, None);
+                    s.load_errors.push((
+                        engine.store().masks_path().display().to_string(),
+                        format!("{} (the persistent masks are not applied)", e.problem()),
+                    ));
+                }
             }
         }
-        Err(e) => s
-            .load_errors
-            .push((engine.store().dir().display().to_string(), e.sentence())),
-    }
-    match masks {
-        Ok(m) => s.persistent_masks = m,
-        Err(e) => {
-            tracing::error!(error = %e, "the persistent masks are not applied");
-            s.persistent_masks = (None, None);
-            s.load_errors.push((
-                engine.store().masks_path().display().to_string(),
-                format!("{} (the persistent masks are not applied)", e.sentence()),
-            ));
-        }
+        Err(e) => s.load_errors.push((
+            engine.store().dir().display().to_string(),
+            format!("apd could not load its configuration: {e}"),
+        )),
     }
     tracing::info!(
         definitions = s.defs.len(),

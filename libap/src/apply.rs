@@ -167,17 +167,13 @@ fn read_mask(sysfs: &dyn Sysfs, path: &str) -> Result<ApMask, ApplyCause> {
     })
 }
 
+/// A store file's content before a step changes it, for the rollback;
+/// read by the store's rules (no symlink followed, regular files only), so
+/// a rollback can never copy a link's target into the store.
 fn snapshot(path: &Path) -> Result<Option<Vec<u8>>, ApplyCause> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ApplyCause::Store(StoreError::Io {
-            path: path.to_path_buf(),
-            op: "read",
-            message: e.to_string(),
-            errno: e.raw_os_error(),
-        })),
-    }
+    Ok(crate::store::read_config(path)
+        .map_err(ApplyCause::Store)?
+        .map(String::into_bytes))
 }
 
 fn restore_file(path: &Path, old: &Option<Vec<u8>>) -> Result<(), String> {

@@ -12,10 +12,21 @@
 //! domains and control domains in hex from 10 up (`4`, `0xab`), as people
 //! name them; both forms read back as the same integers.
 
+use crate::config_file::{Document, FileError, Problem};
 use crate::host::Matrix;
 use crate::mask::ApMask;
 use std::fmt::Write as _;
 use uuid::Uuid;
+
+/// The keys of a definition file.
+const KEYS: [&str; 6] = [
+    "uuid",
+    "name",
+    "autostart",
+    "adapters",
+    "domains",
+    "control_domains",
+];
 
 /// Longest accepted name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -102,21 +113,6 @@ pub enum DefinitionError {
     Name(#[from] NameError),
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDefinition {
-    uuid: String,
-    name: Option<String>,
-    #[serde(default)]
-    autostart: bool,
-    #[serde(default)]
-    adapters: Vec<i64>,
-    #[serde(default)]
-    domains: Vec<i64>,
-    #[serde(default)]
-    control_domains: Vec<i64>,
-}
-
 /// Ids from a TOML integer array, refusing anything outside 0..=255.
 pub(crate) fn ids_to_mask(key: &'static str, ids: &[i64]) -> Result<ApMask, DefinitionError> {
     let mut m = ApMask::empty();
@@ -196,21 +192,37 @@ impl Definition {
         label(self.uuid, self.name.as_deref())
     }
 
-    /// Parse the file format (unknown keys are errors naming the key).
-    pub fn from_toml(text: &str) -> Result<Definition, DefinitionError> {
-        let raw: RawDefinition =
-            toml::from_str(text).map_err(|e| DefinitionError::Toml(one_line(&e.to_string())))?;
-        let uuid = parse_uuid(&raw.uuid)?;
-        if let Some(n) = &raw.name {
-            validate_name(n)?;
-        }
+    /// Parse the file format. A problem is reported by its position and a
+    /// fixed description, never with the file's text: apd reads these files
+    /// as root and its reports are open to every uid.
+    pub fn from_toml(text: &str) -> Result<Definition, FileError> {
+        let doc = Document::parse(text)?;
+        doc.only_keys(&KEYS)?;
+        let uuid = match doc.string("uuid")? {
+            None => {
+                return Err(FileError {
+                    problem: Problem::MissingKey("uuid"),
+                    at: None,
+                })
+            }
+            Some((s, at)) => {
+                parse_hyphenated_uuid(s).ok_or_else(|| doc.error(Problem::NotAUuid, at))?
+            }
+        };
+        let name = match doc.string("name")? {
+            None => None,
+            Some((n, at)) => {
+                validate_name(n).map_err(|e| doc.error(Problem::BadName(e.reason), at))?;
+                Some(n.to_string())
+            }
+        };
         Ok(Definition {
             uuid,
-            name: raw.name,
-            autostart: raw.autostart,
-            adapters: ids_to_mask("adapters", &raw.adapters)?,
-            domains: ids_to_mask("domains", &raw.domains)?,
-            control_domains: ids_to_mask("control_domains", &raw.control_domains)?,
+            name,
+            autostart: doc.boolean("autostart")?.unwrap_or(false),
+            adapters: ApMask::from_ids(doc.ids("adapters")?),
+            domains: ApMask::from_ids(doc.ids("domains")?),
+            control_domains: ApMask::from_ids(doc.ids("control_domains")?),
         })
     }
 
@@ -327,23 +339,54 @@ mod tests {
         let base = guest1().to_toml();
         let e =
             Definition::from_toml(&format!("{base}color = \"red\"\n")).expect_err("unknown key");
-        assert!(e.to_string().contains("color"), "{e}");
+        assert_eq!(e.to_string(), "line 7, column 1: unknown key");
         let e = Definition::from_toml(&base.replace("[5, 6]", "[5, 300]")).expect_err("range");
         assert_eq!(
-            e,
-            DefinitionError::IdOutOfRange {
-                key: "adapters",
-                value: 300
-            }
+            e.to_string(),
+            "line 4, column 16: adapters holds an id outside 0..=255"
         );
         assert!(Definition::from_toml(&base.replace("[5, 6]", "[-1]")).is_err());
-        assert!(Definition::from_toml(&base.replace("62177883-", "x")).is_err());
-        assert!(Definition::from_toml(&base.replace("\"guest1\"", "\"a b\"")).is_err());
+        let e = Definition::from_toml(&base.replace("62177883-", "x")).expect_err("uuid");
+        assert_eq!(e.problem, Problem::NotAUuid);
+        let e = Definition::from_toml(&base.replace("\"guest1\"", "\"a b\"")).expect_err("name");
+        assert!(matches!(e.problem, Problem::BadName(_)), "{e}");
+        assert!(!e.to_string().contains("a b"), "{e}");
         assert!(Definition::from_toml("not toml at all").is_err());
-        assert!(Definition::from_toml("").is_err());
-        assert!(Definition::from_toml(&base.replace("true", "\"yes\"")).is_err());
+        assert_eq!(
+            Definition::from_toml("").expect_err("empty").problem,
+            Problem::MissingKey("uuid")
+        );
+        let e = Definition::from_toml(&base.replace("true", "\"yes\"")).expect_err("type");
+        assert_eq!(
+            e.problem,
+            Problem::WrongType {
+                key: "autostart",
+                expected: "true or false"
+            }
+        );
         let simple = base.replace(G1, &G1.replace('-', ""));
         assert!(Definition::from_toml(&simple).is_err());
+        let e = Definition::from_toml(&format!("{base}[table]\nx = 1\n")).expect_err("table");
+        assert_eq!(e.problem, Problem::UnknownKey);
+    }
+
+    #[test]
+    fn no_problem_quotes_the_file() {
+        const SECRET: &str = "root:$6$SECRETMARKER";
+        let base = guest1().to_toml();
+        for text in [
+            format!("{SECRET}\n"),
+            format!("uuid = \"{SECRET}\"\n"),
+            base.replace("\"guest1\"", &format!("\"{SECRET} x\"")),
+            base.replace("true", &format!("\"{SECRET}\"")),
+            format!("{base}\"{SECRET}\" = 1\n"),
+            base.replace("[5, 6]", &format!("[\"{SECRET}\"]")),
+            format!("{base}[{SECRET}]\n"),
+        ] {
+            let e = Definition::from_toml(&text).expect_err(&text);
+            assert!(!e.to_string().contains("SECRETMARKER"), "{e}");
+            assert!(!format!("{e:?}").contains("SECRETMARKER"), "{e:?}");
+        }
     }
 
     #[test]

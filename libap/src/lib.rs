@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod apqn;
+pub mod config_file;
 pub mod definition;
 pub mod desired;
 pub mod guest;

@@ -7,7 +7,10 @@
 //! half of one. Loading never fails as a whole: each bad file becomes a
 //! typed error naming it, and is never rewritten or deleted.
 
-use crate::definition::{one_line, validate_name, Definition, DefinitionError, NameError};
+use crate::config_file::{
+    read_regular, Document, FileError, FileKind, Position, Problem, ReadError,
+};
+use crate::definition::{validate_name, Definition, NameError};
 use crate::mask::ApMask;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -21,11 +24,11 @@ pub const MDEVS_DIR: &str = "mdevs";
 /// File holding the persistent masks.
 pub const MASKS_FILE: &str = "apd.toml";
 
-/// A store failure, naming the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A store failure, naming the file. Nothing here quotes a file's content:
+/// reports of these are open to every uid (design.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// An OS error on `path`.
-    #[error("cannot {op} {}: {message}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -37,15 +40,33 @@ pub enum StoreError {
         errno: Option<i32>,
     },
     /// A definition file that does not parse; it is skipped, never rewritten.
-    #[error("{}: {error}; fix or remove the file", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// Why.
-        error: DefinitionError,
+        /// Why, by position.
+        error: FileError,
+    },
+    /// Something other than a regular file stands where a configuration
+    /// file belongs; it is not followed or opened, and never replaced.
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What stands there.
+        kind: FileKind,
+    },
+    /// A configuration file larger than any apd writes.
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A configuration file that is not UTF-8 text.
+    NotText {
+        /// The file.
+        path: PathBuf,
     },
     /// The file name's UUID is not the UUID inside.
-    #[error("{}: the file holds uuid {content}, but its name says {file}; rename the file to {content}.toml or fix the uuid", path.display())]
     UuidMismatch {
         /// The file.
         path: PathBuf,
@@ -55,13 +76,11 @@ pub enum StoreError {
         content: Uuid,
     },
     /// A `.toml` file whose name is not `<lowercase uuid>.toml`.
-    #[error("{}: a definition file must be named <uuid>.toml (lowercase); rename or remove it", path.display())]
     BadFileName {
         /// The file.
         path: PathBuf,
     },
     /// A second definition with a name already taken; it is skipped.
-    #[error("{}: the name {name:?} is already used by {}; rename one of them", path.display(), other.display())]
     DuplicateName {
         /// The skipped file.
         path: PathBuf,
@@ -71,16 +90,39 @@ pub enum StoreError {
         other: PathBuf,
     },
     /// A definition with an invalid name cannot be saved.
-    #[error("{0}")]
-    InvalidName(#[from] NameError),
+    InvalidName(NameError),
     /// `apd.toml` does not hold valid masks.
-    #[error("{}: {message}", path.display())]
     Masks {
         /// The file.
         path: PathBuf,
-        /// Why.
-        message: String,
+        /// Why, by position.
+        error: FileError,
     },
+}
+
+impl From<NameError> for StoreError {
+    fn from(e: NameError) -> Self {
+        StoreError::InvalidName(e)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io {
+                path, op, message, ..
+            } => {
+                write!(f, "cannot {op} {}: {message}", path.display())
+            }
+            StoreError::InvalidName(e) => write!(f, "{e}"),
+            other => match other.path() {
+                Some(path) => write!(f, "{}: {}", path.display(), other.problem()),
+                None => f.write_str(&other.problem()),
+            },
+        }
+    }
 }
 
 impl StoreError {
@@ -89,12 +131,80 @@ impl StoreError {
         match self {
             StoreError::Io { path, .. }
             | StoreError::Parse { path, .. }
+            | StoreError::NotRegular { path, .. }
+            | StoreError::TooLarge { path, .. }
+            | StoreError::NotText { path }
             | StoreError::UuidMismatch { path, .. }
             | StoreError::BadFileName { path }
             | StoreError::DuplicateName { path, .. }
             | StoreError::Masks { path, .. } => Some(path),
             StoreError::InvalidName(_) => None,
         }
+    }
+
+    /// What is wrong, without the path: for reports that name the file
+    /// beside it (apd's `LoadErrors` pairs).
+    pub fn problem(&self) -> String {
+        match self {
+            StoreError::Io { op, message, .. } => format!("cannot {op}: {message}"),
+            StoreError::Parse { error, .. } => format!("{error}; fix or remove the file"),
+            StoreError::NotRegular { kind, .. } => format!(
+                "{kind}, not a regular file; apd does not follow links or open other \
+                 files here: put the file itself in its place, or remove it"
+            ),
+            StoreError::TooLarge { size, .. } => format!(
+                "{size} bytes, larger than any configuration file ({} bytes at most); fix or remove it",
+                crate::config_file::MAX_FILE_SIZE
+            ),
+            StoreError::NotText { .. } => {
+                "not UTF-8 text; fix or remove the file".to_string()
+            }
+            StoreError::UuidMismatch { file, content, .. } => format!(
+                "the file holds uuid {content}, but its name says {file}; rename the file to {content}.toml or fix the uuid"
+            ),
+            StoreError::BadFileName { .. } => {
+                "a definition file must be named <uuid>.toml (lowercase); rename or remove it"
+                    .to_string()
+            }
+            StoreError::DuplicateName { name, other, .. } => format!(
+                "the name {name:?} is already used by {}; rename one of them",
+                other.display()
+            ),
+            StoreError::InvalidName(e) => e.to_string(),
+            StoreError::Masks { error, .. } => error.to_string(),
+        }
+    }
+
+    /// The error for a configuration file `path` that could not be read.
+    fn unreadable(path: &Path, e: ReadError) -> StoreError {
+        let path = path.to_path_buf();
+        match e {
+            ReadError::NotRegular(kind) => StoreError::NotRegular { path, kind },
+            ReadError::TooLarge(size) => StoreError::TooLarge { path, size },
+            ReadError::NotUtf8 => StoreError::NotText { path },
+            ReadError::Io(e) => io_err(&path, "read", &e),
+        }
+    }
+}
+
+/// Read a configuration file by the rules of [`crate::config_file`]:
+/// `Ok(None)` when there is none.
+pub(crate) fn read_config(path: &Path) -> Result<Option<String>, StoreError> {
+    read_regular(path).map_err(|e| StoreError::unreadable(path, e))
+}
+
+/// Refuse to replace or remove anything but a regular file (or nothing)
+/// at `path`: what the store reports as skipped is never rewritten.
+fn replaceable(path: &Path) -> Result<(), StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => match FileKind::of(meta.file_type()) {
+            Some(kind) => Err(StoreError::NotRegular {
+                path: path.to_path_buf(),
+                kind,
+            }),
+            None => Ok(()),
+        },
+        Err(_) => Ok(()),
     }
 }
 
@@ -250,19 +360,12 @@ impl Store {
                     continue;
                 }
             };
-            let text = match fs::read(&path) {
-                Ok(b) => match String::from_utf8(b) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        report.errors.push(StoreError::Parse {
-                            path,
-                            error: DefinitionError::Toml("the file is not UTF-8 text".into()),
-                        });
-                        continue;
-                    }
-                },
+            let text = match read_config(&path) {
+                Ok(Some(t)) => t,
+                // Gone since the listing: a concurrent remove.
+                Ok(None) => continue,
                 Err(e) => {
-                    report.errors.push(io_err(&path, "read", &e));
+                    report.errors.push(e);
                     continue;
                 }
             };
@@ -303,10 +406,8 @@ impl Store {
     /// Load one definition by UUID; `Ok(None)` when there is no file.
     pub fn load_one(&self, uuid: Uuid) -> Result<Option<Definition>, StoreError> {
         let path = self.path_of(uuid);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, "read", &e)),
+        let Some(text) = read_config(&path)? else {
+            return Ok(None);
         };
         let def = Definition::from_toml(&text).map_err(|error| StoreError::Parse {
             path: path.clone(),
@@ -329,6 +430,7 @@ impl Store {
             validate_name(n)?;
         }
         let name = format!("{}.toml", def.uuid.hyphenated());
+        replaceable(&self.path_of(def.uuid))?;
         write_atomic(&self.mdevs_dir(), &name, def.to_toml().as_bytes())?;
         tracing::debug!(uuid = %def.uuid, "definition saved");
         Ok(())
@@ -337,6 +439,7 @@ impl Store {
     /// Remove a definition's file; `Ok(false)` when there was none.
     pub fn remove(&self, uuid: Uuid) -> Result<bool, StoreError> {
         let path = self.path_of(uuid);
+        replaceable(&path)?;
         match fs::remove_file(&path) {
             Ok(()) => {
                 fsync_dir(&self.mdevs_dir())?;
@@ -347,46 +450,31 @@ impl Store {
         }
     }
 
-    fn read_masks_table(&self) -> Result<Option<toml::Table>, StoreError> {
-        let path = self.masks_path();
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, "read", &e)),
-        };
-        text.parse::<toml::Table>()
-            .map(Some)
-            .map_err(|e| StoreError::Masks {
-                path,
-                message: one_line(&e.to_string()),
-            })
+    /// `apd.toml`, parsed; the document borrows `text`.
+    fn read_masks_text(&self) -> Result<Option<String>, StoreError> {
+        read_config(&self.masks_path())
+    }
+
+    fn masks_error(&self, error: FileError) -> StoreError {
+        StoreError::Masks {
+            path: self.masks_path(),
+            error,
+        }
     }
 
     /// The persistent masks (`apmask`, `aqmask` in `CFG/apd.toml`); None
     /// for a mask that is not stored.
     pub fn load_masks(&self) -> Result<(Option<ApMask>, Option<ApMask>), StoreError> {
-        let Some(table) = self.read_masks_table()? else {
+        let Some(text) = self.read_masks_text()? else {
             return Ok((None, None));
         };
-        let path = self.masks_path();
-        let get = |key: &str| -> Result<Option<ApMask>, StoreError> {
-            match table.get(key) {
+        let doc = Document::parse(&text).map_err(|e| self.masks_error(e))?;
+        let get = |key: &'static str| -> Result<Option<ApMask>, StoreError> {
+            match doc.string(key).map_err(|e| self.masks_error(e))? {
                 None => Ok(None),
-                Some(toml::Value::String(s)) => {
-                    ApMask::parse_absolute(s)
-                        .map(Some)
-                        .map_err(|e| StoreError::Masks {
-                            path: path.clone(),
-                            message: format!("{key}: {e}"),
-                        })
-                }
-                Some(other) => Err(StoreError::Masks {
-                    path: path.clone(),
-                    message: format!(
-                        "{key} must be a string such as \"0xffff...\", not a {}",
-                        other.type_str()
-                    ),
-                }),
+                Some((s, at)) => ApMask::parse_absolute(s)
+                    .map(Some)
+                    .map_err(|_| self.masks_error(doc.error(Problem::NotAMask(key), at))),
             }
         };
         Ok((get("apmask")?, get("aqmask")?))
@@ -399,7 +487,15 @@ impl Store {
         apmask: Option<ApMask>,
         aqmask: Option<ApMask>,
     ) -> Result<(), StoreError> {
-        let mut table = self.read_masks_table()?.unwrap_or_default();
+        let mut table = match self.read_masks_text()? {
+            None => toml::Table::new(),
+            Some(text) => text.parse::<toml::Table>().map_err(|e| {
+                self.masks_error(FileError {
+                    problem: Problem::Syntax,
+                    at: e.span().map(|s| Position::at(&text, s.start)),
+                })
+            })?,
+        };
         for (key, value) in [("apmask", apmask), ("aqmask", aqmask)] {
             match value {
                 Some(m) => {
@@ -410,9 +506,11 @@ impl Store {
                 }
             }
         }
-        let text = toml::to_string(&table).map_err(|e| StoreError::Masks {
+        let text = toml::to_string(&table).map_err(|e| StoreError::Io {
             path: self.masks_path(),
+            op: "encode",
             message: e.to_string(),
+            errno: None,
         })?;
         write_atomic(&self.dir, MASKS_FILE, text.as_bytes())
     }
