@@ -149,8 +149,8 @@ impl StoreError {
             StoreError::Io { op, message, .. } => format!("cannot {op}: {message}"),
             StoreError::Parse { error, .. } => format!("{error}; fix or remove the file"),
             StoreError::NotRegular { kind, .. } => format!(
-                "{kind}, not a regular file; apd does not follow links or open other \
-                 files here: put the file itself in its place, or remove it"
+                "{kind}, not a regular file: apd reads only regular files here and \
+                 follows no links; put the file itself in its place, or remove it"
             ),
             StoreError::TooLarge { size, .. } => format!(
                 "{size} bytes, larger than any configuration file ({} bytes at most); fix or remove it",
