@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use nix::mount::{umount2, MntFlags};
 use nix::sys::signal::{SigSet, Signal};
 
+use apsim::fuse::names::Names;
 use apsim::{fuse, uevent_socket, Sim, Topology};
 
 #[derive(Debug, Parser)]
@@ -88,7 +89,24 @@ fn mount(host: &Path, sock: &Path, dir: &Path) -> Result<(), String> {
             sock.display()
         )
     })?;
-    let events = sim.subscribe();
+    // Each burst of uevents passes the cache of names first: a client that
+    // hears of a removal must not find the name cached (fuse::names).
+    let names = Names::default();
+    let raw = sim.subscribe();
+    let (tx, events) = std::sync::mpsc::channel();
+    let (s, n) = (sim.clone(), names.clone());
+    std::thread::Builder::new()
+        .name("apsim-names".into())
+        .spawn(move || {
+            while let Ok(first) = raw.recv() {
+                let burst: Vec<Vec<u8>> = std::iter::once(first).chain(raw.try_iter()).collect();
+                n.sync(&s);
+                if burst.into_iter().any(|e| tx.send(e).is_err()) {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the uevent thread: {e}"))?;
     std::thread::Builder::new()
         .name("apsim-uevents".into())
         .spawn(move || uevent_socket::forward(listener, events))
@@ -122,7 +140,7 @@ fn mount(host: &Path, sock: &Path, dir: &Path) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let served = fuse::serve(sim, dir, || {
+    let served = fuse::serve(sim, names, dir, || {
         let mut out = std::io::stdout();
         // Tests wait for this line.
         let _ = writeln!(out, "apsim: mounted {}", dir.display());

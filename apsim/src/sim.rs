@@ -218,6 +218,14 @@ impl Sim {
         rx
     }
 
+    /// A counter that moves whenever names may have left the tree (every
+    /// removal in sysfs comes with a `remove` or `unbind` uevent, or the
+    /// matrix device's `MDEV_STATE=unregistered`); caches of names check
+    /// it.
+    pub fn removals(&self) -> u64 {
+        self.lock().removals
+    }
+
     /// The kernel log ring, oldest first.
     pub fn log(&self) -> Vec<String> {
         self.lock().log_lines()

@@ -254,6 +254,10 @@ pub(crate) struct Kernel {
     /// A queue was probed since the last `BINDINGS=complete`.
     probed: bool,
     seqnum: u64,
+    /// How many uevents so far said that names left the tree (a device
+    /// removed or unbound, the matrix device unregistered): the FUSE
+    /// mount invalidates what the kernel cached when this moves.
+    pub(crate) removals: u64,
     subscribers: Vec<Sender<Vec<u8>>>,
     log: VecDeque<String>,
     pub(crate) injections: Vec<Injection>,
@@ -292,6 +296,7 @@ impl Kernel {
             complete_count: 0,
             probed: true,
             seqnum: 0,
+            removals: 0,
             subscribers: Vec::new(),
             log: VecDeque::new(),
             injections: Vec::new(),
@@ -383,6 +388,11 @@ impl Kernel {
     /// Sends one uevent in the kernel's wire format to every subscriber.
     pub(crate) fn uevent(&mut self, action: &str, dev: &Dev, own: &[String], driver: DriverKey) {
         self.seqnum += 1;
+        if matches!(action, "remove" | "unbind")
+            || own.iter().any(|k| k == "MDEV_STATE=unregistered")
+        {
+            self.removals += 1;
+        }
         let devpath = dev.devpath();
         let mut msg = format!(
             "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM={}\0",

@@ -1,7 +1,11 @@
 //! The simulator as a FUSE filesystem: a generic mapping of the [`Sim`]
 //! tree onto FUSE requests. Attributes are direct I/O (no page cache), so
-//! every read shows the state as it is; a write returns the kernel's errno
-//! to the writer; a write that blocks runs on its own thread.
+//! every read shows the state as it is; names and attributes are cached by
+//! the kernel and taken back when they go ([`names`]); a write returns the
+//! kernel's errno to the writer; a write that blocks runs on its own
+//! thread.
+
+pub mod names;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -14,9 +18,7 @@ use fuser::{
 };
 
 use crate::{Node, NodeKind, Sim};
-
-/// Nothing is cached by the kernel: the tree changes under it.
-const TTL: Duration = Duration::ZERO;
+use names::{Found, Names};
 
 /// Inode numbers for paths, handed out on first sight and kept.
 #[derive(Debug, Default)]
@@ -78,6 +80,7 @@ enum Handle {
 #[derive(Debug)]
 pub struct SysfsFs {
     sim: Sim,
+    names: Names,
     inodes: Inodes,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
@@ -85,9 +88,10 @@ pub struct SysfsFs {
 }
 
 impl SysfsFs {
-    pub fn new(sim: Sim) -> SysfsFs {
+    pub fn new(sim: Sim, names: Names) -> SysfsFs {
         SysfsFs {
             sim,
+            names,
             inodes: Inodes::new(),
             handles: HashMap::new(),
             next_fh: 1,
@@ -144,10 +148,19 @@ impl Filesystem for SysfsFs {
             Ok(p) => join(&p, name),
             Err(e) => return reply.error(e),
         };
+        let before = self.sim.removals();
         match self.sim.stat(&path) {
             Ok(node) => {
-                let ino = self.inodes.get_or_add(path);
-                reply.entry(&TTL, &self.attr(ino, node), 0);
+                let ino = self.inodes.get_or_add(path.clone());
+                let found = Found {
+                    ino,
+                    parent,
+                    name,
+                    path,
+                    node,
+                };
+                let ttl = self.names.entry(&self.sim, before, found);
+                reply.entry(&ttl, &self.attr(ino, node), 0);
             }
             Err(e) => reply.error(e),
         }
@@ -155,7 +168,7 @@ impl Filesystem for SysfsFs {
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
         match self.stat_ino(ino) {
-            Ok(a) => reply.attr(&TTL, &a),
+            Ok(a) => reply.attr(&self.names.attr(ino), &a),
             Err(e) => reply.error(e),
         }
     }
@@ -180,7 +193,7 @@ impl Filesystem for SysfsFs {
         reply: ReplyAttr,
     ) {
         match self.stat_ino(ino) {
-            Ok(a) => reply.attr(&TTL, &a),
+            Ok(a) => reply.attr(&Duration::ZERO, &a),
             Err(e) => reply.error(e),
         }
     }
@@ -262,12 +275,19 @@ impl Filesystem for SysfsFs {
         };
         // A write may block (remove of an mdev in use, a delay): answer it
         // from its own thread so other requests go on.
-        let (sim, path, data) = (self.sim.clone(), path.clone(), data.to_vec());
+        // What the write removed is taken back before the writer hears
+        // back, so its next path walk cannot meet a cached name.
+        let (sim, names) = (self.sim.clone(), self.names.clone());
+        let (path, data) = (path.clone(), data.to_vec());
         let spawned = std::thread::Builder::new()
             .name("apsim-write".into())
-            .spawn(move || match sim.write(&path, &data) {
-                Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
-                Err(e) => reply.error(e),
+            .spawn(move || {
+                let written = sim.write(&path, &data);
+                names.sync(&sim);
+                match written {
+                    Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
+                    Err(e) => reply.error(e),
+                }
             });
         if let Err(e) = spawned {
             tracing::error!("apsim: cannot start a writer thread: {e}");
@@ -442,9 +462,12 @@ pub fn clear_stale_mount(dir: &Path) -> std::io::Result<bool> {
 }
 
 /// Mounts the simulator at `dir` and serves it until it is unmounted.
-/// `ready` runs once the mount exists.
-pub fn serve(sim: Sim, dir: &Path, ready: impl FnOnce()) -> std::io::Result<()> {
-    let mut session = fuser::Session::new(SysfsFs::new(sim), dir, &mount_options())?;
+/// `names` is shared with whoever forwards the simulator's uevents (they
+/// call [`Names::sync`] before passing one on); `ready` runs once the
+/// mount exists.
+pub fn serve(sim: Sim, names: Names, dir: &Path, ready: impl FnOnce()) -> std::io::Result<()> {
+    let mut session = fuser::Session::new(SysfsFs::new(sim, names.clone()), dir, &mount_options())?;
+    names.set_notifier(session.notifier());
     ready();
     session.run()
 }
