@@ -66,29 +66,29 @@ fn radix_base0(s: &[u8]) -> (u32, usize) {
     }
 }
 
-/// Digits of `radix` from the start of `s`: (value, digits used, overflowed).
+/// Digits of `radix` from the start of `s`: (value, digits used,
+/// overflowed). As the kernel's `_parse_integer_limit`, the value wraps
+/// around 2^64 and the overflow is only flagged: `kstrtoull` refuses it
+/// (ERANGE), `simple_strtoul` and `sscanf` go on with the wrapped value.
 fn parse_digits(s: &[u8], radix: u32) -> (u64, usize, bool) {
     let mut value: u64 = 0;
     let mut overflow = false;
     let mut n = 0;
     while let Some(d) = s.get(n).and_then(|c| char::from(*c).to_digit(radix)) {
-        match value
+        overflow |= value
             .checked_mul(u64::from(radix))
             .and_then(|v| v.checked_add(u64::from(d)))
-        {
-            Some(v) => value = v,
-            None => {
-                overflow = true;
-                value = u64::MAX;
-            }
-        }
+            .is_none();
+        value = value
+            .wrapping_mul(u64::from(radix))
+            .wrapping_add(u64::from(d));
         n += 1;
     }
     (value, n, overflow)
 }
 
-/// `simple_strtoul(s, &end, 0)`: the value (saturated on overflow) and how
-/// many bytes it used; 0 bytes when there are no digits.
+/// `simple_strtoul(s, &end, 0)`: the value (wrapped on overflow, as the
+/// kernel's) and how many bytes it used; 0 bytes when there are no digits.
 pub(crate) fn simple_strtoul(s: &[u8]) -> (u64, usize) {
     let (radix, skip) = radix_base0(s);
     let (value, n, _) = parse_digits(&s[skip..], radix);

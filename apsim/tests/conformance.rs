@@ -207,6 +207,18 @@ fn s2_mask_read_and_write_syntax() {
     assert_eq!(m.read("bus/ap/apmask"), before);
     // One write = one atomic update: the whole count is taken.
     assert_eq!(m.write_raw("bus/ap/aqmask", b"+4\n"), Ok(3));
+    // simple_strtoul wraps around 2^64 (the kernel only flags the
+    // overflow, and simple_strtoul ignores the flag): 0x7 followed by 39
+    // hex zeros is 7 * 2^156, which wraps to 0; 2^64 + 5 wraps to 5.
+    m.ok("bus/ap/apmask", "0x0");
+    m.ok("bus/ap/apmask", &format!("+0x7{}", "0".repeat(39)));
+    assert_eq!(m.read("bus/ap/apmask"), format!("0x8{}\n", "0".repeat(63)));
+    m.ok("bus/ap/apmask", "+18446744073709551621");
+    assert_eq!(m.read("bus/ap/apmask"), format!("0x84{}\n", "0".repeat(62)));
+    // The write ends at its first NUL (the store sees a C string): a write
+    // that starts with one is an empty absolute mask.
+    assert_eq!(m.write_raw("bus/ap/apmask", b"\0+1"), Ok(3));
+    assert_eq!(m.read("bus/ap/apmask"), format!("0x{}\n", "0".repeat(64)));
 }
 
 #[test]

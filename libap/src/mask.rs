@@ -209,12 +209,16 @@ impl ApMask {
     /// a copy of `self`; anything else is an absolute mask. All or nothing:
     /// on error `self` is what the kernel keeps.
     pub fn apply_write(&self, s: &str) -> Result<ApMask, MaskError> {
-        // The kernel sees a NUL-terminated buffer: an embedded NUL ends it.
+        // A zero-length write never reaches the store function.
+        if s.is_empty() {
+            return Ok(*self);
+        }
+        // The store sees a NUL-terminated buffer: an embedded NUL ends it,
+        // so a write of "\0..." is an empty absolute mask (all zeros).
         let s = c_str(s);
         match s.as_bytes().first() {
-            None => Ok(*self),
             Some(b'+') | Some(b'-') => modify_bitmap(s, *self),
-            Some(_) => hex2bitmap(s),
+            _ => hex2bitmap(s),
         }
     }
 
@@ -600,6 +604,31 @@ mod tests {
         assert_eq!(ApMask::full().to_string(), format!("0x{}", "f".repeat(64)));
         assert_eq!(ApMask::empty().to_string(), format!("0x{}", "0".repeat(64)));
         assert_eq!(m(&[255]).to_string(), format!("0x{}1", "0".repeat(63)));
+    }
+
+    /// Found by the mask_write fuzz target against apsim: the store sees a
+    /// C string, so a write that starts with NUL is an empty absolute mask,
+    /// while a zero-length write never reaches it.
+    #[test]
+    fn a_write_ends_at_its_first_nul() {
+        let full = ApMask::full();
+        assert_eq!(full.apply_write(""), Ok(full));
+        assert_eq!(full.apply_write("\0\0\0\x08017\n"), Ok(ApMask::empty()));
+        assert_eq!(
+            full.apply_write("-5\0-6"),
+            Ok(full.apply_write("-5").expect("valid"))
+        );
+        assert_eq!(full.apply_write("0x80\0zz"), Ok(m(&[0])));
+    }
+
+    /// simple_strtoul wraps around 2^64, as the kernel's (a difference the
+    /// mask_write fuzz target found in the simulator, fixed there).
+    #[test]
+    fn relative_ids_wrap_like_the_kernels() {
+        let none = ApMask::empty();
+        let huge = format!("+0x7{}", "0".repeat(39));
+        assert_eq!(none.apply_write(&huge), Ok(m(&[0])));
+        assert_eq!(none.apply_write("+18446744073709551621"), Ok(m(&[5])));
     }
 
     #[test]

@@ -67,10 +67,12 @@ pub enum MdevctlError {
     Write(#[from] StoreError),
 }
 
-/// C `kstrtoul(s, 0)` as a sysfs store sees it: optional `+`, base from the
-/// prefix, digits only, one trailing newline; None on anything else or
-/// overflow.
+/// C `kstrtoul(s, 0)` as a sysfs store sees it: up to the first NUL,
+/// optional `+`, base from the prefix, digits only, one trailing newline;
+/// None on anything else or overflow.
 pub fn kstrtoul(s: &str) -> Option<u64> {
+    // The store sees a C string: an embedded NUL ends it.
+    let s = s.split('\0').next().unwrap_or(s);
     let s = s.strip_suffix('\n').unwrap_or(s);
     let s = s.strip_prefix('+').unwrap_or(s);
     let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -385,6 +387,9 @@ mod tests {
         assert_eq!(kstrtoul("0X47"), Some(0x47));
         assert_eq!(kstrtoul("010"), Some(8));
         assert_eq!(kstrtoul("0"), Some(0));
+        // Found by the id_write fuzz target: the store sees a C string.
+        assert_eq!(kstrtoul("2\0junk"), Some(2));
+        assert_eq!(kstrtoul("\0"), None);
         for bad in ["", "0x", "-1", " 5", "5 ", "5\n\n", "08", "abc", "++5"] {
             assert_eq!(kstrtoul(bad), None, "{bad:?}");
         }
