@@ -126,7 +126,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand export" -l json -d 'Print ma
 complete -c apctl -n "__fish_apctl_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand monitor" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
 complete -c apctl -n "__fish_apctl_using_subcommand monitor" -l json -d 'Print machine-readable JSON on stdout instead of tables'
-complete -c apctl -n "__fish_apctl_using_subcommand monitor" -s h -l help -d 'Print help'
+complete -c apctl -n "__fish_apctl_using_subcommand monitor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s a -l adapters -d 'Only these adapters (rows), e.g. 5,6 or 1-4' -r
 complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s d -l domains -d 'Only these usage domains (columns), e.g. 4,0xab' -r
 complete -c apctl -n "__fish_apctl_using_subcommand matrix" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r

@@ -151,6 +151,21 @@ definition into DIR (the directory that plays /etc/mdevctl.d/matrix)."
     )]
     Export(ExportArgs),
     /// Print host and mdev events as they happen, one line each, until Ctrl-C.
+    #[command(
+        long_about = "Print what happens on the host as it happens, one line per happening, until \
+Ctrl-C: mdevs started, stopped or changed (with their adapters in decimal, domains in hex and \
+guest matrix), definitions defined, changed or undefined, automatic starts that failed, \
+adapters configured on or off, joining or leaving the LPAR, check-stopped or not, mask changes \
+(what they give to vfio_ap), persistent masks, definition files that do not load, and apd \
+leaving or returning to the bus. An mdev is named by its name, by its UUID when it has none. \
+Lines look like: mdev-started guest1: adapters 5,6, domains 0x04,0xab, control domains -; \
+guest matrix 05.0004,05.00ab,06.0004,06.00ab\n\n\
+With --json, one JSON object per line: event (the kind: mdev-started, mdev-stopped, \
+mdev-changed, definition-changed, start-failed, masks-changed, persistent-masks, \
+adapter-config, adapter-state, vfio-ap, load-errors, apd-started, apd-stopped), uuid and name \
+(of the mdev, or null), adapter (its id, or null), message (the line's text after the \
+subject), and mdev (the mdev as list --json shows it, or null)."
+    )]
     Monitor,
     /// Draw the LPAR as a grid: one row per adapter, one column per usage domain, each cell its owner.
     #[command(

@@ -5,7 +5,7 @@
 //! `APCTL_REGENERATE=1 cargo test -p apctl --test golden` and review the diff.
 
 use apbus::{AdapterInfo, ApqnInfo, Finding, IdLists, MdevInfo, PlanStep, QueueInfo, Status};
-use apctl::render::{self, events::MonitorEvent, matrix, Style};
+use apctl::render::{self, events::MonitorEvent, happenings, matrix, Style};
 use libap::ApMask;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -372,44 +372,191 @@ fn check_and_plan() {
     );
 }
 
+/// What `monitor` prints for a sequence of apd's signals, fed as apd
+/// sends them: property values first, then the `Event` of the change.
+fn monitor_happenings(events: &[Vec<MonitorEvent>]) -> Vec<happenings::Happening> {
+    let (apmask, aqmask) = seed_masks();
+    let mut g1 = guest1();
+    g1.active = false;
+    g1.guest_matrix.clear();
+    let host = happenings::HostView {
+        ap_mask: apmask,
+        aq_mask: aqmask,
+        max_adapter_id: 255,
+        max_domain_id: 255,
+        vfio_ap_loaded: true,
+        adapters: seed_host(true, vec![], &[]).adapters,
+        ..Default::default()
+    };
+    let mut f = happenings::Follower::new(host, &[g1]);
+    let mut out = Vec::new();
+    // Each inner list arrives together, as one batch of signals.
+    for batch in events {
+        for e in batch {
+            out.extend(f.feed(e));
+        }
+        out.extend(f.flush());
+    }
+    out
+}
+
+fn changed(uuid: Option<&str>, props: &[(&str, serde_json::Value)]) -> MonitorEvent {
+    MonitorEvent::PropertiesChanged {
+        uuid: uuid.map(str::to_string),
+        interface: if uuid.is_some() {
+            "org.apctl.Apd1.Mdev"
+        } else {
+            "org.apctl.Apd1.Host"
+        }
+        .into(),
+        changed: props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        invalidated: vec![],
+    }
+}
+
+fn event(kind: &str, uuid: &str, message: &str) -> MonitorEvent {
+    MonitorEvent::Event {
+        kind: kind.into(),
+        uuid: uuid.into(),
+        message: message.into(),
+    }
+}
+
+/// The host's Adapters property as apd sends it (structures as arrays).
+fn adapters_property(off: &[u32]) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = SEED_TYPES
+        .iter()
+        .map(|&(id, t)| {
+            serde_json::json!([id, t, "cca", !off.contains(&id), !off.contains(&id), false])
+        })
+        .collect();
+    serde_json::Value::Array(list)
+}
+
 #[test]
 fn monitor_lines() {
-    let events = [
-        MonitorEvent::Event {
-            kind: "mdev-started".into(),
-            uuid: G1.into(),
-            message: "guest1 started with 4 queues".into(),
-        },
-        MonitorEvent::Added {
-            uuid: Some(G1.into()),
-            interfaces: vec!["org.apctl.Apd1.Mdev".into()],
-        },
-        MonitorEvent::PropertiesChanged {
-            uuid: Some(G1.into()),
-            interface: "org.apctl.Apd1.Mdev".into(),
-            changed: vec![
-                ("Active".into(), serde_json::json!(true)),
-                (
-                    "GuestMatrix".into(),
-                    serde_json::json!(["05.0004", "05.00ab"]),
-                ),
-            ],
-            invalidated: vec![],
-        },
-        MonitorEvent::Event {
-            kind: "adapter-config".into(),
-            uuid: String::new(),
-            message: "adapter 6 configured off".into(),
-        },
-        MonitorEvent::Removed {
-            uuid: Some(G1.into()),
-            interfaces: vec!["org.apctl.Apd1.Mdev".into()],
-        },
-        MonitorEvent::ApdStopped,
+    use serde_json::json;
+    let g2_props = vec![
+        ("Active".to_string(), json!(false)),
+        ("Adapters".to_string(), json!([5])),
+        ("Autostart".to_string(), json!(false)),
+        ("ControlDomains".to_string(), json!([])),
+        ("Defined".to_string(), json!(true)),
+        ("Domains".to_string(), json!([0x47, 0xff])),
+        ("GuestMatrix".to_string(), json!([])),
+        ("Name".to_string(), json!("guest2")),
+        ("StartError".to_string(), json!("")),
+        ("Uuid".to_string(), json!(G2)),
     ];
-    let lines: String = events.iter().map(|e| format!("{}\n", e.line())).collect();
+    let persistent_ap = ApMask::full().apply_write("-5,-6").expect("ap").to_string();
+    let persistent_aq = ApMask::full()
+        .apply_write("-4,-0x47")
+        .expect("aq")
+        .to_string();
+    let events = vec![
+        vec![
+            MonitorEvent::Added {
+                uuid: Some(G2.into()),
+                interfaces: vec!["org.apctl.Apd1.Mdev".into()],
+                properties: g2_props,
+            },
+            event(
+                "definition-changed",
+                G2,
+                "the definition of mdev guest2 was defined",
+            ),
+        ],
+        vec![
+            changed(
+                Some(G1),
+                &[
+                    ("Active", json!(true)),
+                    (
+                        "GuestMatrix",
+                        json!(["05.0004", "05.00ab", "06.0004", "06.00ab"]),
+                    ),
+                ],
+            ),
+            event("mdev-started", G1, "mdev guest1 was started"),
+        ],
+        vec![
+            changed(
+                Some(G1),
+                &[
+                    ("Domains", json!([0xab])),
+                    ("GuestMatrix", json!(["05.00ab", "06.00ab"])),
+                ],
+            ),
+            event(
+                "mdev-changed",
+                G1,
+                "mdev guest1 now has adapters 0x05,0x06, domains 0xab",
+            ),
+            event(
+                "definition-changed",
+                G1,
+                "the definition of mdev guest1 was changed",
+            ),
+        ],
+        vec![
+            changed(None, &[("Adapters", adapters_property(&[6]))]),
+            event(
+                "adapter-config",
+                "",
+                "adapter 6 was configured off (standby)",
+            ),
+        ],
+        vec![
+            changed(None, &[("PersistentApMask", json!(persistent_ap))]),
+            changed(None, &[("PersistentAqMask", json!(persistent_aq))]),
+        ],
+        vec![event(
+            "start-failed",
+            G2,
+            "cannot start guest2: queue 05.0047 is owned by the host (aqmask bit 0x47 is set)",
+        )],
+        vec![changed(
+            None,
+            &[(
+                "LoadErrors",
+                json!([["/etc/apd/mdevs/x.toml", "line 2, column 1: unknown key"]]),
+            )],
+        )],
+        vec![
+            changed(
+                Some(G1),
+                &[("Active", json!(false)), ("GuestMatrix", json!([]))],
+            ),
+            event("mdev-stopped", G1, "mdev guest1 was stopped"),
+        ],
+        vec![
+            MonitorEvent::Removed {
+                uuid: Some(G2.into()),
+                interfaces: vec!["org.apctl.Apd1.Mdev".into()],
+            },
+            event(
+                "definition-changed",
+                G2,
+                "the definition of mdev guest2 was undefined",
+            ),
+        ],
+        vec![
+            changed(
+                Some(FOREIGN),
+                &[("Active", json!(true)), ("Adapters", json!([7]))],
+            ),
+            event("mdev-started", FOREIGN, "mdev started"),
+        ],
+        vec![MonitorEvent::ApdStopped],
+        vec![MonitorEvent::ApdStarted],
+    ];
+    let happened = monitor_happenings(&events);
+    let lines: String = happened.iter().map(|h| format!("{}\n", h.line())).collect();
     golden("monitor.txt", &lines);
-    let json: String = events.iter().map(|e| format!("{}\n", e.json())).collect();
+    let json: String = happened.iter().map(|h| format!("{}\n", h.json())).collect();
     golden("monitor.jsonl", &json);
 }
 

@@ -2,6 +2,7 @@
 //! Renderers are pure functions of apbus values, so golden files test them.
 
 pub mod events;
+pub mod happenings;
 pub mod host;
 pub mod ids;
 pub mod json;
