@@ -172,7 +172,8 @@ subject), and mdev (the mdev as list --json shows it, or null)."
         long_about = "Draw the LPAR as a grid: one row per adapter (decimal, with its card type), \
 one column per usage domain (hex), each cell one queue (APQN) showing its owner: H the host, \
 . free for vfio_ap, a letter per active mdev (the legend under the grid gives its name and \
-UUID), * where two owners hold the same queue at once (written by another tool; apd never does). \
+UUID), * where two owners hold the same queue at once (written by another tool; apd never does), \
+- where no queue device exists (not yet probed, or its adapter is leaving). \
 A queue whoever owns it cannot use (adapter configured off or check-stopped, queue not bound \
 to a driver, left out of the guest matrix) is red on a terminal and followed by ! without \
 colour (NO_COLOR set, or stdout not a terminal); a row label ends in off or chkstop when the \
@@ -183,8 +184,8 @@ explains them). Wide hosts: the columns wrap into blocks of 16 domains, each wit
 header row, so every line fits in 80 columns; -d picks the domains to see.\n\n\
 With --json: {\"adapters\": [ids], \"domains\": [ids], \"cells\": [{\"apqn\", \"owner\": \
 host|free|mdev|none, \"mdev\": uuid|null, \"name\", \"usable\", \"reason\", \"collides_with\": \
-[host or UUIDs]}], \"mdevs\": [the active mdevs as in list --json]}; owner none is a place \
-of the grid where no queue device exists (e.g. while an adapter is being probed)."
+[host or UUIDs]}], \"mdevs\": [the active mdevs as in list --json]}; owner none is a cell \
+shown - (no queue device there)."
     )]
     Matrix(MatrixArgs),
     /// Print a completion script for SHELL (bash, zsh, fish).

@@ -487,3 +487,57 @@ pub fn adapter_changes(old: &[AdapterInfo], new: &[AdapterInfo]) -> Vec<Happenin
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(id: u32) -> AdapterInfo {
+        AdapterInfo {
+            id,
+            card_type: "CEX8P".into(),
+            config: true,
+            online: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn adapters_joining_leaving_and_stopping_name_the_adapter() {
+        let old = [card(1), card(2)];
+        let mut stopped = card(2);
+        stopped.chkstop = true;
+        let new = [stopped, card(9)];
+        let lines: Vec<String> = adapter_changes(&old, &new)
+            .iter()
+            .map(Happening::line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "adapter-state: adapter 2 check-stopped (hardware error): its queues cannot be used",
+                "adapter-config: adapter 9 joined the LPAR (CEX8P)",
+                "adapter-config: adapter 1 left the LPAR's AP configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn unchanged_persistent_masks_say_nothing() {
+        let mut f = Follower::new(
+            HostView {
+                persistent_ap_mask: "0xf9".into(),
+                ..Default::default()
+            },
+            &[],
+        );
+        let same = MonitorEvent::PropertiesChanged {
+            uuid: None,
+            interface: apbus::HOST_INTERFACE.into(),
+            changed: vec![("PersistentApMask".into(), json!("0xf9"))],
+            invalidated: vec![],
+        };
+        assert!(f.feed(&same).is_empty());
+        assert!(f.flush().is_empty(), "apd restarting resends equal values");
+    }
+}

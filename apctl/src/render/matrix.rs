@@ -296,7 +296,7 @@ impl Grid {
             Owner::Host => 'H',
             Owner::Free => '.',
             Owner::Mdev(u) => self.letter(u),
-            Owner::None => ' ',
+            Owner::None => '-',
         }
     }
 
@@ -399,6 +399,14 @@ fn legend(grid: &Grid, style: Style) -> String {
         "",
         w = mark.len()
     ));
+    let holes = grid
+        .rows
+        .iter()
+        .flat_map(|r| &r.cells)
+        .any(|c| c.owner == Owner::None);
+    if holes {
+        out.push_str("- no queue device (not yet probed, or its adapter is leaving)\n");
+    }
     for (letter, m) in &grid.legend {
         let name = if m.name.is_empty() {
             "-"
@@ -475,5 +483,67 @@ pub fn json(grid: &Grid) -> MatrixJson {
         domains: grid.domains.clone(),
         cells,
         mdevs: grid.legend.iter().map(|(_, m)| MdevJson::from(m)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(id: u32) -> AdapterInfo {
+        AdapterInfo {
+            id,
+            card_type: "CEX7C".into(),
+            config: true,
+            online: true,
+            ..Default::default()
+        }
+    }
+
+    fn queue(apqn: &str, owner: &str, driver: &str) -> QueueInfo {
+        QueueInfo {
+            apqn: apqn.into(),
+            config: true,
+            online: true,
+            owner: owner.into(),
+            driver: driver.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_queue_is_none_and_an_unbound_one_unusable() {
+        let adapters = [card(1), card(2)];
+        // 02.0004 has no device; 01.0004 is free but bound to no driver.
+        let queues = [
+            queue("01.0000", "host", "cex4queue"),
+            queue("01.0004", "free", ""),
+            queue("02.0000", "host", "cex4queue"),
+        ];
+        let g = build(&Inputs {
+            adapters: &adapters,
+            queues: &queues,
+            mdevs: &[],
+            verdicts: &BTreeMap::new(),
+            only_adapters: None,
+            only_domains: None,
+        });
+        assert_eq!(g.domains, vec![0, 4]);
+        let hole = &g.rows[1].cells[1];
+        assert_eq!(hole.owner, Owner::None);
+        let unbound = &g.rows[0].cells[1];
+        assert!(!unbound.usable);
+        assert!(
+            unbound
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("not bound to any driver")),
+            "{unbound:?}"
+        );
+        let text = text(&g, Style::PLAIN);
+        assert!(text.contains("  1 CEX7C  H  .!\n"), "{text}");
+        assert!(text.contains("  2 CEX7C  H  -\n"), "{text}");
+        assert!(text.contains("- no queue device"), "{text}");
+        assert_eq!(json(&g).cells[3].owner, "none");
     }
 }
