@@ -46,6 +46,9 @@ _apctl() {
             apctl,masks)
                 cmd="apctl__subcmd__masks"
                 ;;
+            apctl,matrix)
+                cmd="apctl__subcmd__matrix"
+                ;;
             apctl,monitor)
                 cmd="apctl__subcmd__monitor"
                 ;;
@@ -77,7 +80,7 @@ _apctl() {
 
     case "${cmd}" in
         apctl)
-            opts="-h -V --bus --json --help --version status list show define undefine start stop assign unassign masks queues config check apply import-mdevctl export monitor completions"
+            opts="-h -V --bus --json --help --version status list show define undefine start stop assign unassign masks queues config check apply import-mdevctl export monitor matrix completions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -328,6 +331,40 @@ _apctl() {
                     return 0
                     ;;
                 --aqmask)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        apctl__subcmd__matrix)
+            opts="-a -d -h --adapters --domains --bus --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --adapters)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domains)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,6 +45,7 @@ complete -c apctl -n "__fish_apctl_needs_command" -f -a "apply" -d 'Bring the ho
 complete -c apctl -n "__fish_apctl_needs_command" -f -a "import-mdevctl" -d 'Adopt mdevctl\'s definitions of vfio_ap mdevs'
 complete -c apctl -n "__fish_apctl_needs_command" -f -a "export" -d 'Print the current state as a desired-state file, or write mdevctl files'
 complete -c apctl -n "__fish_apctl_needs_command" -f -a "monitor" -d 'Print host and mdev events as they happen, one line each, until Ctrl-C'
+complete -c apctl -n "__fish_apctl_needs_command" -f -a "matrix" -d 'Draw the LPAR as a grid: one row per adapter, one column per usage domain, each cell its owner'
 complete -c apctl -n "__fish_apctl_needs_command" -f -a "completions" -d 'Print a completion script for SHELL (bash, zsh, fish)'
 complete -c apctl -n "__fish_apctl_using_subcommand status" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
 complete -c apctl -n "__fish_apctl_using_subcommand status" -l json -d 'Print machine-readable JSON on stdout instead of tables'
@@ -125,7 +126,12 @@ complete -c apctl -n "__fish_apctl_using_subcommand export" -l json -d 'Print ma
 complete -c apctl -n "__fish_apctl_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand monitor" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
 complete -c apctl -n "__fish_apctl_using_subcommand monitor" -l json -d 'Print machine-readable JSON on stdout instead of tables'
-complete -c apctl -n "__fish_apctl_using_subcommand monitor" -s h -l help -d 'Print help'
+complete -c apctl -n "__fish_apctl_using_subcommand monitor" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s a -l adapters -d 'Only these adapters (rows), e.g. 5,6 or 1-4' -r
+complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s d -l domains -d 'Only these usage domains (columns), e.g. 4,0xab' -r
+complete -c apctl -n "__fish_apctl_using_subcommand matrix" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand matrix" -l json -d 'Print machine-readable JSON on stdout instead of tables'
+complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand completions" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
 complete -c apctl -n "__fish_apctl_using_subcommand completions" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'

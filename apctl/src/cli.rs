@@ -151,7 +151,43 @@ definition into DIR (the directory that plays /etc/mdevctl.d/matrix)."
     )]
     Export(ExportArgs),
     /// Print host and mdev events as they happen, one line each, until Ctrl-C.
+    #[command(
+        long_about = "Print what happens on the host as it happens, one line per happening, until \
+Ctrl-C: mdevs started, stopped or changed (with their adapters in decimal, domains in hex and \
+guest matrix), definitions defined, changed or undefined, automatic starts that failed, \
+adapters configured on or off, joining or leaving the LPAR, check-stopped or not, mask changes \
+(what they give to vfio_ap), persistent masks, definition files that do not load, and apd \
+leaving or returning to the bus. An mdev is named by its name, by its UUID when it has none. \
+Lines look like: mdev-started guest1: adapters 5,6, domains 0x04,0xab, control domains -; \
+guest matrix 05.0004,05.00ab,06.0004,06.00ab\n\n\
+With --json, one JSON object per line: event (the kind: mdev-started, mdev-stopped, \
+mdev-changed, definition-changed, start-failed, masks-changed, persistent-masks, \
+adapter-config, adapter-state, vfio-ap, load-errors, apd-started, apd-stopped), uuid and name \
+(of the mdev, or null), adapter (its id, or null), message (the line's text after the \
+subject), and mdev (the mdev as list --json shows it, or null)."
+    )]
     Monitor,
+    /// Draw the LPAR as a grid: one row per adapter, one column per usage domain, each cell its owner.
+    #[command(
+        long_about = "Draw the LPAR as a grid: one row per adapter (decimal, with its card type), \
+one column per usage domain (hex), each cell one queue (APQN) showing its owner: H the host, \
+. free for vfio_ap, a letter per active mdev (the legend under the grid gives its name and \
+UUID), * where two owners hold the same queue at once (written by another tool; apd never does), \
+- where no queue device exists (not yet probed, or its adapter is leaving). \
+A queue whoever owns it cannot use (adapter configured off or check-stopped, queue not bound \
+to a driver, left out of the guest matrix) is red on a terminal and followed by ! without \
+colour (NO_COLOR set, or stdout not a terminal); a row label ends in off or chkstop when the \
+adapter is so.\n\n\
+Only the LPAR's adapters and usage domains have cells; ids of -a/-d outside them are named \
+under the grid, and an mdev's ids outside the LPAR appear in no cell (apctl show MDEV \
+explains them). Wide hosts: the columns wrap into blocks of 16 domains, each with its own \
+header row, so every line fits in 80 columns; -d picks the domains to see.\n\n\
+With --json: {\"adapters\": [ids], \"domains\": [ids], \"cells\": [{\"apqn\", \"owner\": \
+host|free|mdev|none, \"mdev\": uuid|null, \"name\", \"usable\", \"reason\", \"collides_with\": \
+[host or UUIDs]}], \"mdevs\": [the active mdevs as in list --json]}; owner none is a cell \
+shown - (no queue device there)."
+    )]
+    Matrix(MatrixArgs),
     /// Print a completion script for SHELL (bash, zsh, fish).
     #[command(
         long_about = "Print a completion script for SHELL. The scripts complete mdev names and \
@@ -259,6 +295,17 @@ pub struct QueuesArgs {
     /// Only queues owned by: host, free (for vfio_ap, in no mdev), or an mdev's name or UUID.
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
+}
+
+/// `matrix` limits. Repeated options add up.
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// Only these adapters (rows), e.g. 5,6 or 1-4.
+    #[arg(short = 'a', long = "adapters", value_name = "LIST")]
+    pub adapters: Vec<String>,
+    /// Only these usage domains (columns), e.g. 4,0xab.
+    #[arg(short = 'd', long = "domains", value_name = "LIST")]
+    pub domains: Vec<String>,
 }
 
 /// On or off.

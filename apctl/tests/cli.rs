@@ -114,6 +114,7 @@ fn help_and_version_exit_0() {
         "import-mdevctl",
         "export",
         "monitor",
+        "matrix",
         "completions",
     ] {
         assert!(r.stdout.contains(cmd), "--help lacks {cmd}");
@@ -153,6 +154,14 @@ fn bad_id_lists_are_refused_before_anything_is_sent() {
         ),
         (vec!["queues", "--adapter", "5,,6"], "invalid adapter list"),
         (vec!["queues", "--domain", "0x100"], "invalid domain list"),
+        (
+            vec!["matrix", "-a", "5", "-a", "5,,6"],
+            "invalid adapter list \"5,,6\"",
+        ),
+        (
+            vec!["matrix", "-d", "0x100"],
+            "invalid domain list \"0x100\"",
+        ),
         (vec!["config", "300", "on"], "invalid adapter \"300\""),
         (vec!["config", "0x", "off"], "invalid adapter \"0x\""),
         (vec!["define", "--uuid", "not-a-uuid"], "invalid UUID"),
@@ -225,6 +234,7 @@ fn unreachable_apd_gives_the_hint() {
         vec!["start", "guest1"],
         vec!["masks"],
         vec!["queues"],
+        vec!["matrix"],
         vec!["monitor"],
     ] {
         let r = run(&args);

@@ -418,10 +418,15 @@ fn monitor_prints_events_and_exits_on_ctrl_c() {
         assert!(on_stdout, "stderr: {line}");
         let v: Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v["type"].is_string(), "{v}");
-        saw_mdev |= v["uuid"] == G1;
-        saw_config |=
-            line.contains("adapter") || line.contains("Adapters") || line.contains("config");
+        assert!(v["event"].is_string(), "{v}");
+        assert!(v["message"].is_string(), "{v}");
+        if v["event"] == "mdev-started" {
+            assert_eq!(v["uuid"], G1, "{v}");
+            assert_eq!(v["name"], "guest1", "{v}");
+            assert_eq!(v["mdev"]["adapters"], serde_json::json!([5, 6]), "{v}");
+            saw_mdev = true;
+        }
+        saw_config |= v["event"] == "adapter-config" && v["adapter"] == 6;
         lines.push(line);
     }
     // apd restarts: monitor says so and keeps following the new apd.
@@ -430,7 +435,7 @@ fn monitor_prints_events_and_exits_on_ctrl_c() {
     let mut seen = Vec::new();
     while !seen
         .iter()
-        .any(|v: &Value| v["type"] == "event" && v["kind"] == "definition-changed")
+        .any(|v: &Value| v["event"] == "definition-changed" && v["name"] == "guest2")
     {
         let (on_stdout, line) = rx
             .recv_timeout(liveness_timeout())
@@ -438,7 +443,12 @@ fn monitor_prints_events_and_exits_on_ctrl_c() {
         assert!(on_stdout, "stderr: {line}");
         seen.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")));
     }
-    let types: Vec<&Value> = seen.iter().map(|v| &v["type"]).collect();
+    let defined = seen.last().expect("the definition-changed line");
+    assert_eq!(
+        defined["message"], "defined, manual start: adapters 5, domains 0x47, control domains -",
+        "ids as every apctl view shows them: {defined}"
+    );
+    let types: Vec<&Value> = seen.iter().map(|v| &v["event"]).collect();
     let stopped = types.iter().position(|t| **t == "apd-stopped");
     let started = types.iter().position(|t| **t == "apd-started");
     assert!(stopped.is_some() && stopped < started, "{seen:?}");

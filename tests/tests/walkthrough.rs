@@ -308,6 +308,17 @@ fn the_walkthrough_shows_every_step_of_issue_7() {
             .map(|e| &e["json"])
             .collect()
     };
+    // The matrix while 6 is off: guest1 (A) and guest2 (B), row 6 marked.
+    let matrix = record.command(6, &["matrix"]);
+    assert_eq!(matrix["status"], 0, "{matrix}");
+    let grid = matrix["stdout"].as_str().expect("matrix stdout");
+    for row in [
+        "ADAPTER        00 04 47 ab ff",
+        "  5 CEX7C      .  A  B  A  B",
+        "  6 CEX7C off  .! A! .! A! .!",
+    ] {
+        assert!(grid.lines().any(|l| l == row), "no {row:?} in\n{grid}");
+    }
     let off = *shows(off_at..on_at)
         .last()
         .expect("a show of guest1 while 6 is off");

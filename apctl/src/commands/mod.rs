@@ -2,6 +2,7 @@
 //! connect to apd, call it, and render the answer.
 
 pub mod host;
+pub mod matrix;
 pub mod mdevs;
 pub mod monitor;
 pub mod state;
@@ -82,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::ImportMdevctl(a) => state::import_mdevctl(&ctx, &a).await,
         Command::Export(a) => state::export(&ctx, &a).await,
         Command::Monitor => monitor::monitor(&ctx).await,
+        Command::Matrix(a) => matrix::matrix(&ctx, &a).await,
         Command::Completions(a) => Ok(Outcome::print(crate::generate::completion(a.shell))),
         Command::CompleteMdevs(a) => Ok(mdevs::complete(&ctx, a.describe).await),
     }

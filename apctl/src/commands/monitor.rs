@@ -1,14 +1,18 @@
-//! `monitor`: print apd's signals as they arrive until Ctrl-C (or SIGTERM),
-//! then exit 0.
+//! `monitor`: tell what happens on the host, one line per happening, as
+//! apd's signals arrive, until Ctrl-C (or SIGTERM), then exit 0.
 
 use super::{Ctx, Outcome};
+use crate::bus::Apd;
 use crate::error::CliError;
 use crate::output;
 use crate::render::events::{value_to_json, MonitorEvent};
+use crate::render::happenings::{Follower, Happening, HostView};
+use apbus::proxy::HostProxy;
 use futures_lite::StreamExt;
 use std::collections::HashMap;
 use tokio::signal::unix::{signal, SignalKind};
 use zbus::message::Type as MessageType;
+use zbus::proxy::CacheProperties;
 use zbus::{MatchRule, Message, MessageStream};
 use zvariant::{ObjectPath, OwnedValue};
 
@@ -74,11 +78,22 @@ pub fn decode(msg: &Message) -> Option<MonitorEvent> {
         ("org.freedesktop.DBus.ObjectManager", "InterfacesAdded") => {
             let (object, ifaces): (ObjectPath<'_>, HashMap<String, HashMap<String, OwnedValue>>) =
                 body.deserialize().ok()?;
+            let mut properties: Vec<(String, serde_json::Value)> = ifaces
+                .get(apbus::MDEV_INTERFACE)
+                .map(|props| {
+                    props
+                        .iter()
+                        .map(|(k, v)| (k.clone(), value_to_json(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            properties.sort_by(|a, b| a.0.cmp(&b.0));
             let mut interfaces: Vec<String> = ifaces.into_keys().collect();
             interfaces.sort();
             Some(MonitorEvent::Added {
                 uuid: uuid_of(object.as_str()),
                 interfaces,
+                properties,
             })
         }
         ("org.freedesktop.DBus.ObjectManager", "InterfacesRemoved") => {
@@ -105,8 +120,37 @@ pub fn decode(msg: &Message) -> Option<MonitorEvent> {
     }
 }
 
-/// Streams events until Ctrl-C or SIGTERM. Output goes straight to stdout,
-/// one line per event, flushed at once; a closed stdout ends monitor quietly.
+/// apd's view when monitor begins: what later signals change.
+async fn current_view(apd: &Apd) -> Result<Follower, CliError> {
+    let fail = |e: zbus::Error| apd.error(e.into());
+    let host = HostProxy::builder(&apd.connection)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(fail)?;
+    let view = HostView {
+        ap_mask: host.ap_mask().await.map_err(fail)?,
+        aq_mask: host.aq_mask().await.map_err(fail)?,
+        persistent_ap_mask: host.persistent_ap_mask().await.map_err(fail)?,
+        persistent_aq_mask: host.persistent_aq_mask().await.map_err(fail)?,
+        max_adapter_id: host.max_adapter_id().await.map_err(fail)?,
+        max_domain_id: host.max_domain_id().await.map_err(fail)?,
+        vfio_ap_loaded: host.vfio_ap_loaded().await.map_err(fail)?,
+        adapters: host.adapters().await.map_err(fail)?,
+        load_errors: host.load_errors().await.map_err(fail)?,
+    };
+    let mdevs = apd.manager.list_mdevs().await.map_err(|e| apd.error(e))?;
+    Ok(Follower::new(view, &mdevs))
+}
+
+fn print(h: &Happening, json: bool) -> bool {
+    let line = if json { h.json().to_string() } else { h.line() };
+    output::line(&line)
+}
+
+/// Streams happenings until Ctrl-C or SIGTERM. Output goes straight to
+/// stdout, one line each, flushed at once; a closed stdout ends monitor
+/// quietly.
 pub async fn monitor(ctx: &Ctx) -> Result<Outcome, CliError> {
     let apd = ctx.connect().await?;
     let bad_rule = |e: zbus::Error| CliError::failed(format!("cannot watch apd: {e}"));
@@ -121,22 +165,29 @@ pub async fn monitor(ctx: &Ctx) -> Result<Outcome, CliError> {
     let mut stream = signals.or(owners);
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| CliError::failed(format!("cannot watch for SIGTERM: {e}")))?;
-    // Subscriptions are in place: from here on nothing is missed.
+    // Read after subscribing: a change in between arrives as a signal too.
+    let mut follower = current_view(&apd).await?;
     output::note(&format!("watching apd on {} (Ctrl-C to stop)", apd.bus));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             next = stream.next() => {
-                let Some(item) = next else { break };
-                let Ok(msg) = item else { continue };
-                let Some(event) = decode(&msg) else { continue };
-                let line = if ctx.json {
-                    event.json().to_string()
-                } else {
-                    event.line()
-                };
-                if !output::line(&line) {
+                let Some(first) = next else { break };
+                // apd sends the signals of one change back to back: take
+                // those already here, so that a change told by two
+                // properties (both persistent masks) is one line.
+                let mut batch = vec![first];
+                while let Some(Some(more)) = futures_lite::future::poll_once(stream.next()).await {
+                    batch.push(more);
+                }
+                let mut happenings: Vec<Happening> = batch
+                    .iter()
+                    .filter_map(|item| item.as_ref().ok().and_then(decode))
+                    .flat_map(|event| follower.feed(&event))
+                    .collect();
+                happenings.extend(follower.flush());
+                if !happenings.iter().all(|h| print(h, ctx.json)) {
                     break;
                 }
             }

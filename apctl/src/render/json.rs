@@ -135,6 +135,39 @@ impl ShowJson {
     }
 }
 
+/// One cell of `matrix --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatrixCellJson {
+    /// `"05.0004"`.
+    pub apqn: String,
+    /// `host`, `free`, `mdev`, or `none` (no queue device at this place).
+    pub owner: String,
+    /// The owning mdev's UUID when `owner` is `mdev`, else null.
+    pub mdev: Option<String>,
+    /// Its name, null when it has none or the owner is not an mdev.
+    pub name: Option<String>,
+    /// Whoever owns the queue can use it.
+    pub usable: bool,
+    /// Why not, or null.
+    pub reason: Option<String>,
+    /// Further owners of the same APQN (`host` or mdev UUIDs): written by
+    /// another tool; empty when nobody collides.
+    pub collides_with: Vec<String>,
+}
+
+/// `matrix --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatrixJson {
+    /// The rows: the LPAR's adapters shown, ascending.
+    pub adapters: Vec<u32>,
+    /// The columns: the LPAR's usage domains shown, ascending.
+    pub domains: Vec<u32>,
+    /// Every cell, by adapter, then domain.
+    pub cells: Vec<MatrixCellJson>,
+    /// The active mdevs, as `list --json` shows them.
+    pub mdevs: Vec<MdevJson>,
+}
+
 /// One queue of `queues --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueJson {

@@ -2,9 +2,11 @@
 //! Renderers are pure functions of apbus values, so golden files test them.
 
 pub mod events;
+pub mod happenings;
 pub mod host;
 pub mod ids;
 pub mod json;
+pub mod matrix;
 pub mod mdevs;
 pub mod state;
 pub mod style;

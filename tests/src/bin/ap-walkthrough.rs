@@ -465,6 +465,8 @@ impl Walk {
         self.say("guest1 keeps adapter 6 in its matrix and guest matrix, but cannot use it:");
         self.wait_for_usable("06.0004", false)?;
         self.apctl(&["show", "guest1"], Expect::Success)?;
+        self.say("the whole LPAR at a glance (A, B: the guests; ! not usable):");
+        self.apctl(&["matrix"], Expect::Success)?;
         self.apctl(&["config", "6", "on"], Expect::Success)?;
         self.say("usable again:");
         self.wait_for_usable("06.0004", true)?;

@@ -1,5 +1,5 @@
 //! Shared by the end-to-end tests that drive apctl (`apctl_commands`,
-//! `apctl_seed`, `apply_e2e`, `walkthrough`): the seed host or the reason to
+//! `apctl_seed`, `apctl_matrix`, `apply_e2e`, `walkthrough`): the seed host or the reason to
 //! skip, the text of an apctl run, the seed documents' masks, and finding an
 //! mdev in `apctl --json list`.
 
