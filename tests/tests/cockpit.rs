@@ -1,0 +1,257 @@
+//! The Cockpit page (`cockpit/`) in a real browser: apd (`--sim`, the seed
+//! host) on a private bus that plays the system bus, `cockpit-ws` with a
+//! local `cockpit-bridge` that finds the package in its data directories
+//! and talks to that bus, and headless Chromium driven over the DevTools
+//! protocol by `tests/cockpit/drive.mjs` (puppeteer-core). The host is set
+//! up with apctl as in the seed documents; the page must show guest1 and
+//! guest2 and their cells, follow `apctl stop guest2` and `apctl config 6
+//! off` without a reload, start guest2 from the page (apd then lists it
+//! active), and show apd's sentence when it refuses a start. The page is
+//! built with its npm packages (esbuild, PatternFly) into
+//! `target/cockpit/apctl`; the screenshot goes to
+//! `target/cockpit-screenshot.png`.
+//!
+//! Needs `cockpit-ws` and `cockpit-bridge` (Debian: cockpit-ws,
+//! cockpit-bridge), Chromium (`chromium`), Node.js and npm, and the npm
+//! registry or npm's cache, and root (apd serves the private bus as the
+//! system bus, where only root changes things without polkit); says why
+//! and skips otherwise.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use e2e::{
+    bin, command_exists, describe, liveness_timeout, tail, Host, HostOptions, Mode, SEED_HOST,
+};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// Where Debian installs cockpit-ws (not on PATH).
+const COCKPIT_WS: &str = "/usr/lib/cockpit/cockpit-ws";
+/// Debian's Chromium, unless `CHROMIUM` names another.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(CHROMIUM), PathBuf::from)
+}
+
+/// Why this test cannot run here, if it cannot.
+fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        // apd serves the bus as the system bus: only root's changes go
+        // through without polkit, and the page starts an mdev.
+        return Some("cockpit needs root (the bridge's changes go to apd as root's)".into());
+    }
+    if !Path::new(COCKPIT_WS).is_file() {
+        return Some(format!(
+            "{COCKPIT_WS} is not installed (Debian: apt-get install cockpit-ws)"
+        ));
+    }
+    if !command_exists("cockpit-bridge") {
+        return Some(
+            "cockpit-bridge is not installed (Debian: apt-get install cockpit-bridge)".into(),
+        );
+    }
+    if !chromium().is_file() {
+        return Some(format!(
+            "{} is not installed (Debian: apt-get install chromium)",
+            chromium().display()
+        ));
+    }
+    for (program, package) in [("node", "nodejs"), ("npm", "npm")] {
+        if !command_exists(program) {
+            return Some(format!(
+                "{program} is not installed (Debian: apt-get install {package})"
+            ));
+        }
+    }
+    None
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the repository")
+        .to_path_buf()
+}
+
+/// `target/`: the parent of `target/<profile>/`, where the binaries are.
+fn target_dir() -> PathBuf {
+    bin("apctl")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/apctl")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(out.status.success(), "{what} failed:\n{}", describe(&out));
+}
+
+/// `npm ci` in `dir` unless its node_modules already holds what
+/// package-lock.json names (noted after the last successful install), so
+/// reruns cost nothing; a fresh clone installs from npm's cache or the
+/// registry.
+fn npm_ci(dir: &Path) {
+    let lock = fs::read(dir.join("package-lock.json")).expect("a package-lock.json");
+    let stamp = dir.join("node_modules").join(".apctl-installed-lock");
+    if fs::read(&stamp).is_ok_and(|s| s == lock) {
+        return;
+    }
+    run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(dir),
+        &format!("npm ci in {}", dir.display()),
+    );
+    fs::write(&stamp, &lock).expect("cannot note the installed lock file");
+}
+
+/// A child in its own process group (cockpit-ws and the bridges it
+/// starts), killed with the group when dropped.
+struct Group {
+    child: Child,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+#[test]
+fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let repo = repo();
+    let target = target_dir();
+
+    // The page, built as the install step builds it.
+    npm_ci(&repo.join("cockpit"));
+    let package = target.join("cockpit").join("apctl");
+    run(
+        Command::new("node")
+            .arg(repo.join("cockpit").join("build.mjs"))
+            .arg(&package),
+        "the page's build (node cockpit/build.mjs)",
+    );
+    npm_ci(&repo.join("tests").join("cockpit"));
+
+    // The seed host, set up as the seed documents do.
+    let host = Host::start_with(HostOptions {
+        mode: Mode::InProcess,
+        system_bus: true,
+        ..HostOptions::new(SEED_HOST)
+    });
+    for args in [
+        &[
+            "masks",
+            "--apmask",
+            "-5,-6",
+            "--aqmask",
+            "-4,-0x47,-0xab,-0xff",
+        ][..],
+        &["define", "--name", "guest1", "-a", "5,6", "-d", "4,0xab"][..],
+        &["start", "guest1"][..],
+        &["define", "--name", "guest2", "-a", "5", "-d", "0x47,0xff"][..],
+        &["start", "guest2"][..],
+    ] {
+        host.apctl_ok(args);
+    }
+
+    // cockpit-ws on loopback; its bridge finds the package under
+    // XDG_DATA_DIRS (share/cockpit/apctl) and Cockpit's own base1 under
+    // /usr/share, and takes the private bus for the system bus.
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let share = scratch.path().join("share");
+    fs::create_dir_all(share.join("cockpit")).expect("share/cockpit");
+    std::os::unix::fs::symlink(&package, share.join("cockpit").join("apctl"))
+        .expect("cannot link the package");
+    let ws_log = scratch.path().join("cockpit-ws.log");
+    let log = fs::File::create(&ws_log).expect("cockpit-ws log");
+    let port = free_port();
+    let ws = Group {
+        child: Command::new(COCKPIT_WS)
+            .args(["--no-tls", "--address", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--local-session=cockpit-bridge")
+            .env(
+                "XDG_DATA_DIRS",
+                format!("{}:/usr/local/share:/usr/share", share.display()),
+            )
+            .env("DBUS_SYSTEM_BUS_ADDRESS", host.bus_address())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cockpit-ws log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {COCKPIT_WS}: {e}")),
+    };
+    let deadline = Instant::now() + liveness_timeout();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "cockpit-ws does not listen on port {port}; its log:\n{}",
+            fs::read_to_string(&ws_log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    let screenshot = target.join("cockpit-screenshot.png");
+    let out = Command::new("node")
+        .arg(repo.join("tests").join("cockpit").join("drive.mjs"))
+        .current_dir(repo.join("tests").join("cockpit"))
+        .env(
+            "COCKPIT_URL",
+            format!("http://127.0.0.1:{port}/cockpit/@localhost/apctl/index.html"),
+        )
+        .env("CHROMIUM", chromium())
+        .env("APCTL", bin("apctl"))
+        .env("APCTL_BUS", host.bus_address())
+        .env("SCREENSHOT", &screenshot)
+        .env("PROFILE", scratch.path().join("chromium-profile"))
+        .env("TIMEOUT_MS", liveness_timeout().as_millis().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run node tests/cockpit/drive.mjs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "the browser test failed (screenshot: {}):\n{}\ncockpit-ws log:\n{}\napd log:\n{}",
+        screenshot.display(),
+        describe(&out),
+        tail(&fs::read_to_string(&ws_log).unwrap_or_default(), 30),
+        tail(&host.apd_log(), 30)
+    );
+
+    // What the page started, apd has: guest2 is active.
+    let list = host.apctl_json(&["list"]);
+    let guest2 = list
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == "guest2"))
+        .unwrap_or_else(|| panic!("apctl list has no guest2: {list}"));
+    assert_eq!(guest2["active"], true, "{list}");
+    drop(ws);
+}
