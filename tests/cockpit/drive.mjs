@@ -5,7 +5,9 @@
 // the page must reach apd; a refusal must show apd's sentence.
 //
 // Environment: COCKPIT_URL (the page), CHROMIUM (the browser), APCTL and
-// APCTL_BUS (apctl and apd's bus), SCREENSHOT (where to save the PNG),
+// APCTL_BUS (apctl and apd's bus), NOBODY_URL and NOBODY_REFUSAL (the page
+// served by a bridge running as nobody, and apd's sentence when nobody stops
+// guest1), SCREENSHOT (where to save the PNG),
 // PROFILE (a fresh browser profile directory), TIMEOUT_MS (how long to wait
 // for something that must appear; a liveness bound, not a speed limit).
 // Prints one line per step; exits non-zero with the reason on failure.
@@ -137,6 +139,24 @@ try {
     await click(`${cell("06.0004")} button`);
     await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
     step(`screenshot saved as ${env("SCREENSHOT")}`);
+
+    // 6. An unprivileged user (a bridge running as nobody) sees the same
+    //    host, and apd refuses its stop with the sentence apctl prints.
+    const expected = await page.$eval("#grid", e => e.innerText);
+    await page.goto(env("NOBODY_URL"), { waitUntil: "load" });
+    await waitFor(mdevRow("guest2"), { "data-active": "true" }, "nobody's page shows guest2 active");
+    await waitFor(cell("06.0004"), { "data-owner": "guest1", "data-usable": "false" }, "and 06.0004 guest1's, unusable");
+    const seen = await page.$eval("#grid", e => e.innerText);
+    if (seen !== expected)
+        throw new Error(`nobody's grid differs from root's:\n${seen}\nroot's:\n${expected}`);
+    step("nobody's grid is root's");
+    await click(`${mdevRow("guest1")} button[data-action="stop"]`);
+    const refusal = env("NOBODY_REFUSAL");
+    await page.waitForFunction(s => document.getElementById("action-error").textContent.includes(s),
+                               { polling: "mutation" }, refusal);
+    step(`nobody's stop shows apd's refusal: ${refusal}`);
+    if (await attribute(mdevRow("guest1"), "data-active") !== "true")
+        throw new Error("guest1 is not shown active after the refused stop");
     if (problems.length)
         throw new Error(`the page reported errors:\n${problems.join("\n")}`);
     step("done");

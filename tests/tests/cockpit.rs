@@ -6,7 +6,10 @@
 //! up with apctl as in the seed documents; the page must show guest1 and
 //! guest2 and their cells, follow `apctl stop guest2` and `apctl config 6
 //! off` without a reload, start guest2 from the page (apd then lists it
-//! active), and show apd's sentence when it refuses a start. The page is
+//! active), and show apd's sentence when it refuses a start. A second
+//! cockpit-ws runs as nobody: its page shows the same host, and a stop
+//! there gets apd's refusal (the sentence apctl prints for nobody) and
+//! changes nothing. The page is
 //! built with its npm packages (esbuild, PatternFly) into
 //! `target/cockpit/apctl`; the screenshot goes to
 //! `target/cockpit-screenshot.png`.
@@ -19,6 +22,7 @@
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,10 +33,13 @@ use e2e::{
     bin, command_exists, describe, liveness_timeout, tail, Host, HostOptions, Mode, SEED_HOST,
 };
 use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{Gid, Pid, Uid};
 
 /// Where Debian installs cockpit-ws (not on PATH).
 const COCKPIT_WS: &str = "/usr/lib/cockpit/cockpit-ws";
+/// The unprivileged user whose page sees everything and whose changes apd
+/// refuses (no polkit on the test's bus).
+const NOBODY: u32 = 65534;
 /// Debian's Chromium, unless `CHROMIUM` names another.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -63,7 +70,11 @@ fn skip_reason() -> Option<String> {
             chromium().display()
         ));
     }
-    for (program, package) in [("node", "nodejs"), ("npm", "npm")] {
+    for (program, package) in [
+        ("node", "nodejs"),
+        ("npm", "npm"),
+        ("setpriv", "util-linux"),
+    ] {
         if !command_exists(program) {
             return Some(format!(
                 "{program} is not installed (Debian: apt-get install {package})"
@@ -120,6 +131,7 @@ fn npm_ci(dir: &Path) {
 /// starts), killed with the group when dropped.
 struct Group {
     child: Child,
+    port: u16,
 }
 
 impl Drop for Group {
@@ -129,6 +141,80 @@ impl Drop for Group {
         }
         let _ = self.child.wait();
     }
+}
+
+/// The page's address on a cockpit-ws.
+fn page_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/cockpit/@localhost/apctl/index.html")
+}
+
+/// The UUID of an mdev by name, from `apctl --json list`.
+fn mdev_uuid(host: &Host, name: &str) -> String {
+    let list = host.apctl_json(&["list"]);
+    list.as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == name))
+        .and_then(|m| m["uuid"].as_str())
+        .unwrap_or_else(|| panic!("apctl list has no {name}: {list}"))
+        .to_string()
+}
+
+/// cockpit-ws on loopback, serving with a local bridge that finds the
+/// package under XDG_DATA_DIRS (`share/cockpit/apctl`) and Cockpit's own
+/// base1 under /usr/share, and takes the private bus for the system bus.
+/// With `nobody_home`, cockpit-ws and its bridge run as nobody (setpriv).
+/// Returns it, listening, and its log.
+fn cockpit_ws(
+    host: &Host,
+    share: &Path,
+    dir: &Path,
+    nobody_home: Option<&Path>,
+) -> (Group, PathBuf) {
+    let who = if nobody_home.is_some() {
+        "nobody"
+    } else {
+        "root"
+    };
+    let log_path = dir.join(format!("cockpit-ws-{who}.log"));
+    let log = fs::File::create(&log_path).expect("cockpit-ws log");
+    let port = free_port();
+    let mut cmd = match nobody_home {
+        Some(home) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.arg(format!("--reuid={NOBODY}"))
+                .arg(format!("--regid={NOBODY}"))
+                .args(["--clear-groups", "--", COCKPIT_WS])
+                .env("HOME", home)
+                .env("USER", "nobody");
+            cmd
+        }
+        None => Command::new(COCKPIT_WS),
+    };
+    let child = cmd
+        .args(["--no-tls", "--address", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--local-session=cockpit-bridge")
+        .env(
+            "XDG_DATA_DIRS",
+            format!("{}:/usr/local/share:/usr/share", share.display()),
+        )
+        .env("DBUS_SYSTEM_BUS_ADDRESS", host.bus_address())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("cockpit-ws log"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {COCKPIT_WS} as {who}: {e}"));
+    let ws = Group { child, port };
+    let deadline = Instant::now() + liveness_timeout();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "cockpit-ws ({who}) does not listen on port {port}; its log:\n{}",
+            fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    (ws, log_path)
 }
 
 /// A loopback port nobody listens on now.
@@ -181,52 +267,51 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
         host.apctl_ok(args);
     }
 
-    // cockpit-ws on loopback; its bridge finds the package under
-    // XDG_DATA_DIRS (share/cockpit/apctl) and Cockpit's own base1 under
-    // /usr/share, and takes the private bus for the system bus.
+    // Two cockpit-ws, root's and nobody's, each with a local bridge.
     let scratch = tempfile::tempdir().expect("a temporary directory");
     let share = scratch.path().join("share");
     fs::create_dir_all(share.join("cockpit")).expect("share/cockpit");
     std::os::unix::fs::symlink(&package, share.join("cockpit").join("apctl"))
         .expect("cannot link the package");
-    let ws_log = scratch.path().join("cockpit-ws.log");
-    let log = fs::File::create(&ws_log).expect("cockpit-ws log");
-    let port = free_port();
-    let ws = Group {
-        child: Command::new(COCKPIT_WS)
-            .args(["--no-tls", "--address", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .arg("--local-session=cockpit-bridge")
-            .env(
-                "XDG_DATA_DIRS",
-                format!("{}:/usr/local/share:/usr/share", share.display()),
-            )
-            .env("DBUS_SYSTEM_BUS_ADDRESS", host.bus_address())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cockpit-ws log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {COCKPIT_WS}: {e}")),
+    // The same for an unprivileged user (nobody): its bridge runs as nobody.
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755))
+        .expect("cannot open the scratch directory to nobody");
+    let nobody_home = scratch.path().join("nobody");
+    fs::create_dir(&nobody_home).expect("nobody's home");
+    nix::unistd::chown(
+        &nobody_home,
+        Some(Uid::from_raw(NOBODY)),
+        Some(Gid::from_raw(NOBODY)),
+    )
+    .expect("cannot give nobody its home");
+    let (ws, ws_log) = cockpit_ws(&host, &share, scratch.path(), None);
+    let (ws_nobody, ws_nobody_log) = cockpit_ws(&host, &share, scratch.path(), Some(&nobody_home));
+    let logs = || {
+        format!(
+            "cockpit-ws log:\n{}\ncockpit-ws (nobody) log:\n{}\napd log:\n{}",
+            tail(&fs::read_to_string(&ws_log).unwrap_or_default(), 30),
+            tail(&fs::read_to_string(&ws_nobody_log).unwrap_or_default(), 30),
+            tail(&host.apd_log(), 30)
+        )
     };
-    let deadline = Instant::now() + liveness_timeout();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "cockpit-ws does not listen on port {port}; its log:\n{}",
-            fs::read_to_string(&ws_log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+
+    // What apd says when nobody stops guest1 (apctl passes the UUID, as
+    // the page does).
+    let guest1_uuid = mdev_uuid(&host, "guest1");
+    let out = host.apctl_as(NOBODY, NOBODY, &["stop", &guest1_uuid]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let refusal = String::from_utf8_lossy(&out.stderr)
+        .trim_end()
+        .trim_start_matches("apctl: ")
+        .to_string();
 
     let screenshot = target.join("cockpit-screenshot.png");
     let out = Command::new("node")
         .arg(repo.join("tests").join("cockpit").join("drive.mjs"))
         .current_dir(repo.join("tests").join("cockpit"))
-        .env(
-            "COCKPIT_URL",
-            format!("http://127.0.0.1:{port}/cockpit/@localhost/apctl/index.html"),
-        )
+        .env("COCKPIT_URL", page_url(ws.port))
+        .env("NOBODY_URL", page_url(ws_nobody.port))
+        .env("NOBODY_REFUSAL", &refusal)
         .env("CHROMIUM", chromium())
         .env("APCTL", bin("apctl"))
         .env("APCTL_BUS", host.bus_address())
@@ -239,11 +324,10 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     assert!(
         out.status.success(),
-        "the browser test failed (screenshot: {}):\n{}\ncockpit-ws log:\n{}\napd log:\n{}",
+        "the browser test failed (screenshot: {}):\n{}\n{}",
         screenshot.display(),
         describe(&out),
-        tail(&fs::read_to_string(&ws_log).unwrap_or_default(), 30),
-        tail(&host.apd_log(), 30)
+        logs()
     );
 
     // What the page started, apd has: guest2 is active.
@@ -253,5 +337,12 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
         .and_then(|l| l.iter().find(|m| m["name"] == "guest2"))
         .unwrap_or_else(|| panic!("apctl list has no guest2: {list}"));
     assert_eq!(guest2["active"], true, "{list}");
+    // What nobody asked for, apd refused: guest1 still runs.
+    let guest1 = list
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == "guest1"))
+        .unwrap_or_else(|| panic!("apctl list has no guest1: {list}"));
+    assert_eq!(guest1["active"], true, "{list}");
+    drop(ws_nobody);
     drop(ws);
 }
