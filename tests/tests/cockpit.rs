@@ -225,6 +225,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The grid the page draws (`cockpit/src/model.js`), case by case, under
+/// Node.js's own test runner: needs only `node`.
+#[test]
+fn cockpit_grid_model_matches_apctl_matrix() {
+    if !command_exists("node") {
+        eprintln!("skipped: node is not installed (Debian: apt-get install nodejs)");
+        return;
+    }
+    let cockpit = repo().join("cockpit");
+    run(
+        Command::new("node")
+            .args(["--test", "test/model.test.js"])
+            .current_dir(&cockpit),
+        "node --test cockpit/test/model.test.js",
+    );
+}
+
 #[test]
 fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
     if let Some(reason) = skip_reason() {
