@@ -36,6 +36,7 @@ const browser = await puppeteer.launch({
     // Root cannot use Chromium's sandbox; the page is our own.
     args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
     defaultViewport: { width: 1400, height: 900 },
+    timeout,
 });
 let page;
 const problems = [];

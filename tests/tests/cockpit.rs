@@ -9,10 +9,9 @@
 //! active), and show apd's sentence when it refuses a start. A second
 //! cockpit-ws runs as nobody: its page shows the same host, and a stop
 //! there gets apd's refusal (the sentence apctl prints for nobody) and
-//! changes nothing. The page is
-//! built with its npm packages (esbuild, PatternFly) into
-//! `target/cockpit/apctl`; the screenshot goes to
-//! `target/cockpit-screenshot.png`.
+//! changes nothing. The page is built with its npm packages (esbuild,
+//! PatternFly) into a temporary `share/cockpit/apctl`; the screenshot goes
+//! to `target/cockpit-screenshot.png`.
 //!
 //! Needs `cockpit-ws` and `cockpit-bridge` (Debian: cockpit-ws,
 //! cockpit-bridge), Chromium (`chromium`), Node.js and npm, and the npm
@@ -251,13 +250,19 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
     let repo = repo();
     let target = target_dir();
 
-    // The page, built as the install step builds it.
+    // The page, built as the install step builds it, into the data
+    // directory the bridges search (share/cockpit/apctl): a directory
+    // of its own under /tmp, which nobody's bridge can read wherever the
+    // repository is.
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755))
+        .expect("cannot open the scratch directory to nobody");
+    let share = scratch.path().join("share");
     npm_ci(&repo.join("cockpit"));
-    let package = target.join("cockpit").join("apctl");
     run(
         Command::new("node")
             .arg(repo.join("cockpit").join("build.mjs"))
-            .arg(&package),
+            .arg(share.join("cockpit").join("apctl")),
         "the page's build (node cockpit/build.mjs)",
     );
     npm_ci(&repo.join("tests").join("cockpit"));
@@ -285,14 +290,6 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
     }
 
     // Two cockpit-ws, root's and nobody's, each with a local bridge.
-    let scratch = tempfile::tempdir().expect("a temporary directory");
-    let share = scratch.path().join("share");
-    fs::create_dir_all(share.join("cockpit")).expect("share/cockpit");
-    std::os::unix::fs::symlink(&package, share.join("cockpit").join("apctl"))
-        .expect("cannot link the package");
-    // The same for an unprivileged user (nobody): its bridge runs as nobody.
-    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755))
-        .expect("cannot open the scratch directory to nobody");
     let nobody_home = scratch.path().join("nobody");
     fs::create_dir(&nobody_home).expect("nobody's home");
     nix::unistd::chown(
