@@ -181,6 +181,10 @@ function showDetail(text) {
     document.getElementById("cell-detail").textContent = text;
 }
 
+/** Whether an mdev owns a cell of the grid, alone or colliding. */
+const shows = (grid, uuid) => grid.rows.some(r => r.cells.some(c =>
+    [c.owner, ...c.collidesWith].some(o => o.kind === "mdev" && o.uuid === uuid)));
+
 function drawGrid(state) {
     const grid = buildGrid(state);
     if (grid.rows.length === 0 || grid.domains.length === 0) {
@@ -236,7 +240,8 @@ function drawGrid(state) {
                     element("span", { class: "apctl-unusable-key" }, "red, !"), " not usable (adapter off or check-stopped, queue not bound)"),
             grid.legend.length
                 ? element("ul", { class: "apctl-legend" }, grid.legend.map(({ letter, mdev }) =>
-                    element("li", {}, element("b", {}, letter), ` ${mdev.name || "-"} `, element("code", {}, mdev.uuid))))
+                    element("li", {}, element("b", {}, letter), ` ${mdev.name || "-"} `, element("code", {}, mdev.uuid),
+                            shows(grid, mdev.uuid) ? null : " (no queue in this grid)")))
                 : null);
 }
 
