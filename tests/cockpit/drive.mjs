@@ -8,11 +8,13 @@
 // APCTL_BUS (apctl and apd's bus), NOBODY_URL and NOBODY_REFUSAL (the page
 // served by a bridge running as nobody, and apd's sentence when nobody stops
 // guest1), SCREENSHOT (where to save the PNG),
-// PROFILE (a fresh browser profile directory), TIMEOUT_MS (how long to wait
+// PROFILE (a fresh browser profile directory), CARD6_CONFIG (optional:
+// adapter 6's sysfs config, written instead of `apctl config 6 off`), TIMEOUT_MS (how long to wait
 // for something that must appear; a liveness bound, not a speed limit).
 // Prints one line per step; exits non-zero with the reason on failure.
 
 import { execFileSync, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import puppeteer from "puppeteer-core";
 
 const env = name => {
@@ -103,7 +105,13 @@ try {
 
     // 3. An adapter configured off (a uevent) shows live: guest1 keeps its
     //    queues, which are no longer usable, and the page says why.
-    apctl("config", "6", "off");
+    if (process.env.CARD6_CONFIG) {
+        // A write apd did not make: it learns it from the uevent.
+        step(`$ echo 0 > ${process.env.CARD6_CONFIG}`);
+        writeFileSync(process.env.CARD6_CONFIG, "0\n");
+    } else {
+        apctl("config", "6", "off");
+    }
     await waitFor(cell("06.0004"), { "data-owner": "guest1", "data-usable": "false" },
                   "adapter 6 off: 06.0004 is shown unusable, still guest1's");
     await waitFor('tr[data-adapter="6"]', { "data-config": "false" }, "adapter 6 is shown configured off");

@@ -11,7 +11,9 @@
 //! there gets apd's refusal (the sentence apctl prints for nobody) and
 //! changes nothing. The page is built with its npm packages (esbuild,
 //! PatternFly) into a temporary `share/cockpit/apctl`; the screenshot goes
-//! to `target/cockpit-screenshot.png`.
+//! to `target/cockpit-screenshot.png`. The same runs again over FUSE
+//! (`apsim mount`), where adapter 6 goes off by a sysfs write apd learns
+//! from the uevent.
 //!
 //! Needs `cockpit-ws` and `cockpit-bridge` (Debian: cockpit-ws,
 //! cockpit-bridge), Chromium (`chromium`), Node.js and npm, and the npm
@@ -25,11 +27,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use e2e::{
-    bin, command_exists, describe, liveness_timeout, tail, Host, HostOptions, Mode, SEED_HOST,
+    bin, command_exists, describe, fuse_available, liveness_timeout, tail, Host, HostOptions, Mode,
+    SEED_HOST,
 };
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{Gid, Pid, Uid};
@@ -247,6 +251,32 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
         eprintln!("skipped: {reason}");
         return;
     }
+    page_scenario(Mode::InProcess, "cockpit-screenshot.png");
+}
+
+/// The same over the real sysfs code path (apsim mounted over FUSE), where
+/// adapter 6 goes off by a write apd did not make: the page learns it from
+/// the uevent, through apd.
+#[test]
+fn cockpit_page_follows_a_uevent_live() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    if !fuse_available() {
+        eprintln!("skipped: FUSE is not available here (/dev/fuse, root or fusermount3)");
+        return;
+    }
+    page_scenario(Mode::Fuse, "cockpit-screenshot-fuse.png");
+}
+
+/// Serializes the npm installs of the tests of this file.
+static NPM: Mutex<()> = Mutex::new(());
+
+/// The whole scenario of `drive.mjs` on a seed host in `mode`; in FUSE
+/// mode adapter 6 goes off by a write to its sysfs `config`, else by
+/// `apctl config 6 off`.
+fn page_scenario(mode: Mode, screenshot_name: &str) {
     let repo = repo();
     let target = target_dir();
 
@@ -258,18 +288,20 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
     fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755))
         .expect("cannot open the scratch directory to nobody");
     let share = scratch.path().join("share");
+    let npm = NPM.lock().unwrap_or_else(|e| e.into_inner());
     npm_ci(&repo.join("cockpit"));
+    npm_ci(&repo.join("tests").join("cockpit"));
+    drop(npm);
     run(
         Command::new("node")
             .arg(repo.join("cockpit").join("build.mjs"))
             .arg(share.join("cockpit").join("apctl")),
         "the page's build (node cockpit/build.mjs)",
     );
-    npm_ci(&repo.join("tests").join("cockpit"));
 
     // The seed host, set up as the seed documents do.
     let host = Host::start_with(HostOptions {
-        mode: Mode::InProcess,
+        mode,
         system_bus: true,
         ..HostOptions::new(SEED_HOST)
     });
@@ -319,7 +351,7 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
         .trim_start_matches("apctl: ")
         .to_string();
 
-    let screenshot = target.join("cockpit-screenshot.png");
+    let screenshot = target.join(screenshot_name);
     let out = Command::new("node")
         .arg(repo.join("tests").join("cockpit").join("drive.mjs"))
         .current_dir(repo.join("tests").join("cockpit"))
@@ -330,6 +362,12 @@ fn cockpit_page_follows_the_host_live_and_acts_through_apd() {
         .env("APCTL", bin("apctl"))
         .env("APCTL_BUS", host.bus_address())
         .env("SCREENSHOT", &screenshot)
+        .envs((mode == Mode::Fuse).then(|| {
+            (
+                "CARD6_CONFIG",
+                host.sysfs().join("devices/ap/card06/config"),
+            )
+        }))
         .env("PROFILE", scratch.path().join("chromium-profile"))
         .env("TIMEOUT_MS", liveness_timeout().as_millis().to_string())
         .stdin(Stdio::null())
