@@ -197,9 +197,9 @@ function drawGrid(state) {
                            grid.domains.map(d => element("th", { scope: "col", class: "apctl-domain" }, d.toString(16).padStart(2, "0"))));
     const rows = grid.rows.map(row => {
         const a = row.adapter;
-        const state_ = !a.config ? " off" : a.chkstop ? " chkstop" : "";
+        const condition = !a.config ? " off" : a.chkstop ? " chkstop" : "";
         return element("tr", {},
-                       element("th", { scope: "row", class: "apctl-adapter" }, `${a.id} ${a.cardType}${state_}`),
+                       element("th", { scope: "row", class: "apctl-adapter" }, `${a.id} ${a.cardType}${condition}`),
                        row.cells.map(c => {
                            const text = cellText(state, c);
                            const classes = ["apctl-cell", `apctl-owner-${c.owner.kind}`];
