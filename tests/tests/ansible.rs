@@ -75,6 +75,37 @@ const TAKE_BACK: &str = r#"vfio_ap_desired:
     vfio_domains: [0x47, 0xab, 0xff]
 "#;
 
+/// TWO_GUESTS as a desired-state file (guest2 last, without a UUID).
+const TWO_GUESTS_TOML: &str = r#"[masks]
+vfio_adapters = [5, 6]
+vfio_domains = [4, 0x47, 0xab, 0xff]
+
+[[mdev]]
+uuid = "62177883-f1bb-47f0-914d-32a22e3a8804"
+name = "guest1"
+autostart = true
+adapters = [5, 6]
+domains = [4, 0xab]
+[[mdev]]
+name = "guest2"
+autostart = true
+adapters = [5]
+domains = [0x47, 0xff]
+"#;
+
+/// The state module with a file on the host (`src`, `vfio_ap_src`).
+const SRC_PLAYBOOK: &str = r#"- name: Desired state from a file
+  hosts: kvm_hosts
+  gather_facts: false
+  tasks:
+    - name: From a file
+      apctl.vfio_ap.vfio_ap_state:
+        src: "{{ vfio_ap_src }}"
+        prune: "{{ vfio_ap_prune | default(false) }}"
+        bus: "{{ apctl_bus }}"
+        apctl_path: "{{ apctl_path }}"
+"#;
+
 const HOSTS: [&str; 3] = ["host1", "host2", "host3"];
 
 fn repo() -> PathBuf {
@@ -147,7 +178,13 @@ fn make_venv(venv: &Path) -> Result<(), String> {
     run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
     let pip = |args: &[&str]| {
         run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--disable-pip-version-check", "--quiet"])
+            .args([
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+                "--retries",
+                "2",
+            ])
             .args(args))
     };
     pip(&[ANSIBLE_CORE])?;
@@ -667,6 +704,47 @@ fn a_fleet_of_three_simulated_hosts() {
             view,
             "{h}: the second run changed something"
         );
+    }
+
+    // The same state as a TOML file on the hosts (`src`): still nothing to
+    // do; with `prune` and only guest1 in the file, check mode plans to
+    // stop and undefine guest2, and nothing more.
+    let src = fleet.dir.path().join("src.yml");
+    fs::write(&src, SRC_PLAYBOOK).expect("write src.yml");
+    let two_toml = fleet.dir.path().join("two-guests.toml");
+    fs::write(&two_toml, TWO_GUESTS_TOML).expect("write two-guests.toml");
+    let from_file = fleet.play(
+        &src,
+        &two_guests,
+        &["-e", &format!("vfio_ap_src={}", two_toml.display())],
+    );
+    assert!(from_file.changed_hosts().is_empty(), "{}", from_file.out);
+    let guest1_toml = fleet.dir.path().join("guest1-only.toml");
+    let guest1_only = TWO_GUESTS_TOML
+        .split("\n[[mdev]]\nname = \"guest2\"")
+        .next()
+        .expect("guest1's part");
+    fs::write(&guest1_toml, guest1_only).expect("write guest1-only.toml");
+    let prune = fleet.play(
+        &src,
+        &two_guests,
+        &[
+            "--check",
+            "-e",
+            &format!("vfio_ap_src={}", guest1_toml.display()),
+            "-e",
+            "vfio_ap_prune=true",
+        ],
+    );
+    assert_eq!(prune.changed_hosts(), HOSTS, "{}", prune.out);
+    for (h, view) in HOSTS.iter().zip(&views) {
+        assert_eq!(
+            prune.steps(h),
+            vec![s("stop", "guest2"), s("undefine", "guest2")],
+            "{h}: {}",
+            prune.out
+        );
+        assert_eq!(&fleet.view(h), view, "{h}: check mode changed something");
     }
 
     // 3. Check mode on a modified state: the plan, and nothing written.
