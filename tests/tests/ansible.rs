@@ -238,23 +238,6 @@ fn install_collection(dir: &Path) {
         .expect("link the collection");
 }
 
-/// Copies a directory tree (files only, no `__pycache__`).
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create the copy");
-    for entry in fs::read_dir(from).expect("read the collection") {
-        let entry = entry.expect("a directory entry");
-        let path = entry.path();
-        if entry.file_name() == "__pycache__" {
-            continue;
-        }
-        if path.is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()));
-        } else {
-            fs::copy(&path, to.join(entry.file_name())).expect("copy a file of the collection");
-        }
-    }
-}
-
 fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .expect("read a directory")
@@ -277,9 +260,10 @@ fn ok(cmd: &mut Command) -> String {
     }
 }
 
-/// What `ansible-test sanity` would check, as far as it runs without docker
-/// and without its pip bootstrap from ci-files.testing.ansible.com: its
-/// validate-modules script (documentation against the argument spec, the
+/// `ansible-galaxy collection build` and `install`, then what `ansible-test
+/// sanity` would check, as far as it runs without docker and without its
+/// pip bootstrap from ci-files.testing.ansible.com: its validate-modules
+/// script (documentation against the argument spec, the
 /// schemas of DOCUMENTATION/EXAMPLES/RETURN) with the collection's ignore
 /// file, pycodestyle with ansible-test's settings, `ansible-doc` on each
 /// module, `py_compile` of every Python file, and the TOML writer's tests.
@@ -291,10 +275,10 @@ fn collection_lint() {
     let python = venv.join("bin/python");
     let ansible_test = ansible_test_dir(&venv).unwrap_or_else(|e| panic!("{e}"));
 
-    // validate-modules wants the collection inside an ansible_collections/NS/NAME tree.
-    let tree = dir.join("collections/ansible_collections/apctl/vfio_ap");
-    copy_tree(&repo().join("ansible"), &tree);
-    let galaxy = fs::read_to_string(tree.join("galaxy.yml")).expect("galaxy.yml");
+    // The collection as Galaxy would ship it: built from ansible/, then
+    // installed (offline) into dir/collections/ansible_collections/apctl/
+    // vfio_ap, the tree validate-modules and ansible-doc want.
+    let galaxy = fs::read_to_string(repo().join("ansible/galaxy.yml")).expect("galaxy.yml");
     let version = galaxy
         .lines()
         .find_map(|l| l.strip_prefix("version: "))
@@ -302,6 +286,23 @@ fn collection_lint() {
         .trim()
         .to_string();
     assert!(galaxy.contains("namespace: apctl\n") && galaxy.contains("name: vfio_ap\n"));
+    let mut cmd = Command::new(venv.join("bin/ansible-galaxy"));
+    cmd.args(["collection", "build", "--output-path"])
+        .arg(dir.join("build"))
+        .arg(repo().join("ansible"));
+    ansible_env(&mut cmd, dir);
+    ok(&mut cmd);
+    let mut cmd = Command::new(venv.join("bin/ansible-galaxy"));
+    cmd.args(["collection", "install", "--offline", "-p"])
+        .arg(dir.join("collections"))
+        .arg(dir.join(format!("build/apctl-vfio_ap-{version}.tar.gz")));
+    ansible_env(&mut cmd, dir);
+    ok(&mut cmd);
+    let tree = dir.join("collections/ansible_collections/apctl/vfio_ap");
+    assert!(
+        tree.join("MANIFEST.json").is_file(),
+        "the collection is not installed"
+    );
     let modules = [
         "plugins/modules/vfio_ap_state.py",
         "plugins/modules/vfio_ap_info.py",
@@ -383,7 +384,7 @@ fn collection_lint() {
     ansible_env(&mut cmd, dir);
     ok(&mut cmd);
 
-    // ansible-doc reads both modules' documentation (from the copy).
+    // ansible-doc reads both modules' documentation (from the installed collection).
     let mut cmd = Command::new(venv.join("bin/ansible-doc"));
     cmd.args([
         "--json",
