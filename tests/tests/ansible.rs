@@ -1,12 +1,16 @@
 //! The Ansible collection `apctl.vfio_ap` (`ansible/`, design.md "Fleets"):
-//! linted, then its example playbook run against three simulated hosts at
-//! once (three `apd --sim` on three private buses, three inventory hosts
-//! with `ansible_connection=local`, forks): the seed documents' two guests
-//! configured everywhere, a second run that changes nothing, check mode that
-//! shows a plan and writes nothing, drift made behind Ansible's back
-//! reported for exactly the drifted hosts, and a refusal on one host that
-//! leaves it as it was while the others proceed. End states are read back
-//! with `apctl --json`, not taken from Ansible's report.
+//! built, installed and linted ([`collection_lint`]), then its example
+//! playbook run against three simulated hosts at once (three `apd --sim` on
+//! three private buses, three inventory hosts with
+//! `ansible_connection=local`, forks): the seed documents' two guests
+//! configured everywhere (with `--diff`), a second run that changes nothing
+//! (inline and from a file, `src`), check mode that shows a plan and writes
+//! nothing (`prune` included), drift made behind Ansible's back reported for
+//! exactly the drifted hosts, a refusal on one host that leaves it as it
+//! was while the others proceed, and `vfio_ap_info` against `apctl --json`.
+//! End states are read back with `apctl --json`, not taken from Ansible's
+//! report, which the test reads through its own JSON-lines stdout callback
+//! (`tests/ansible/callback_plugins/e2e_jsonl.py`; ansible-core ships none).
 //!
 //! ansible-core (pinned, [`ANSIBLE_CORE`]) lives in a virtualenv under
 //! `target/ansible-venv`, made once from PyPI and reused (a lock file keeps
