@@ -216,7 +216,9 @@ from ansible_collections.apctl.vfio_ap.plugins.module_utils.toml_state import St
 
 
 def argument_spec():
-    ids = dict(type="list", elements="int")
+    def ids():
+        return dict(type="list", elements="int")
+
     spec = dict(
         state=dict(
             type="dict",
@@ -226,8 +228,8 @@ def argument_spec():
                     options=dict(
                         apmask=dict(type="raw"),
                         aqmask=dict(type="raw"),
-                        vfio_adapters=ids,
-                        vfio_domains=ids,
+                        vfio_adapters=ids(),
+                        vfio_domains=ids(),
                     ),
                 ),
                 mdevs=dict(
@@ -237,9 +239,9 @@ def argument_spec():
                         uuid=dict(type="str"),
                         name=dict(type="str"),
                         autostart=dict(type="bool"),
-                        adapters=ids,
-                        domains=ids,
-                        control_domains=ids,
+                        adapters=ids(),
+                        domains=ids(),
+                        control_domains=ids(),
                     ),
                 ),
             ),
@@ -265,10 +267,11 @@ def main():
         except StateError as e:
             module.fail_json(msg="state: %s" % e)
         path = os.path.join(module.tmpdir, "desired-state.toml")
-        with open(path, "w") as f:
+        with open(path, "w", encoding="utf-8") as f:
             f.write(text)
     else:
-        path = module.params["src"]
+        # Absolute, so that apctl never reads it as `-` (standard input) or an option.
+        path = os.path.abspath(module.params["src"])
 
     before = apctl.text("export", "--format", "toml") if module._diff else None
 
