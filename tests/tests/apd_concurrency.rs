@@ -234,7 +234,11 @@ fn concurrent_clients_never_lose_an_acknowledged_update() {
     for o in &outcomes {
         for (&(m, kind, id), &assigned) in &o.last {
             let info = by_name[MDEVS[m]];
-            let definition = if info.active { &info.persistent } else { &info.ids };
+            let definition = if info.active {
+                &info.persistent
+            } else {
+                &info.ids
+            };
             assert_eq!(
                 kind.of(definition).contains(&id),
                 assigned,
@@ -247,7 +251,11 @@ fn concurrent_clients_never_lose_an_acknowledged_update() {
     // Live equals definition, and no APQN is held twice.
     let mut held: BTreeSet<(u32, u32)> = BTreeSet::new();
     for info in mdevs.iter().filter(|m| m.active) {
-        assert!(!info.differs, "{}: live differs from its definition", info.name);
+        assert!(
+            !info.differs,
+            "{}: live differs from its definition",
+            info.name
+        );
         assert_eq!(info.ids, info.persistent, "{}", info.name);
         for &a in &info.ids.adapters {
             for &d in &info.ids.domains {

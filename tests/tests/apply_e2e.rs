@@ -8,11 +8,8 @@
 mod apctl_support;
 
 use apctl_support::*;
-use e2e::{describe, Host};
+use e2e::{assert_unchanged, describe, snapshot, Host};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use testkit::{diff, dir_snapshot};
 
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
 const G2: &str = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e";
@@ -71,62 +68,6 @@ fn write_state(host: &Host, name: &str, text: &str) -> String {
     let path = host.dir().join(name);
     std::fs::write(&path, text).expect("write the desired-state file");
     path.display().to_string()
-}
-
-/// Every readable file (content) and symlink (target) under the mount, except
-/// the simulator's control directory and IOMMU group numbers (allocated anew
-/// when an mdev is re-created; no tool can choose them).
-fn sysfs_snapshot(root: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            let rel = p
-                .strip_prefix(root)
-                .map(|r| r.display().to_string())
-                .unwrap_or_default();
-            if rel == ".apsim" || rel == "kernel/iommu_groups" || rel.ends_with("/iommu_group") {
-                continue;
-            }
-            let Ok(meta) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
-            if meta.file_type().is_symlink() {
-                let t = std::fs::read_link(&p)
-                    .map(|t| t.display().to_string())
-                    .unwrap_or_default();
-                out.insert(rel, format!("-> {t}"));
-            } else if meta.is_dir() {
-                out.insert(rel.clone(), "<dir>".to_string());
-                walk(root, &p, out);
-            } else if let Ok(text) = std::fs::read(&p) {
-                out.insert(rel, String::from_utf8_lossy(&text).into_owned());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Both snapshots of the host: (sysfs, definitions).
-type Snapshot = (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>);
-
-fn snapshot(host: &Host) -> Snapshot {
-    (
-        sysfs_snapshot(host.sysfs()),
-        dir_snapshot(host.config_dir()),
-    )
-}
-
-fn assert_unchanged(before: &Snapshot, after: &Snapshot, what: &str) {
-    let d = diff(&before.0, &after.0);
-    assert!(d.is_empty(), "{what}: sysfs changed: {d:#?}");
-    let d = diff(&before.1, &after.1);
-    assert!(d.is_empty(), "{what}: the definitions changed: {d:#?}");
 }
 
 fn matrix(host: &Host, uuid: &str) -> String {
