@@ -188,6 +188,12 @@ impl Host {
         &self.config
     }
 
+    /// The simulator's uevent socket (a FUSE host): a `SOCK_SEQPACKET`
+    /// client gets every uevent from its connect on.
+    pub fn uevent_socket(&self) -> &Path {
+        &self.uevents
+    }
+
     /// The topology file the host was started from.
     pub fn topology_path(&self) -> &Path {
         &self.topology
