@@ -281,7 +281,7 @@ _apctl() {
             return 0
             ;;
         apctl__subcmd__import__subcmd__mdevctl)
-            opts="-h --bus --json --help"
+            opts="-h --remove-source --bus --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

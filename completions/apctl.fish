@@ -116,6 +116,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand apply" -l prune -d 'Also sto
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l remove-source -d 'Remove each imported file from DIR (skipped files stay), so mdevctl no longer restores it'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand export" -l format -d 'What to write' -r -f -a "toml\t'The desired-state file, on stdout'

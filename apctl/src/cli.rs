@@ -137,9 +137,11 @@ plan. Mdevs the file does not name are left alone unless --prune."
     /// Adopt mdevctl's definitions of vfio_ap mdevs.
     #[command(
         name = "import-mdevctl",
-        long_about = "Adopt mdevctl's definitions of vfio_ap mdevs: every <uuid> JSON file in DIR \
-(default /etc/mdevctl.d/matrix) becomes an apd definition, all or nothing. \
-Prints the UUIDs imported."
+        long_about = "Adopt mdevctl's definitions of vfio_ap mdevs: every good <uuid> JSON file in DIR \
+(default /etc/mdevctl.d/matrix) becomes an apd definition. A file that does not parse, or \
+that apd refuses, is skipped and named on stderr with the reason; the others are imported \
+and the exit status is 1. Importing the same directory again changes nothing. \
+Prints the UUIDs imported (or already defined exactly so)."
     )]
     ImportMdevctl(ImportArgs),
     /// Print the current state as a desired-state file, or write mdevctl files.
@@ -309,6 +311,9 @@ pub struct ImportArgs {
     /// mdevctl's directory of vfio_ap definitions.
     #[arg(value_name = "DIR", default_value = MDEVCTL_DIR, value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+    /// Remove each imported file from DIR (skipped files stay), so mdevctl no longer restores it.
+    #[arg(long)]
+    pub remove_source: bool,
 }
 
 /// Export formats.
