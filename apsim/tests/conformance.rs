@@ -1484,49 +1484,42 @@ fn files_lszcrypt_and_mdevctl_read() {
     }
 }
 
-/// The real mdevctl, where installed, reads the mount as its /sys (in a
-/// private mount namespace).
+/// The real mdevctl (installed by `.ci/run`) reads the mount as its `/sys`
+/// (`MDEVCTL_ENV_ROOT` with `<root>/sys` linked to the mount): parents,
+/// types and active mdevs as on a real host.
 #[test]
 fn mdevctl_reads_the_mount() {
     require_fuse!();
-    let have = |tool: &str| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !have("mdevctl") || !have("unshare") {
-        eprintln!("skipping: mdevctl or unshare is not installed");
-        return;
-    }
     let m = Mount::seed();
     seed_guests(&m);
-    let out = std::process::Command::new("unshare")
-        .arg("--mount")
-        .arg("sh")
-        .arg("-c")
-        .arg(r#"mount --bind "$1" /sys && mdevctl list && mdevctl types"#)
-        .arg("sh")
-        .arg(&m.root)
-        .output()
-        .expect("run unshare");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let root = m.tmp.path().join("mdevctl-root");
+    let mdevctl = match testkit::mdevctl::Mdevctl::in_root(&root, Some(&m.root)) {
+        Ok(x) => x,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let list = mdevctl.ok(&["list"]);
+    let mut expect = vec![
+        format!("{G1} matrix vfio_ap-passthrough manual"),
+        format!("{G2} matrix vfio_ap-passthrough manual"),
+    ];
+    expect.sort();
+    let mut got: Vec<&str> = list.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, expect, "{list}");
+    let types = mdevctl.ok(&["types"]);
     assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        types.starts_with("matrix\n  vfio_ap-passthrough\n"),
+        "{types}"
     );
+    assert!(types.contains("Available instances: 65534"), "{types}");
+    assert!(types.contains("Device API: vfio-ap"), "{types}");
     assert!(
-        text.contains(&format!("{G1} matrix vfio_ap-passthrough")),
-        "{text}"
+        types.contains("Name: VFIO AP Passthrough Device"),
+        "{types}"
     );
-    assert!(
-        text.contains(&format!("{G2} matrix vfio_ap-passthrough")),
-        "{text}"
-    );
-    assert!(text.contains("Available instances: 65534"), "{text}");
-    assert!(text.contains("Device API: vfio-ap"), "{text}");
 }
 
 // ---- The control surface ----------------------------------------------------------------
