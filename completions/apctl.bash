@@ -391,7 +391,7 @@ _apctl() {
             return 0
             ;;
         apctl__subcmd__show)
-            opts="-h --bus --json --help"
+            opts="-h --libvirt --bus --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

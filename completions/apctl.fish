@@ -55,6 +55,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand list" -l active -d 'Only mde
 complete -c apctl -n "__fish_apctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand show" -l libvirt -d 'Print the libvirt <hostdev> element for the mdev (for a domain\'s <devices>)'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand define" -l uuid -d 'The UUID to use; default: apd generates one' -r

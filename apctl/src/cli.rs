@@ -69,9 +69,11 @@ from its definition (see apctl show)."
 can use it and, if not, why: the queue belongs to the host (which apmask and aqmask bits), the \
 adapter is configured off or outside the LPAR, the queue is not bound to vfio_ap. For a defined \
 mdev that is not active, each APQN says what a start would meet now: the host or another mdev \
-(named) holding the queue, or nothing."
+(named) holding the queue, or nothing. With --libvirt, print instead the <hostdev> \
+element a libvirt domain uses to pass the mdev to its guest (virsh edit GUEST, inside \
+<devices>)."
     )]
-    Show(MdevArg),
+    Show(ShowArgs),
     /// Store a new definition and print its UUID.
     #[command(
         long_about = "Store a new definition (persistent, started at boot when --auto) and print \
@@ -182,6 +184,17 @@ pub struct MdevArg {
     /// UUID or name of the mdev.
     #[arg(value_name = "MDEV")]
     pub mdev: String,
+}
+
+/// `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// UUID or name of the mdev.
+    #[arg(value_name = "MDEV")]
+    pub mdev: String,
+    /// Print the libvirt <hostdev> element for the mdev (for a domain's <devices>).
+    #[arg(long)]
+    pub libvirt: bool,
 }
 
 /// The id lists of `define`, `assign`, `unassign`. Repeated options add up.

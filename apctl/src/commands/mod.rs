@@ -70,7 +70,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Status => host::status(&ctx).await,
         Command::List(a) => mdevs::list(&ctx, &a).await,
-        Command::Show(a) => mdevs::show(&ctx, &a.mdev).await,
+        Command::Show(a) => mdevs::show(&ctx, &a).await,
         Command::Define(a) => mdevs::define(&ctx, &a).await,
         Command::Undefine(a) => mdevs::simple(&ctx, mdevs::Simple::Undefine, &a.mdev).await,
         Command::Start(a) => mdevs::simple(&ctx, mdevs::Simple::Start, &a.mdev).await,

@@ -368,6 +368,17 @@ pub struct UuidsJson {
     pub uuids: Vec<String>,
 }
 
+/// `show --libvirt --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostdevJson {
+    /// The mdev.
+    pub uuid: String,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// The `<hostdev>` element, as `show --libvirt` prints it.
+    pub hostdev: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ pub mod events;
 pub mod host;
 pub mod ids;
 pub mod json;
+pub mod libvirt;
 pub mod mdevs;
 pub mod state;
 pub mod style;
