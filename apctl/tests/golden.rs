@@ -274,7 +274,10 @@ fn status() -> Status {
 
 #[test]
 fn status_views() {
-    golden("status.txt", &render::host::status(&status(), Style::PLAIN));
+    golden(
+        "status.txt",
+        &render::host::status(&status(), &[], Style::PLAIN),
+    );
     let mut troubled = status();
     troubled.vfio_ap_loaded = false;
     troubled.load_errors = vec![(
@@ -286,14 +289,16 @@ fn status_views() {
         "guest2".into(),
         "cannot start guest2: queue 05.0047 is owned by the host (aqmask bit 0x47 is set)".into(),
     )];
+    let twice = vec![format!(
+        "guest1 ({G1}) is defined twice, by apd in /etc/apd/mdevs/{G1}.toml and by mdevctl in /etc/mdevctl.d/matrix/{G1}: ..."
+    )];
     golden(
         "status-problems.txt",
-        &render::host::status(&troubled, Style::PLAIN),
+        &render::host::status(&troubled, &twice, Style::PLAIN),
     );
-    golden(
-        "status-problems.json",
-        &render::to_json(&render::json::StatusJson::from(&troubled)),
-    );
+    let mut j = render::json::StatusJson::from(&troubled);
+    j.warnings = twice;
+    golden("status-problems.json", &render::to_json(&j));
 }
 
 #[test]

@@ -15,11 +15,32 @@ use zbus::proxy::CacheProperties;
 pub async fn status(ctx: &Ctx) -> Result<Outcome, CliError> {
     let apd = ctx.connect().await?;
     let s = apd.manager.get_status().await.map_err(|e| apd.error(e))?;
+    // apd's check holds the warnings status repeats: mdevs that mdevctl
+    // defines too. Status reports what it can even when check fails.
+    let warnings: Vec<String> = apd
+        .manager
+        .check()
+        .await
+        .map(|findings| {
+            findings
+                .into_iter()
+                .filter(|f| f.kind == DEFINED_BY_MDEVCTL)
+                .map(|f| f.message)
+                .collect()
+        })
+        .unwrap_or_default();
     if ctx.json {
-        return Ok(Outcome::print(render::to_json(&json::StatusJson::from(&s))));
+        let mut j = json::StatusJson::from(&s);
+        j.warnings = warnings;
+        return Ok(Outcome::print(render::to_json(&j)));
     }
-    Ok(Outcome::print(render::host::status(&s, ctx.style)))
+    Ok(Outcome::print(render::host::status(
+        &s, &warnings, ctx.style,
+    )))
 }
+
+/// The kind of apd's check finding for an mdev mdevctl defines too.
+const DEFINED_BY_MDEVCTL: &str = "defined-by-mdevctl";
 
 /// The masks as they are now, with what they give to vfio_ap.
 async fn current_masks(apd: &Apd) -> Result<json::MasksJson, CliError> {

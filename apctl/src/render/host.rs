@@ -8,7 +8,9 @@ use apbus::{QueueInfo, Status};
 use libap::ApMask;
 
 /// The `status` view.
-pub fn status(s: &Status, style: Style) -> String {
+/// `warnings`: apd's check warnings that status repeats (mdevs mdevctl
+/// defines too), one sentence each.
+pub fn status(s: &Status, warnings: &[String], style: Style) -> String {
     let mut out = String::new();
     let vfio = if s.vfio_ap_loaded {
         "vfio_ap loaded"
@@ -48,7 +50,7 @@ pub fn status(s: &Status, style: Style) -> String {
             "stored, different from the live masks (apctl masks shows both)".to_string()
         },
     );
-    if s.load_errors.is_empty() && s.start_failures.is_empty() {
+    if s.load_errors.is_empty() && s.start_failures.is_empty() && warnings.is_empty() {
         field("Problems:", "none".to_string());
         return out;
     }
@@ -76,6 +78,16 @@ pub fn status(s: &Status, style: Style) -> String {
                 format!("{name} ({uuid})")
             };
             out.push_str(&format!("  {who}: {error}\n"));
+        }
+    }
+    if !warnings.is_empty() {
+        out.push_str(&style.paint(
+            "Definitions mdevctl has too (apctl check warns the same):",
+            Some(Color::Yellow),
+        ));
+        out.push('\n');
+        for w in warnings {
+            out.push_str(&format!("  warning: {w}\n"));
         }
     }
     out

@@ -232,6 +232,8 @@ pub struct StatusJson {
     pub load_errors: Vec<LoadErrorJson>,
     /// Definitions that failed to start or apply.
     pub start_failures: Vec<StartFailureJson>,
+    /// apd's check warnings that status repeats (mdevs mdevctl defines too).
+    pub warnings: Vec<String>,
 }
 
 impl From<&Status> for StatusJson {
@@ -268,6 +270,7 @@ impl From<&Status> for StatusJson {
                     error: error.clone(),
                 })
                 .collect(),
+            warnings: Vec::new(),
         }
     }
 }
