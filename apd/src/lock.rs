@@ -301,6 +301,9 @@ impl Drop for LockGuard {
 }
 
 #[cfg(test)]
+mod peer_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
