@@ -95,6 +95,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand unassign" -l json -d 'Print 
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l apmask -d 'New apmask, kernel syntax: 0x... (absolute) or -5,-6 / +5 (relative)' -r
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l aqmask -d 'New aqmask, kernel syntax: 0x... (absolute) or -4,-0x47 / +4 (relative)' -r
+complete -c apctl -n "__fish_apctl_using_subcommand masks" -l chzdev-rule -d 'chzdev\'s udev rule with persistent AP masks, shown when it exists' -r -F
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l persistent -d 'Also store the resulting masks, applied at boot'
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l json -d 'Print machine-readable JSON on stdout instead of tables'

@@ -260,6 +260,9 @@ pub struct MasksArgs {
     /// Also store the resulting masks, applied at boot.
     #[arg(long)]
     pub persistent: bool,
+    /// chzdev's udev rule with persistent AP masks, shown when it exists.
+    #[arg(long, value_name = "FILE", default_value = libap::chzdev::RULE_FILE, value_hint = clap::ValueHint::FilePath)]
+    pub chzdev_rule: PathBuf,
 }
 
 /// `queues` filters.

@@ -306,6 +306,18 @@ fn masks_view() {
     let m = render::host::masks_json(&status(), 255, 255);
     golden("masks.txt", &render::host::masks(&m, Style::PLAIN));
     golden("masks.json", &render::to_json(&m));
+    // chzdev's rule stores another apmask for boot than apd does.
+    let mut both = m.clone();
+    both.chzdev = Some(render::json::ChzdevJson {
+        file: "/etc/udev/rules.d/41-ap.rules".into(),
+        apmask: Some(format!("0x{}", "f".repeat(64))),
+        aqmask: None,
+        problem: None,
+    });
+    golden(
+        "masks-chzdev.txt",
+        &render::host::masks(&both, Style::PLAIN),
+    );
 }
 
 #[test]

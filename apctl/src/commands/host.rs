@@ -61,6 +61,26 @@ async fn current_masks(apd: &Apd) -> Result<json::MasksJson, CliError> {
     Ok(render::host::masks_json(&s, max_adapter, max_domain))
 }
 
+/// chzdev's rule at `file` for `masks --json`: None when there is none.
+fn chzdev_json(file: &std::path::Path) -> Option<json::ChzdevJson> {
+    let shown = |m: Option<ApMask>| m.map(|m| m.to_string().trim().to_string());
+    match libap::chzdev::read_rule(file) {
+        Ok(None) => None,
+        Ok(Some(m)) => Some(json::ChzdevJson {
+            file: file.display().to_string(),
+            apmask: shown(m.apmask),
+            aqmask: shown(m.aqmask),
+            problem: None,
+        }),
+        Err(problem) => Some(json::ChzdevJson {
+            file: file.display().to_string(),
+            apmask: None,
+            aqmask: None,
+            problem: Some(problem),
+        }),
+    }
+}
+
 /// `masks`: show them, or change them as one validated step.
 pub async fn masks(ctx: &Ctx, a: &MasksArgs) -> Result<Outcome, CliError> {
     if let Some(spec) = &a.apmask {
@@ -80,7 +100,8 @@ pub async fn masks(ctx: &Ctx, a: &MasksArgs) -> Result<Outcome, CliError> {
             .await
             .map_err(|e| apd.error(e))?;
     }
-    let m = current_masks(&apd).await?;
+    let mut m = current_masks(&apd).await?;
+    m.chzdev = chzdev_json(&a.chzdev_rule);
     if ctx.json {
         return Ok(Outcome::print(render::to_json(&m)));
     }

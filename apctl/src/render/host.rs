@@ -121,6 +121,7 @@ pub fn masks_json(s: &Status, max_adapter: u32, max_domain: u32) -> MasksJson {
         persistent_aqmask: opt(&s.persistent_aqmask),
         vfio_adapters: cleared_ids(&s.apmask, max_adapter).unwrap_or_default(),
         vfio_domains: cleared_ids(&s.aqmask, max_domain).unwrap_or_default(),
+        chzdev: None,
     }
 }
 
@@ -154,6 +155,50 @@ pub fn masks(m: &MasksJson, style: Style) -> String {
         "                  domains {} (these domains on every adapter)\n",
         domains(&m.vfio_domains)
     ));
+    if let Some(c) = &m.chzdev {
+        out.push('\n');
+        out.push_str(&chzdev_view(m, c, style));
+    }
+    out
+}
+
+/// chzdev's persistent masks under the `masks` view.
+fn chzdev_view(m: &MasksJson, c: &super::json::ChzdevJson, style: Style) -> String {
+    let mut out = style.paint(
+        &format!(
+            "chzdev's persistent masks ({}, set by udev at boot):",
+            c.file
+        ),
+        Some(Color::Bold),
+    );
+    out.push('\n');
+    if let Some(p) = &c.problem {
+        out.push_str(&format!("  cannot be shown: {p}\n"));
+        return out;
+    }
+    let unset = "- (not set by chzdev)".to_string();
+    out.push_str(&format!(
+        "  apmask  {}\n",
+        c.apmask.clone().unwrap_or_else(|| unset.clone())
+    ));
+    out.push_str(&format!(
+        "  aqmask  {}\n",
+        c.aqmask.clone().unwrap_or_else(|| unset.clone())
+    ));
+    let differs = |ours: &Option<String>, theirs: &Option<String>| {
+        ours.is_some() && theirs.is_some() && ours != theirs
+    };
+    if differs(&m.persistent_apmask, &c.apmask) || differs(&m.persistent_aqmask, &c.aqmask) {
+        out.push_str(&style.paint(
+            &format!(
+                "warning: apd and chzdev store different masks for boot; both write them and the \
+                 last one wins: keep one (change chzdev's in {}, or apd's with apctl masks --persistent)",
+                c.file
+            ),
+            Some(Color::Yellow),
+        ));
+        out.push('\n');
+    }
     out
 }
 

@@ -290,6 +290,21 @@ pub struct MasksJson {
     pub vfio_adapters: Vec<u32>,
     /// Domains whose aqmask bit is clear: their queues on every adapter go to vfio_ap.
     pub vfio_domains: Vec<u32>,
+    /// chzdev's persistent masks (its udev rule), or null when there is no rule.
+    pub chzdev: Option<ChzdevJson>,
+}
+
+/// chzdev's persistent masks in `masks --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChzdevJson {
+    /// The udev rule.
+    pub file: String,
+    /// The apmask it sets at boot, or null.
+    pub apmask: Option<String>,
+    /// The aqmask it sets at boot, or null.
+    pub aqmask: Option<String>,
+    /// Why the rule could not be read, or null.
+    pub problem: Option<String>,
 }
 
 /// One finding of `check --json`.
