@@ -261,7 +261,13 @@ pub struct MasksArgs {
     #[arg(long)]
     pub persistent: bool,
     /// chzdev's udev rule with persistent AP masks, shown when it exists.
-    #[arg(long, value_name = "FILE", default_value = libap::chzdev::RULE_FILE, value_hint = clap::ValueHint::FilePath)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "APCTL_CHZDEV_RULE",
+        default_value = libap::chzdev::RULE_FILE,
+        value_hint = clap::ValueHint::FilePath
+    )]
     pub chzdev_rule: PathBuf,
 }
 

@@ -42,8 +42,12 @@ fn masks_shows_chzdevs_persistent_masks() {
         ..HostOptions::default()
     });
     seed_masks(&host, true);
+    // The host's own rule (apctl's APCTL_CHZDEV_RULE in the harness), named
+    // again with --chzdev-rule, which wins.
     let rule = host.dir().join("41-ap.rules");
     let arg = rule.display().to_string();
+    std::fs::create_dir_all(host.chzdev_rule().parent().expect("dir")).expect("mkdir");
+    std::fs::write(host.chzdev_rule(), chzdev_rule("0x12", "0x12")).expect("write");
 
     // No rule: nothing about chzdev.
     let v = host.apctl_json(&["masks", "--chzdev-rule", &arg]);
@@ -76,6 +80,15 @@ fn masks_shows_chzdevs_persistent_masks() {
         "{text}"
     );
     assert!(text.contains(&arg), "{text}");
+
+    // Without --chzdev-rule: APCTL_CHZDEV_RULE, here a broken one, which
+    // is named with its line while masks still answers.
+    let v = host.apctl_json(&["masks"]);
+    let problem = v["chzdev"]["problem"].as_str().expect("problem");
+    assert!(
+        problem.starts_with(&format!("{}: line 7: ", host.chzdev_rule().display())),
+        "{problem}"
+    );
 
     // A broken rule is named with its line; masks still answers.
     std::fs::write(&rule, chzdev_rule("0x12", &aq)).expect("write");
