@@ -284,7 +284,7 @@ _apctl() {
             return 0
             ;;
         apctl__subcmd__import__subcmd__mdevctl)
-            opts="-h --bus --json --help"
+            opts="-h --remove-source --bus --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -320,7 +320,7 @@ _apctl() {
             return 0
             ;;
         apctl__subcmd__masks)
-            opts="-h --apmask --aqmask --persistent --bus --json --help"
+            opts="-h --apmask --aqmask --persistent --chzdev-rule --bus --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -332,6 +332,21 @@ _apctl() {
                     ;;
                 --aqmask)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chzdev-rule)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --bus)
@@ -428,7 +443,7 @@ _apctl() {
             return 0
             ;;
         apctl__subcmd__show)
-            opts="-h --bus --json --help"
+            opts="-h --libvirt --bus --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -56,6 +56,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand list" -l active -d 'Only mde
 complete -c apctl -n "__fish_apctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand show" -l libvirt -d 'Print the libvirt <hostdev> element for the mdev (for a domain\'s <devices>)'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand define" -l uuid -d 'The UUID to use; default: apd generates one' -r
@@ -95,6 +96,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand unassign" -l json -d 'Print 
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l apmask -d 'New apmask, kernel syntax: 0x... (absolute) or -5,-6 / +5 (relative)' -r
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l aqmask -d 'New aqmask, kernel syntax: 0x... (absolute) or -4,-0x47 / +4 (relative)' -r
+complete -c apctl -n "__fish_apctl_using_subcommand masks" -l chzdev-rule -d 'chzdev\'s udev rule with persistent AP masks, shown when it exists' -r -F
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l persistent -d 'Also store the resulting masks, applied at boot'
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l json -d 'Print machine-readable JSON on stdout instead of tables'
@@ -117,6 +119,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand apply" -l prune -d 'Also sto
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l remove-source -d 'Remove each imported file from DIR (skipped files stay), so mdevctl no longer restores it'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand export" -l format -d 'What to write' -r -f -a "toml\t'The desired-state file, on stdout'

@@ -69,9 +69,11 @@ from its definition (see apctl show)."
 can use it and, if not, why: the queue belongs to the host (which apmask and aqmask bits), the \
 adapter is configured off or outside the LPAR, the queue is not bound to vfio_ap. For a defined \
 mdev that is not active, each APQN says what a start would meet now: the host or another mdev \
-(named) holding the queue, or nothing."
+(named) holding the queue, or nothing. With --libvirt, print instead the <hostdev> \
+element a libvirt domain uses to pass the mdev to its guest (virsh edit GUEST, inside \
+<devices>)."
     )]
-    Show(MdevArg),
+    Show(ShowArgs),
     /// Store a new definition and print its UUID.
     #[command(
         long_about = "Store a new definition (persistent, started at boot when --auto) and print \
@@ -137,9 +139,11 @@ plan. Mdevs the file does not name are left alone unless --prune."
     /// Adopt mdevctl's definitions of vfio_ap mdevs.
     #[command(
         name = "import-mdevctl",
-        long_about = "Adopt mdevctl's definitions of vfio_ap mdevs: every <uuid> JSON file in DIR \
-(default /etc/mdevctl.d/matrix) becomes an apd definition, all or nothing. \
-Prints the UUIDs imported."
+        long_about = "Adopt mdevctl's definitions of vfio_ap mdevs: every good <uuid> JSON file in DIR \
+(default /etc/mdevctl.d/matrix) becomes an apd definition. A file that does not parse, or \
+that apd refuses, is skipped and named on stderr with the reason; the others are imported \
+and the exit status is 1. Importing the same directory again changes nothing. \
+Prints the UUIDs imported (or already defined exactly so)."
     )]
     ImportMdevctl(ImportArgs),
     /// Print the current state as a desired-state file, or write mdevctl files.
@@ -218,6 +222,17 @@ pub struct MdevArg {
     pub mdev: String,
 }
 
+/// `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// UUID or name of the mdev.
+    #[arg(value_name = "MDEV")]
+    pub mdev: String,
+    /// Print the libvirt <hostdev> element for the mdev (for a domain's <devices>).
+    #[arg(long)]
+    pub libvirt: bool,
+}
+
 /// The id lists of `define`, `assign`, `unassign`. Repeated options add up.
 #[derive(Debug, Args, Default)]
 pub struct IdListArgs {
@@ -281,6 +296,15 @@ pub struct MasksArgs {
     /// Also store the resulting masks, applied at boot.
     #[arg(long)]
     pub persistent: bool,
+    /// chzdev's udev rule with persistent AP masks, shown when it exists.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "APCTL_CHZDEV_RULE",
+        default_value = libap::chzdev::RULE_FILE,
+        value_hint = clap::ValueHint::FilePath
+    )]
+    pub chzdev_rule: PathBuf,
 }
 
 /// `queues` filters.
@@ -356,6 +380,9 @@ pub struct ImportArgs {
     /// mdevctl's directory of vfio_ap definitions.
     #[arg(value_name = "DIR", default_value = MDEVCTL_DIR, value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+    /// Remove each imported file from DIR (skipped files stay), so mdevctl no longer restores it.
+    #[arg(long)]
+    pub remove_source: bool,
 }
 
 /// Export formats.

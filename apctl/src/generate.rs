@@ -219,6 +219,11 @@ fn extra_sections(page: &str) -> String {
 Why can guest1 not use adapter 6?
 
   apctl show guest1
+
+Give guest1's mdev to the libvirt domain guest1 (paste into <devices>):
+
+  apctl show --libvirt guest1
+  virsh edit guest1
 ",
         ),
         "define" => Some(

@@ -45,6 +45,9 @@ pub fn main_exit() -> u8 {
         Ok(outcome) => {
             // A closed stdout is the reader's choice (| head), not a failure.
             output::stdout(&outcome.stdout);
+            for sentence in &outcome.notes {
+                output::note(sentence);
+            }
             outcome.code
         }
         Err(CliError { sentence, code }) => {

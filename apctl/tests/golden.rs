@@ -275,7 +275,10 @@ fn status() -> Status {
 
 #[test]
 fn status_views() {
-    golden("status.txt", &render::host::status(&status(), Style::PLAIN));
+    golden(
+        "status.txt",
+        &render::host::status(&status(), &[], Style::PLAIN),
+    );
     let mut troubled = status();
     troubled.vfio_ap_loaded = false;
     troubled.load_errors = vec![(
@@ -287,14 +290,16 @@ fn status_views() {
         "guest2".into(),
         "cannot start guest2: queue 05.0047 is owned by the host (aqmask bit 0x47 is set)".into(),
     )];
+    let twice = vec![format!(
+        "guest1 ({G1}) is defined twice, by apd in /etc/apd/mdevs/{G1}.toml and by mdevctl in /etc/mdevctl.d/matrix/{G1}: ..."
+    )];
     golden(
         "status-problems.txt",
-        &render::host::status(&troubled, Style::PLAIN),
+        &render::host::status(&troubled, &twice, Style::PLAIN),
     );
-    golden(
-        "status-problems.json",
-        &render::to_json(&render::json::StatusJson::from(&troubled)),
-    );
+    let mut j = render::json::StatusJson::from(&troubled);
+    j.warnings = twice;
+    golden("status-problems.json", &render::to_json(&j));
 }
 
 #[test]
@@ -302,6 +307,18 @@ fn masks_view() {
     let m = render::host::masks_json(&status(), 255, 255);
     golden("masks.txt", &render::host::masks(&m, Style::PLAIN));
     golden("masks.json", &render::to_json(&m));
+    // chzdev's rule stores another apmask for boot than apd does.
+    let mut both = m.clone();
+    both.chzdev = Some(render::json::ChzdevJson {
+        file: "/etc/udev/rules.d/41-ap.rules".into(),
+        apmask: Some(format!("0x{}", "f".repeat(64))),
+        aqmask: None,
+        problem: None,
+    });
+    golden(
+        "masks-chzdev.txt",
+        &render::host::masks(&both, Style::PLAIN),
+    );
 }
 
 #[test]

@@ -38,6 +38,12 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", default_value = "/etc/apd")]
     pub config_dir: PathBuf,
 
+    /// The directory that plays `/` for mdevctl (as its MDEVCTL_ENV_ROOT):
+    /// `check` warns about mdevs defined both by apd and in
+    /// `<DIR>/etc/mdevctl.d/matrix`.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub mdevctl_root: PathBuf,
+
     /// The bus to serve on: `system`, `session` or a D-Bus address.
     #[arg(long, value_name = "BUS", default_value = "system")]
     pub bus: String,
@@ -104,6 +110,7 @@ mod tests {
         let cli = Cli::try_parse_from(["apd"]).expect("defaults");
         assert_eq!(cli.sysfs_root, PathBuf::from("/sys"));
         assert_eq!(cli.config_dir, PathBuf::from("/etc/apd"));
+        assert_eq!(cli.mdevctl_root, PathBuf::from("/"));
         assert_eq!(cli.bus, "system");
         assert_eq!(cli.lock_file, PathBuf::from("/run/lock/s390apconfig.lock"));
         assert!(cli.uevent_socket.is_none());

@@ -148,6 +148,20 @@ pub fn finding_kind_name(k: FindingKind) -> &'static str {
     }
 }
 
+/// A warning of `check`: the mdev is defined by mdevctl too.
+pub fn defined_twice(d: &libap::coexist::DefinedTwice) -> apbus::Finding {
+    apbus::Finding {
+        severity: "warning".to_string(),
+        kind: DEFINED_BY_MDEVCTL.to_string(),
+        message: d.sentence(),
+        apqns: Vec::new(),
+        mdevs: vec![d.uuid.hyphenated().to_string()],
+    }
+}
+
+/// The kind of [`defined_twice`] findings.
+pub const DEFINED_BY_MDEVCTL: &str = "defined-by-mdevctl";
+
 /// The bus form of a finding.
 pub fn finding(f: &Finding) -> apbus::Finding {
     apbus::Finding {

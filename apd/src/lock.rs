@@ -1,14 +1,21 @@
 //! The s390 AP configuration lock, `/run/lock/s390apconfig.lock`, shared
 //! with s390-tools (ap-check, chzdev's AP support, zdev's libap).
 //!
-//! s390-tools does not use flock(2) here but a liblockfile-compatible lock
-//! file: the lock is held while the file exists. A holder writes its pid
-//! (`"<pid>\n"`) to a private temporary file next to the lock and link(2)s
-//! it to the lock's name, which is atomic and fails when the lock exists.
-//! A lock whose pid is dead (kill(pid, 0) gives ESRCH), or that holds no
-//! pid and is older than five minutes, is stale and may be removed. The
-//! holder releases it by unlinking it. We follow the same protocol so that
-//! apd and those tools never write AP configuration at the same time.
+//! s390-tools does not use flock(2) here but a lock file (libutil's
+//! util_lockfile, compatible with its earlier liblockfile one): the lock is
+//! held while the file exists. A holder writes its pid (`"<pid>\n"`) to a
+//! temporary file next to the lock, named `<lock><pid %05d><time & 255
+//! %02x>`, and link(2)s it to the lock's name, which is atomic and fails
+//! when the lock exists. The pid in a lock is read as C `atoi` reads the
+//! first 40 bytes. A lock whose pid is gone (kill(pid, 0) gives ESRCH; EPERM
+//! means it exists) is stale; a lock with pid 0 or no content is stale once
+//! its mtime is more than 120 seconds old (a holder that never wrote its
+//! pid), else held. A stale lock is unlinked and the link retried. The
+//! holder releases it by unlinking it, only if it still holds its pid. We
+//! follow the same protocol so that apd and those tools never write AP
+//! configuration at the same time; the one addition: a lock naming apd's
+//! own pid, which apd does not hold, is a leftover of an earlier process
+//! with that pid (s390-tools would wait for itself).
 
 use std::fs;
 use std::io::Write as _;
@@ -20,8 +27,12 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-/// How long a lock without a pid stays valid (liblockfile: 5 minutes).
-const NO_PID_VALIDITY: Duration = Duration::from_secs(300);
+/// How long a lock without a pid stays valid, in seconds of mtime
+/// (util_lockfile's WAITPID).
+const NO_PID_VALIDITY_SECS: i64 = 120;
+
+/// How much of a lock file is read for its pid (util_lockfile's BUFSIZE).
+const PID_BYTES: u64 = 40;
 
 /// Why the lock was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -141,16 +152,23 @@ impl ConfigLock {
         }
     }
 
-    /// `<lock>.lk<pid><time&15>`, the liblockfile naming of the temporary.
+    /// `<lock><pid %05d><time & 255 %02x>`, util_lockfile's temporary.
     fn temp_path(&self, pid: u32) -> PathBuf {
-        let secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".lk{pid:05}{:x}", secs & 15));
-        PathBuf::from(name)
+        temp_path_at(&self.path, pid, now_secs())
     }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn temp_path_at(lock: &Path, pid: u32, now: i64) -> PathBuf {
+    let mut name = lock.as_os_str().to_owned();
+    name.push(format!("{pid:05}{:02x}", now & 255));
+    PathBuf::from(name)
 }
 
 fn write_pid_file(tmp: &Path, pid: u32) -> std::io::Result<()> {
@@ -178,37 +196,74 @@ enum Holder {
 }
 
 fn inspect(path: &Path, own_pid: u32) -> Holder {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(_) => return Holder::Gone,
+    use std::io::Read as _;
+    let Ok(file) = fs::File::open(path) else {
+        return Holder::Gone;
     };
-    let content = fs::read_to_string(path).unwrap_or_default();
-    let age = SystemTime::now()
-        .duration_since(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(meta.mtime()).unwrap_or(0)),
-        )
-        .unwrap_or(Duration::ZERO);
-    classify(&content, age, own_pid, pid_alive)
+    let mut content = Vec::new();
+    let _ = (&file).take(PID_BYTES).read_to_end(&mut content);
+    let mtime = file.metadata().map(|m| m.mtime()).ok();
+    classify(&content, mtime, now_secs(), own_pid, pid_alive)
 }
 
-/// The decision, separated from the file system for tests.
-fn classify(content: &str, age: Duration, own_pid: u32, alive: impl Fn(i32) -> bool) -> Holder {
-    let pid: i32 = content.trim().parse().unwrap_or(0);
-    if pid > 0 {
+/// C `atoi`: leading white space, an optional sign, decimal digits up to
+/// the first other byte; 0 without digits (saturating instead of
+/// overflowing).
+fn atoi(bytes: &[u8]) -> i32 {
+    let mut rest = bytes
+        .iter()
+        .skip_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .peekable();
+    let negative = match rest.peek() {
+        Some(b'-') => {
+            rest.next();
+            true
+        }
+        Some(b'+') => {
+            rest.next();
+            false
+        }
+        _ => false,
+    };
+    let mut n: i64 = 0;
+    for b in rest.take_while(|b| b.is_ascii_digit()) {
+        n = (n * 10 + i64::from(b - b'0')).min(i64::from(i32::MAX) + 1);
+    }
+    let n = if negative { -n } else { n };
+    i32::try_from(n.clamp(i64::from(i32::MIN), i64::from(i32::MAX))).unwrap_or(0)
+}
+
+/// The decision, separated from the file system for tests: `content` is
+/// the first bytes of the lock, `mtime` its modification time (None when
+/// it could not be read), `now` the time, in seconds.
+fn classify(
+    content: &[u8],
+    mtime: Option<i64>,
+    now: i64,
+    own_pid: u32,
+    alive: impl Fn(i32) -> bool,
+) -> Holder {
+    if !content.is_empty() {
+        let pid = atoi(content);
         // Our own pid in a lock we do not hold is a leftover of an earlier
         // process that had the same pid (a restarted container).
-        if u32::try_from(pid).ok() == Some(own_pid) {
+        if pid > 0 && u32::try_from(pid).ok() == Some(own_pid) {
             return Holder::Stale(format!("it names our own pid {pid}"));
         }
         if !alive(pid) {
             return Holder::Stale(format!("process {pid} no longer exists"));
         }
-        return Holder::Alive(describe(pid));
+        if pid != 0 {
+            return Holder::Alive(describe(pid));
+        }
     }
-    if age > NO_PID_VALIDITY {
-        Holder::Stale("it holds no pid and is older than five minutes".to_string())
-    } else {
-        Holder::Alive("a process that has not yet written its pid".to_string())
+    match mtime {
+        // The file went away or cannot be inspected: try again at once.
+        None => Holder::Gone,
+        Some(m) if now > m.saturating_add(NO_PID_VALIDITY_SECS) => Holder::Stale(format!(
+            "it holds no pid and is older than {NO_PID_VALIDITY_SECS} seconds"
+        )),
+        Some(_) => Holder::Alive("a process that has not yet written its pid".to_string()),
     }
 }
 
@@ -244,6 +299,9 @@ impl Drop for LockGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod peer_tests;
 
 #[cfg(test)]
 mod tests {
@@ -306,30 +364,41 @@ mod tests {
 
     #[test]
     fn classification() {
-        let alive = |p: i32| p == 42;
-        assert!(matches!(
-            classify("42\n", Duration::ZERO, 7, alive),
-            Holder::Alive(_)
-        ));
-        assert!(matches!(
-            classify("43\n", Duration::ZERO, 7, alive),
-            Holder::Stale(_)
-        ));
-        assert!(matches!(
-            classify("7\n", Duration::ZERO, 7, alive),
-            Holder::Stale(_)
-        ));
-        assert!(matches!(
-            classify("", Duration::from_secs(10), 7, alive),
-            Holder::Alive(_)
-        ));
-        assert!(matches!(
-            classify("garbage", Duration::from_secs(301), 7, alive),
-            Holder::Stale(_)
-        ));
-        assert!(matches!(
-            classify("-5", Duration::from_secs(1), 7, alive),
-            Holder::Alive(_)
-        ));
+        let alive = |p: i32| p == 42 || p == 0;
+        let at = |c: &str, age: i64| classify(c.as_bytes(), Some(1000), 1000 + age, 7, alive);
+        assert!(matches!(at("42\n", 0), Holder::Alive(_)));
+        assert!(matches!(at("  42 trailing", 0), Holder::Alive(_)), "atoi");
+        assert!(matches!(at("43\n", 0), Holder::Stale(_)));
+        assert!(matches!(at("7\n", 0), Holder::Stale(_)));
+        assert!(matches!(at("", 10), Holder::Alive(_)));
+        assert!(matches!(at("", 120), Holder::Alive(_)));
+        assert!(matches!(at("", 121), Holder::Stale(_)));
+        assert!(matches!(at("garbage", 119), Holder::Alive(_)), "atoi 0");
+        assert!(matches!(at("garbage", 301), Holder::Stale(_)));
+        assert!(matches!(at("-5", 1), Holder::Stale(_)), "group 5 is gone");
+        assert!(matches!(classify(b"", None, 0, 7, alive), Holder::Gone));
+    }
+
+    #[test]
+    fn atoi_reads_as_c_does() {
+        for (text, n) in [
+            ("123\n", 123),
+            ("  +8x", 8),
+            ("-17", -17),
+            ("", 0),
+            ("x1", 0),
+            ("\n\t 5", 5),
+            ("99999999999", i32::MAX),
+        ] {
+            assert_eq!(atoi(text.as_bytes()), n, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_temporary_is_named_as_util_lockfile_names_it() {
+        let p = temp_path_at(Path::new("/run/lock/s390apconfig.lock"), 42, 0x1234);
+        assert_eq!(p, PathBuf::from("/run/lock/s390apconfig.lock0004234"));
+        let p = temp_path_at(Path::new("/l"), 123_456, 5);
+        assert_eq!(p, PathBuf::from("/l12345605"));
     }
 }

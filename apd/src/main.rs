@@ -120,7 +120,7 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
             )
         }
     };
-    let store = Store::new(&cli.config_dir);
+    let store = Store::new(&cli.config_dir).beside_mdevctl(&cli.mdevctl_root);
     let lock = lock::ConfigLock::new(&cli.lock_file, LOCK_WAIT);
     let engine = Engine::new(sysfs, backend.clone(), store, lock);
 

@@ -710,6 +710,11 @@ impl Engine {
                 .iter()
                 .map(convert::finding),
         );
+        out.extend(
+            libap::coexist::defined_twice(self.store(), &defs)
+                .iter()
+                .map(convert::defined_twice),
+        );
         Ok(out)
     }
 

@@ -1496,49 +1496,203 @@ fn files_lszcrypt_and_mdevctl_read() {
     }
 }
 
-/// The real mdevctl, where installed, reads the mount as its /sys (in a
-/// private mount namespace).
+/// Decimal, as `%d\n` prints it (what lszcrypt reads with strtol base 10).
+fn is_decimal_line(s: &str) -> bool {
+    s.strip_suffix('\n').is_some_and(|d| {
+        let d = d.strip_prefix('-').unwrap_or(d);
+        !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// `0x` and exactly `n` hex digits of one case, then `\n`.
+fn is_hex_line(s: &str, n: usize, upper: bool) -> bool {
+    s.strip_suffix('\n')
+        .and_then(|l| l.strip_prefix("0x"))
+        .is_some_and(|h| {
+            h.len() == n
+                && h.bytes().all(|b| {
+                    b.is_ascii_digit()
+                        || if upper {
+                            (b'A'..=b'F').contains(&b)
+                        } else {
+                            (b'a'..=b'f').contains(&b)
+                        }
+                })
+        })
+}
+
+/// Every file lszcrypt (default, `-V`, `-b`, `-d`, `-c`) reads, in the
+/// format the kernel prints it (kernel spec §8), on cards and queues of
+/// every driver, configured on and off.
+#[test]
+fn lszcrypt_reads_the_kernels_formats() {
+    require_fuse!();
+    let m = Mount::seed();
+    seed_guests(&m);
+    m.ok("devices/ap/card07/config", "0");
+    let bus = |a: &str| m.read(&format!("bus/ap/{a}"));
+    for attr in [
+        "ap_domain",
+        "ap_max_domain_id",
+        "config_time",
+        "poll_timeout",
+        "poll_thread",
+        "ap_interrupts",
+    ] {
+        assert!(
+            is_decimal_line(&bus(attr)),
+            "bus/ap/{attr}: {:?}",
+            bus(attr)
+        );
+    }
+    for attr in ["poll_thread", "ap_interrupts"] {
+        assert!(matches!(bus(attr).as_str(), "0\n" | "1\n"), "bus/ap/{attr}");
+    }
+    for attr in ["ap_control_domain_mask", "ap_usage_domain_mask"] {
+        assert!(
+            is_hex_line(&bus(attr), 64, false),
+            "bus/ap/{attr}: {:?}",
+            bus(attr)
+        );
+    }
+    let cards: Vec<String> = m
+        .ls("devices/ap")
+        .into_iter()
+        .filter(|c| c.starts_with("card"))
+        .collect();
+    assert!(!cards.is_empty());
+    for card in cards {
+        let id = &card[4..];
+        assert!(
+            id.len() == 2
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{card}"
+        );
+        let dir = format!("devices/ap/{card}");
+        let read = |a: &str| m.read(&format!("{dir}/{a}"));
+        let ty = read("type");
+        let t = ty.trim_end_matches('\n').as_bytes();
+        assert!(
+            ty.ends_with('\n')
+                && t.len() == 5
+                && t.starts_with(b"CEX")
+                && t[3].is_ascii_digit()
+                && matches!(t[4], b'A' | b'C' | b'P'),
+            "{dir}/type: {ty:?}"
+        );
+        assert!(
+            is_hex_line(&read("ap_functions"), 8, true),
+            "{dir}/ap_functions: {:?}",
+            read("ap_functions")
+        );
+        for attr in [
+            "hwtype",
+            "depth",
+            "request_count",
+            "pendingq_count",
+            "requestq_count",
+            "config",
+            "online",
+        ] {
+            assert!(
+                is_decimal_line(&read(attr)),
+                "{dir}/{attr}: {:?}",
+                read(attr)
+            );
+        }
+        for attr in ["config", "online"] {
+            assert!(matches!(read(attr).as_str(), "0\n" | "1\n"), "{dir}/{attr}");
+        }
+        assert_eq!(
+            m.readlink(&format!("{dir}/driver")).rsplit('/').next(),
+            Some("cex4card"),
+            "{dir}"
+        );
+        // lszcrypt's pattern for a card's queues: two characters, a dot,
+        // four characters; the card's own id in front.
+        let queues: Vec<String> = m
+            .ls(&dir)
+            .into_iter()
+            .filter(|n| n.len() == 7 && n.as_bytes()[2] == b'.')
+            .collect();
+        assert!(
+            !queues.is_empty(),
+            "{dir}: lszcrypt fails on a card without queues"
+        );
+        for q in queues {
+            assert!(q.starts_with(id), "{dir}/{q}");
+            assert!(
+                q[3..]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{dir}/{q}"
+            );
+            let qd = format!("{dir}/{q}");
+            for attr in [
+                "config",
+                "request_count",
+                "pendingq_count",
+                "requestq_count",
+            ] {
+                let v = m.read(&format!("{qd}/{attr}"));
+                assert!(is_decimal_line(&v), "{qd}/{attr}: {v:?}");
+            }
+            assert_eq!(
+                m.read(&format!("{qd}/config")),
+                read("config"),
+                "{qd}: follows its card"
+            );
+            let driver = m.readlink(&format!("{qd}/driver"));
+            match driver.rsplit('/').next() {
+                Some("cex4queue") => {
+                    let v = m.read(&format!("{qd}/online"));
+                    assert!(matches!(v.as_str(), "0\n" | "1\n"), "{qd}/online: {v:?}");
+                }
+                Some("vfio_ap") => assert!(!m.exists(&format!("{qd}/online")), "{qd}"),
+                other => panic!("{qd}: driver {other:?}"),
+            }
+        }
+    }
+}
+
+/// The real mdevctl (installed by `.ci/run`) reads the mount as its `/sys`
+/// (`MDEVCTL_ENV_ROOT` with `<root>/sys` linked to the mount): parents,
+/// types and active mdevs as on a real host.
 #[test]
 fn mdevctl_reads_the_mount() {
     require_fuse!();
-    let have = |tool: &str| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !have("mdevctl") || !have("unshare") {
-        eprintln!("skipping: mdevctl or unshare is not installed");
-        return;
-    }
     let m = Mount::seed();
     seed_guests(&m);
-    let out = std::process::Command::new("unshare")
-        .arg("--mount")
-        .arg("sh")
-        .arg("-c")
-        .arg(r#"mount --bind "$1" /sys && mdevctl list && mdevctl types"#)
-        .arg("sh")
-        .arg(&m.root)
-        .output()
-        .expect("run unshare");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let root = m.tmp.path().join("mdevctl-root");
+    let mdevctl = match testkit::mdevctl::Mdevctl::in_root(&root, Some(&m.root)) {
+        Ok(x) => x,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let list = mdevctl.ok(&["list"]);
+    let mut expect = vec![
+        format!("{G1} matrix vfio_ap-passthrough manual"),
+        format!("{G2} matrix vfio_ap-passthrough manual"),
+    ];
+    expect.sort();
+    let mut got: Vec<&str> = list.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, expect, "{list}");
+    let types = mdevctl.ok(&["types"]);
     assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        types.starts_with("matrix\n  vfio_ap-passthrough\n"),
+        "{types}"
     );
+    assert!(types.contains("Available instances: 65534"), "{types}");
+    assert!(types.contains("Device API: vfio-ap"), "{types}");
     assert!(
-        text.contains(&format!("{G1} matrix vfio_ap-passthrough")),
-        "{text}"
+        types.contains("Name: VFIO AP Passthrough Device"),
+        "{types}"
     );
-    assert!(
-        text.contains(&format!("{G2} matrix vfio_ap-passthrough")),
-        "{text}"
-    );
-    assert!(text.contains("Available instances: 65534"), "{text}");
-    assert!(text.contains("Device API: vfio-ap"), "{text}");
 }
 
 // ---- The control surface ----------------------------------------------------------------

@@ -10,6 +10,8 @@
 
 pub mod apply;
 pub mod apqn;
+pub mod chzdev;
+pub mod coexist;
 pub mod config_file;
 pub mod definition;
 pub mod desired;

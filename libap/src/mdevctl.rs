@@ -67,6 +67,37 @@ pub enum MdevctlError {
     Write(#[from] StoreError),
 }
 
+impl MdevctlError {
+    /// The file (or directory) the problem is in; None for a failed write,
+    /// whose error names its own file.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            MdevctlError::Io { path, .. }
+            | MdevctlError::BadFileName { path }
+            | MdevctlError::Invalid { path, .. } => Some(path),
+            MdevctlError::Write(_) => None,
+        }
+    }
+
+    /// The problem without the file name (the reason a file is skipped).
+    pub fn reason(&self) -> String {
+        match self {
+            MdevctlError::Io { message, .. } => format!("cannot read it: {message}"),
+            MdevctlError::BadFileName { .. } => {
+                "its name is not a UUID (mdevctl names definition files by UUID)".to_string()
+            }
+            MdevctlError::Invalid { message, .. } => message.clone(),
+            MdevctlError::Write(e) => e.to_string(),
+        }
+    }
+}
+
+/// The file that holds the definition of `uuid` in `dir` (mdevctl's
+/// `<dir>/<uuid>`, UUID in lowercase).
+pub fn file_in(dir: &Path, uuid: Uuid) -> PathBuf {
+    dir.join(uuid.hyphenated().to_string())
+}
+
 /// C `kstrtoul(s, 0)` as a sysfs store sees it: up to the first NUL,
 /// optional `+`, base from the prefix, digits only, one trailing newline;
 /// None on anything else or overflow.
@@ -228,11 +259,22 @@ pub fn import_file(path: &Path) -> Result<Definition, MdevctlError> {
     from_json(uuid, &text, path)
 }
 
+/// A definition read from mdevctl's directory, with the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// `<dir>/<uuid>` as found (the UUID may be spelled in upper case).
+    pub path: PathBuf,
+    /// What it defines.
+    pub definition: Definition,
+}
+
 /// Read every definition in `dir` (the directory playing
 /// `/etc/mdevctl.d/matrix`): the good ones, sorted by UUID, and one error per
-/// bad file. Hidden files are skipped.
-pub fn import_dir(dir: &Path) -> (Vec<Definition>, Vec<MdevctlError>) {
-    let mut defs = Vec::new();
+/// bad file, in file name order (one bad file never hides the good ones).
+/// Hidden files are skipped. A single error and nothing else when `dir`
+/// itself cannot be read.
+pub fn read_dir(dir: &Path) -> (Vec<SourceFile>, Vec<MdevctlError>) {
+    let mut files = Vec::new();
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -241,7 +283,7 @@ pub fn import_dir(dir: &Path) -> (Vec<Definition>, Vec<MdevctlError>) {
                 path: dir.to_path_buf(),
                 message: e.to_string(),
             });
-            return (defs, errors);
+            return (files, errors);
         }
     };
     let mut paths: Vec<PathBuf> = entries
@@ -255,14 +297,20 @@ pub fn import_dir(dir: &Path) -> (Vec<Definition>, Vec<MdevctlError>) {
         .map(|e| e.path())
         .collect();
     paths.sort();
-    for p in paths {
-        match import_file(&p) {
-            Ok(d) => defs.push(d),
+    for path in paths {
+        match import_file(&path) {
+            Ok(definition) => files.push(SourceFile { path, definition }),
             Err(e) => errors.push(e),
         }
     }
-    defs.sort_by_key(|d| d.uuid);
-    (defs, errors)
+    files.sort_by_key(|f| f.definition.uuid);
+    (files, errors)
+}
+
+/// [`read_dir`] without the file names.
+pub fn import_dir(dir: &Path) -> (Vec<Definition>, Vec<MdevctlError>) {
+    let (files, errors) = read_dir(dir);
+    (files.into_iter().map(|f| f.definition).collect(), errors)
 }
 
 /// Write `<dir>/<uuid>` for each definition, atomically.
@@ -414,5 +462,32 @@ mod tests {
         let (defs, errors) = import_dir(&dir.path().join("missing"));
         assert!(defs.is_empty());
         assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn a_truncated_file_does_not_hide_the_good_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut good = Vec::new();
+        for i in [1u128, 3] {
+            let mut d = Definition::new(Uuid::from_u128(i));
+            d.adapters = ApMask::from_ids([5]);
+            good.push(d);
+        }
+        export_dir(dir.path(), &good).expect("export");
+        let full = to_json(&good[0]);
+        let cut = file_in(dir.path(), Uuid::from_u128(2));
+        std::fs::write(&cut, &full[..full.len() / 2]).expect("write");
+        std::fs::write(dir.path().join("README"), "notes").expect("write");
+        let (defs, errors) = import_dir(dir.path());
+        assert_eq!(defs, good);
+        let named: Vec<(Option<&Path>, String)> =
+            errors.iter().map(|e| (e.path(), e.reason())).collect();
+        assert_eq!(named.len(), 2, "{named:?}");
+        // File name order: "0000..." before "README".
+        assert_eq!(named[0].0, Some(cut.as_path()));
+        assert!(named[0].1.starts_with("not valid JSON"), "{named:?}");
+        assert!(!named[0].1.contains(&cut.display().to_string()));
+        assert_eq!(named[1].0, Some(dir.path().join("README").as_path()));
+        assert!(named[1].1.contains("not a UUID"), "{named:?}");
     }
 }

@@ -231,6 +231,9 @@ pub struct LoadReport {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Where mdevctl keeps its vfio_ap definitions, when apd looks there
+    /// ([`crate::coexist`]).
+    mdevctl_dir: Option<PathBuf>,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -291,7 +294,23 @@ pub fn write_atomic(dir: &Path, name: &str, content: &[u8]) -> Result<(), StoreE
 impl Store {
     /// The store in `dir` (`CFG`, e.g. `/etc/apd`).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            mdevctl_dir: None,
+        }
+    }
+
+    /// The same store, beside mdevctl's definitions under `root` (the
+    /// directory that plays `/`, as `MDEVCTL_ENV_ROOT` does for mdevctl):
+    /// `<root>/etc/mdevctl.d/matrix`.
+    pub fn beside_mdevctl(mut self, root: &Path) -> Self {
+        self.mdevctl_dir = Some(crate::coexist::mdevctl_dir(root));
+        self
+    }
+
+    /// mdevctl's directory of vfio_ap definitions, if this store looks there.
+    pub fn mdevctl_dir(&self) -> Option<&Path> {
+        self.mdevctl_dir.as_deref()
     }
 
     /// `CFG`.

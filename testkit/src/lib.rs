@@ -1,8 +1,11 @@
-//! Helpers shared by the tests of several packages: libap's simulator
+//! Helpers shared by the tests of several packages. libap's simulator
 //! tests and the end-to-end tests both prove that a refused or rolled-back
 //! change left a directory (the definition store, apd's config dir) byte
-//! for byte as it was. Plain file-system code: it depends on nothing of
-//! this workspace, so any package may take it as a dev-dependency.
+//! for byte as it was; [`mdevctl`] runs the real mdevctl against a fake
+//! root. Plain std code: it depends on nothing of this workspace, so any
+//! package may take it as a dev-dependency.
+
+pub mod mdevctl;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -76,10 +76,25 @@ impl Bus {
 
     /// A bus whose socket, configuration and log live in `dir`.
     pub fn start_in(dir: &Path, policy: BusPolicy) -> Bus {
+        let rules = policy_rules(policy);
+        Bus::start_with_rules(dir, &rules)
+    }
+
+    /// A bus in `dir` with the system bus defaults plus the bus policy
+    /// `file` (e.g. one `make install` put into a staging root).
+    pub fn start_with_policy_file(dir: &Path, file: &Path) -> Bus {
+        let rules = format!(
+            "{SYSTEM_DEFAULTS}  <include>{}</include>\n",
+            xml_escape(&file.display().to_string())
+        );
+        Bus::start_with_rules(dir, &rules)
+    }
+
+    fn start_with_rules(dir: &Path, rules: &str) -> Bus {
         let socket = dir.join("bus");
         let config = dir.join("bus.conf");
         let log = dir.join("dbus-daemon.log");
-        fs::write(&config, config_xml(&socket, policy))
+        fs::write(&config, config_xml(&socket, rules))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
         let stderr = fs::File::create(&log)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
@@ -323,9 +338,8 @@ fn shipped_include() -> String {
     )
 }
 
-fn config_xml(socket: &Path, policy: BusPolicy) -> String {
-    let socket = xml_escape(&socket.display().to_string());
-    let rules = match policy {
+fn policy_rules(policy: BusPolicy) -> String {
+    match policy {
         BusPolicy::Permissive => PERMISSIVE.to_owned(),
         BusPolicy::Shipped => format!("{SYSTEM_DEFAULTS}{}", shipped_include()),
         BusPolicy::ShippedWithPolkit => {
@@ -338,7 +352,11 @@ fn config_xml(socket: &Path, policy: BusPolicy) -> String {
             }
             rules
         }
-    };
+    }
+}
+
+fn config_xml(socket: &Path, rules: &str) -> String {
+    let socket = xml_escape(&socket.display().to_string());
     format!(
         "{HEADER}<busconfig>\n  <listen>unix:path={socket}</listen>\n  <auth>EXTERNAL</auth>\n{rules}</busconfig>\n"
     )
@@ -350,7 +368,10 @@ mod tests {
 
     #[test]
     fn permissive_config_listens_on_the_socket_and_allows_everything() {
-        let xml = config_xml(Path::new("/tmp/x&y/bus"), BusPolicy::Permissive);
+        let xml = config_xml(
+            Path::new("/tmp/x&y/bus"),
+            &policy_rules(BusPolicy::Permissive),
+        );
         assert!(xml.contains("<listen>unix:path=/tmp/x&amp;y/bus</listen>"));
         assert!(xml.contains(r#"<allow own="*"/>"#));
         assert!(!xml.contains("<include>"));
@@ -358,8 +379,11 @@ mod tests {
 
     #[test]
     fn the_polkit_config_adds_polkits_policy_to_the_shipped_one() {
-        let shipped = config_xml(Path::new("/tmp/b/bus"), BusPolicy::Shipped);
-        let polkit = config_xml(Path::new("/tmp/b/bus"), BusPolicy::ShippedWithPolkit);
+        let shipped = config_xml(Path::new("/tmp/b/bus"), &policy_rules(BusPolicy::Shipped));
+        let polkit = config_xml(
+            Path::new("/tmp/b/bus"),
+            &policy_rules(BusPolicy::ShippedWithPolkit),
+        );
         assert!(shipped.contains("org.apctl.Apd1.conf</include>"));
         assert!(!shipped.contains(POLKIT_BUS_NAME));
         assert!(polkit.contains("org.apctl.Apd1.conf</include>"));

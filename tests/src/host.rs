@@ -251,6 +251,13 @@ impl Host {
         Ok(())
     }
 
+    /// Where this host's apctl looks for chzdev's persistent masks
+    /// (`APCTL_CHZDEV_RULE`): in the host's temporary directory, absent
+    /// until a test writes it.
+    pub fn chzdev_rule(&self) -> PathBuf {
+        self.dir().join("etc/udev/rules.d/41-ap.rules")
+    }
+
     /// Runs apctl against this host's bus (`APCTL_BUS`).
     pub fn apctl(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin("apctl"));
@@ -275,7 +282,10 @@ impl Host {
     }
 
     fn run_client(&self, mut cmd: Command, args: &[&str]) -> Output {
+        // Not the machine's chzdev rule: the host's own (absent unless a
+        // test writes it).
         cmd.env("APCTL_BUS", self.bus_address())
+            .env("APCTL_CHZDEV_RULE", self.chzdev_rule())
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run apctl {}: {e}", args.join(" ")))

@@ -63,6 +63,7 @@ fn seed_scenario_with_json_checked_field_by_field() {
             "persistent_aqmask": aqmask,
             "vfio_adapters": [5, 6],
             "vfio_domains": [4, 0x47, 0xab, 0xff],
+            "chzdev": null,
         })
     );
     assert_eq!(host.read("bus/ap/apmask"), format!("{apmask}\n"));

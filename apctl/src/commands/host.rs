@@ -15,11 +15,32 @@ use zbus::proxy::CacheProperties;
 pub async fn status(ctx: &Ctx) -> Result<Outcome, CliError> {
     let apd = ctx.connect().await?;
     let s = apd.manager.get_status().await.map_err(|e| apd.error(e))?;
+    // apd's check holds the warnings status repeats: mdevs that mdevctl
+    // defines too. Status reports what it can even when check fails.
+    let warnings: Vec<String> = apd
+        .manager
+        .check()
+        .await
+        .map(|findings| {
+            findings
+                .into_iter()
+                .filter(|f| f.kind == DEFINED_BY_MDEVCTL)
+                .map(|f| f.message)
+                .collect()
+        })
+        .unwrap_or_default();
     if ctx.json {
-        return Ok(Outcome::print(render::to_json(&json::StatusJson::from(&s))));
+        let mut j = json::StatusJson::from(&s);
+        j.warnings = warnings;
+        return Ok(Outcome::print(render::to_json(&j)));
     }
-    Ok(Outcome::print(render::host::status(&s, ctx.style)))
+    Ok(Outcome::print(render::host::status(
+        &s, &warnings, ctx.style,
+    )))
 }
+
+/// The kind of apd's check finding for an mdev mdevctl defines too.
+const DEFINED_BY_MDEVCTL: &str = "defined-by-mdevctl";
 
 /// The masks as they are now, with what they give to vfio_ap.
 async fn current_masks(apd: &Apd) -> Result<json::MasksJson, CliError> {
@@ -38,6 +59,26 @@ async fn current_masks(apd: &Apd) -> Result<json::MasksJson, CliError> {
         .await
         .map_err(|e| apd.error(e.into()))?;
     Ok(render::host::masks_json(&s, max_adapter, max_domain))
+}
+
+/// chzdev's rule at `file` for `masks --json`: None when there is none.
+fn chzdev_json(file: &std::path::Path) -> Option<json::ChzdevJson> {
+    let shown = |m: Option<ApMask>| m.map(|m| m.to_string().trim().to_string());
+    match libap::chzdev::read_rule(file) {
+        Ok(None) => None,
+        Ok(Some(m)) => Some(json::ChzdevJson {
+            file: file.display().to_string(),
+            apmask: shown(m.apmask),
+            aqmask: shown(m.aqmask),
+            problem: None,
+        }),
+        Err(problem) => Some(json::ChzdevJson {
+            file: file.display().to_string(),
+            apmask: None,
+            aqmask: None,
+            problem: Some(problem),
+        }),
+    }
 }
 
 /// `masks`: show them, or change them as one validated step.
@@ -59,7 +100,8 @@ pub async fn masks(ctx: &Ctx, a: &MasksArgs) -> Result<Outcome, CliError> {
             .await
             .map_err(|e| apd.error(e))?;
     }
-    let m = current_masks(&apd).await?;
+    let mut m = current_masks(&apd).await?;
+    m.chzdev = chzdev_json(&a.chzdev_rule);
     if ctx.json {
         return Ok(Outcome::print(render::to_json(&m)));
     }

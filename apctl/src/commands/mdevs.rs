@@ -2,7 +2,7 @@
 
 use super::{Ctx, Outcome};
 use crate::args;
-use crate::cli::{AssignArgs, DefineArgs, ListArgs};
+use crate::cli::{AssignArgs, DefineArgs, ListArgs, ShowArgs};
 use crate::error::CliError;
 use crate::render::{self, json};
 use apbus::{Definition, Scope};
@@ -21,10 +21,25 @@ pub async fn list(ctx: &Ctx, a: &ListArgs) -> Result<Outcome, CliError> {
 }
 
 /// `show MDEV`.
-pub async fn show(ctx: &Ctx, mdev: &str) -> Result<Outcome, CliError> {
-    args::check_mdev(mdev)?;
+pub async fn show(ctx: &Ctx, a: &ShowArgs) -> Result<Outcome, CliError> {
+    args::check_mdev(&a.mdev)?;
     let apd = ctx.connect().await?;
-    let (info, apqns) = apd.manager.get_mdev(mdev).await.map_err(|e| apd.error(e))?;
+    let (info, apqns) = apd
+        .manager
+        .get_mdev(&a.mdev)
+        .await
+        .map_err(|e| apd.error(e))?;
+    if a.libvirt {
+        let hostdev = render::libvirt::hostdev(&info.uuid);
+        if ctx.json {
+            return Ok(Outcome::print(render::to_json(&json::HostdevJson {
+                uuid: info.uuid.clone(),
+                name: (!info.name.is_empty()).then(|| info.name.clone()),
+                hostdev,
+            })));
+        }
+        return Ok(Outcome::print(hostdev));
+    }
     if ctx.json {
         return Ok(Outcome::print(render::to_json(&json::ShowJson::new(
             &info, &apqns,

@@ -2,6 +2,7 @@
 //! connect to apd, call it, and render the answer.
 
 pub mod host;
+pub mod import;
 pub mod matrix;
 pub mod mdevs;
 pub mod monitor;
@@ -17,8 +18,10 @@ use crate::render::Style;
 pub struct Outcome {
     /// Printed on stdout as is.
     pub stdout: String,
-    /// 0, or 1 for `check` with errors.
+    /// 0, or 1 for `check` with errors (or `import-mdevctl` with skipped files).
     pub code: u8,
+    /// Sentences for stderr (each printed as `apctl: <sentence>`), after stdout.
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -26,7 +29,7 @@ impl Outcome {
     pub fn print(stdout: impl Into<String>) -> Outcome {
         Outcome {
             stdout: stdout.into(),
-            code: 0,
+            ..Outcome::default()
         }
     }
 
@@ -68,7 +71,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Status => host::status(&ctx).await,
         Command::List(a) => mdevs::list(&ctx, &a).await,
-        Command::Show(a) => mdevs::show(&ctx, &a.mdev).await,
+        Command::Show(a) => mdevs::show(&ctx, &a).await,
         Command::Define(a) => mdevs::define(&ctx, &a).await,
         Command::Undefine(a) => mdevs::simple(&ctx, mdevs::Simple::Undefine, &a.mdev).await,
         Command::Start(a) => mdevs::simple(&ctx, mdevs::Simple::Start, &a.mdev).await,
@@ -80,7 +83,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Config(a) => host::config(&ctx, &a).await,
         Command::Check(a) => state::check(&ctx, &a).await,
         Command::Apply(a) => state::apply(&ctx, &a).await,
-        Command::ImportMdevctl(a) => state::import_mdevctl(&ctx, &a).await,
+        Command::ImportMdevctl(a) => import::import_mdevctl(&ctx, &a).await,
         Command::Export(a) => state::export(&ctx, &a).await,
         Command::Monitor => monitor::monitor(&ctx).await,
         Command::Matrix(a) => matrix::matrix(&ctx, &a).await,

@@ -1,9 +1,9 @@
-//! check, apply, import-mdevctl, export: whole states and files. Files are
+//! check, apply, export: whole states and files. Files are
 //! read and parsed here (libap's formats), so a bad file is refused before
 //! anything is sent.
 
 use super::{Ctx, Outcome};
-use crate::cli::{ApplyArgs, CheckArgs, ExportArgs, ExportFormat, ImportArgs};
+use crate::cli::{ApplyArgs, CheckArgs, ExportArgs, ExportFormat};
 use crate::convert;
 use crate::error::CliError;
 use crate::render::{self, json};
@@ -86,7 +86,11 @@ pub async fn check(ctx: &Ctx, a: &CheckArgs) -> Result<Outcome, CliError> {
         };
         render::state::findings(&findings, &what, ctx.style)
     };
-    Ok(Outcome { stdout, code })
+    Ok(Outcome {
+        stdout,
+        code,
+        notes: Vec::new(),
+    })
 }
 
 /// `apply FILE [--dry-run] [--prune]`: prints the plan (run or to run).
@@ -110,42 +114,6 @@ pub async fn apply(ctx: &Ctx, a: &ApplyArgs) -> Result<Outcome, CliError> {
         &shown(&a.file),
         ctx.style,
     )))
-}
-
-/// `import-mdevctl [DIR]`: all or nothing, both here (every file must
-/// parse) and in apd.
-pub async fn import_mdevctl(ctx: &Ctx, a: &ImportArgs) -> Result<Outcome, CliError> {
-    let (defs, errors) = libap::mdevctl::import_dir(&a.dir);
-    if let Some(first) = errors.first() {
-        let more = match errors.len() {
-            1 => String::new(),
-            n => format!(" (and {} more)", n - 1),
-        };
-        return Err(CliError::failed(format!(
-            "nothing imported: {}{more}",
-            crate::bus::plain(&first.to_string())
-        )));
-    }
-    if defs.is_empty() {
-        if ctx.json {
-            return Ok(Outcome::print(render::to_json(&json::UuidsJson {
-                uuids: Vec::new(),
-            })));
-        }
-        return Ok(Outcome::print(format!(
-            "Nothing to import: {} holds no mdevctl definitions.\n",
-            a.dir.display()
-        )));
-    }
-    let defs: Vec<apbus::Definition> = defs.iter().map(convert::definition_to_bus).collect();
-    let apd = ctx.connect().await?;
-    let uuids = apd.manager.import(&defs).await.map_err(|e| apd.error(e))?;
-    if ctx.json {
-        return Ok(Outcome::print(render::to_json(&json::UuidsJson { uuids })));
-    }
-    Ok(Outcome::print(
-        uuids.iter().map(|u| format!("{u}\n")).collect::<String>(),
-    ))
 }
 
 /// The JSON form of the exported state.

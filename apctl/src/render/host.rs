@@ -8,7 +8,9 @@ use apbus::{QueueInfo, Status};
 use libap::ApMask;
 
 /// The `status` view.
-pub fn status(s: &Status, style: Style) -> String {
+/// `warnings`: apd's check warnings that status repeats (mdevs mdevctl
+/// defines too), one sentence each.
+pub fn status(s: &Status, warnings: &[String], style: Style) -> String {
     let mut out = String::new();
     let vfio = if s.vfio_ap_loaded {
         "vfio_ap loaded"
@@ -48,7 +50,7 @@ pub fn status(s: &Status, style: Style) -> String {
             "stored, different from the live masks (apctl masks shows both)".to_string()
         },
     );
-    if s.load_errors.is_empty() && s.start_failures.is_empty() {
+    if s.load_errors.is_empty() && s.start_failures.is_empty() && warnings.is_empty() {
         field("Problems:", "none".to_string());
         return out;
     }
@@ -76,6 +78,16 @@ pub fn status(s: &Status, style: Style) -> String {
                 format!("{name} ({uuid})")
             };
             out.push_str(&format!("  {who}: {error}\n"));
+        }
+    }
+    if !warnings.is_empty() {
+        out.push_str(&style.paint(
+            "Definitions mdevctl has too (apctl check warns the same):",
+            Some(Color::Yellow),
+        ));
+        out.push('\n');
+        for w in warnings {
+            out.push_str(&format!("  warning: {w}\n"));
         }
     }
     out
@@ -109,6 +121,7 @@ pub fn masks_json(s: &Status, max_adapter: u32, max_domain: u32) -> MasksJson {
         persistent_aqmask: opt(&s.persistent_aqmask),
         vfio_adapters: cleared_ids(&s.apmask, max_adapter).unwrap_or_default(),
         vfio_domains: cleared_ids(&s.aqmask, max_domain).unwrap_or_default(),
+        chzdev: None,
     }
 }
 
@@ -142,6 +155,50 @@ pub fn masks(m: &MasksJson, style: Style) -> String {
         "                  domains {} (these domains on every adapter)\n",
         domains(&m.vfio_domains)
     ));
+    if let Some(c) = &m.chzdev {
+        out.push('\n');
+        out.push_str(&chzdev_view(m, c, style));
+    }
+    out
+}
+
+/// chzdev's persistent masks under the `masks` view.
+fn chzdev_view(m: &MasksJson, c: &super::json::ChzdevJson, style: Style) -> String {
+    let mut out = style.paint(
+        &format!(
+            "chzdev's persistent masks ({}, set by udev at boot):",
+            c.file
+        ),
+        Some(Color::Bold),
+    );
+    out.push('\n');
+    if let Some(p) = &c.problem {
+        out.push_str(&format!("  cannot be shown: {p}\n"));
+        return out;
+    }
+    let unset = "- (not set by chzdev)".to_string();
+    out.push_str(&format!(
+        "  apmask  {}\n",
+        c.apmask.clone().unwrap_or_else(|| unset.clone())
+    ));
+    out.push_str(&format!(
+        "  aqmask  {}\n",
+        c.aqmask.clone().unwrap_or_else(|| unset.clone())
+    ));
+    let differs = |ours: &Option<String>, theirs: &Option<String>| {
+        ours.is_some() && theirs.is_some() && ours != theirs
+    };
+    if differs(&m.persistent_apmask, &c.apmask) || differs(&m.persistent_aqmask, &c.aqmask) {
+        out.push_str(&style.paint(
+            &format!(
+                "warning: apd and chzdev store different masks for boot; both write them and the \
+                 last one wins: keep one (change chzdev's in {}, or apd's with apctl masks --persistent)",
+                c.file
+            ),
+            Some(Color::Yellow),
+        ));
+        out.push('\n');
+    }
     out
 }
 

@@ -265,6 +265,8 @@ pub struct StatusJson {
     pub load_errors: Vec<LoadErrorJson>,
     /// Definitions that failed to start or apply.
     pub start_failures: Vec<StartFailureJson>,
+    /// apd's check warnings that status repeats (mdevs mdevctl defines too).
+    pub warnings: Vec<String>,
 }
 
 impl From<&Status> for StatusJson {
@@ -301,6 +303,7 @@ impl From<&Status> for StatusJson {
                     error: error.clone(),
                 })
                 .collect(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -320,6 +323,21 @@ pub struct MasksJson {
     pub vfio_adapters: Vec<u32>,
     /// Domains whose aqmask bit is clear: their queues on every adapter go to vfio_ap.
     pub vfio_domains: Vec<u32>,
+    /// chzdev's persistent masks (its udev rule), or null when there is no rule.
+    pub chzdev: Option<ChzdevJson>,
+}
+
+/// chzdev's persistent masks in `masks --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChzdevJson {
+    /// The udev rule.
+    pub file: String,
+    /// The apmask it sets at boot, or null.
+    pub apmask: Option<String>,
+    /// The aqmask it sets at boot, or null.
+    pub aqmask: Option<String>,
+    /// Why the rule could not be read, or null.
+    pub problem: Option<String>,
 }
 
 /// One finding of `check --json`.
@@ -399,6 +417,17 @@ pub struct UuidJson {
 pub struct UuidsJson {
     /// The UUIDs imported or written.
     pub uuids: Vec<String>,
+}
+
+/// `show --libvirt --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostdevJson {
+    /// The mdev.
+    pub uuid: String,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// The `<hostdev>` element, as `show --libvirt` prints it.
+    pub hostdev: String,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod happenings;
 pub mod host;
 pub mod ids;
 pub mod json;
+pub mod libvirt;
 pub mod matrix;
 pub mod mdevs;
 pub mod state;
