@@ -11,7 +11,9 @@
 # install. dist/apctl.spec packages the same tree as an RPM.
 #
 # apsim (the simulator) is a test tool and is not installed: `apd --sim`
-# embeds it. The Cockpit page is installed when cockpit/ exists.
+# embeds it. The Cockpit page is built from cockpit/ by `make cockpit`
+# (Node.js and npm: npm ci, then esbuild) into cockpit/dist, and installed
+# into COCKPITDIR when built.
 
 PREFIX ?= /usr
 BINDIR ?= $(PREFIX)/bin
@@ -26,6 +28,7 @@ BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
 FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 COCKPITDIR ?= $(DATADIR)/cockpit/apctl
+COCKPITDIST ?= cockpit/dist
 DESTDIR ?=
 
 CARGO ?= cargo
@@ -36,7 +39,7 @@ INSTALL ?= install
 SHIPPED_APD := /usr/sbin/apd
 
 .PHONY: all install install-bin install-systemd install-dbus install-polkit \
-	install-completions install-man install-cockpit uninstall
+	install-completions install-man install-cockpit uninstall cockpit
 
 all:
 	$(CARGO) build --release --bin apd --bin apctl
@@ -79,11 +82,14 @@ install-man:
 
 # The Cockpit page (cockpit/: manifest.json, index.html, scripts), when the
 # tree has one; nothing otherwise.
+cockpit:
+	cd cockpit && npm ci --no-audit --no-fund && node build.mjs
+
 install-cockpit:
-	@if [ -d cockpit ]; then \
-		echo "installing cockpit/ into $(DESTDIR)$(COCKPITDIR)"; \
-		(cd cockpit && find . -type f) | while read -r f; do \
-			$(INSTALL) -D -m 0644 "cockpit/$$f" "$(DESTDIR)$(COCKPITDIR)/$$f" || exit 1; \
+	@if [ -d $(COCKPITDIST) ]; then \
+		echo "installing $(COCKPITDIST) into $(DESTDIR)$(COCKPITDIR)"; \
+		(cd $(COCKPITDIST) && find . -type f) | while read -r f; do \
+			$(INSTALL) -D -m 0644 "$(COCKPITDIST)/$$f" "$(DESTDIR)$(COCKPITDIR)/$$f" || exit 1; \
 		done; \
 	fi
 

@@ -24,8 +24,17 @@ fn build_dir() -> PathBuf {
     e2e::bin("apd").parent().expect("build dir").to_path_buf()
 }
 
-/// `make -C dir install DESTDIR=stage BUILDDIR=... extra...`, which must succeed.
+/// `make -C dir install DESTDIR=stage BUILDDIR=... extra...`, which must
+/// succeed. The Cockpit page is left out (a built cockpit/dist in a
+/// developer's tree must not change the tree these tests expect) unless
+/// `extra` names COCKPITDIST.
 fn make_install(dir: &Path, makefile: &Path, stage: &Path, extra: &[&str]) {
+    let no_page = format!("COCKPITDIST={}/no-cockpit-page", stage.display());
+    let cockpit = if extra.iter().any(|a| a.starts_with("COCKPITDIST=")) {
+        None
+    } else {
+        Some(no_page.as_str())
+    };
     let out = Command::new("make")
         .arg("-C")
         .arg(dir)
@@ -35,6 +44,7 @@ fn make_install(dir: &Path, makefile: &Path, stage: &Path, extra: &[&str]) {
         .arg(format!("DESTDIR={}", stage.display()))
         .arg(format!("BUILDDIR={}", build_dir().display()))
         .args(extra)
+        .args(cockpit)
         .output()
         .expect("run make");
     assert!(out.status.success(), "make install: {}", describe(&out));
@@ -295,20 +305,27 @@ fn the_cockpit_hook_installs_cockpit_when_present() {
     if !need("make", "make") {
         return;
     }
-    // A tree like this one plus a cockpit/ directory (this repository has
-    // none yet): the files make installs from, linked.
+    // A tree like this one with a built page in cockpit/dist (`make
+    // cockpit` builds it from cockpit/): the files make installs from.
     let tree = tempfile::tempdir().expect("tempdir");
     for dir in ["systemd", "completions", "man"] {
         std::os::unix::fs::symlink(repo().join(dir), tree.path().join(dir)).expect("link");
     }
-    std::fs::create_dir_all(tree.path().join("cockpit/js")).expect("mkdir");
-    std::fs::write(tree.path().join("cockpit/manifest.json"), "{}\n").expect("write");
-    std::fs::write(tree.path().join("cockpit/js/page.js"), "// page\n").expect("write");
+    std::fs::create_dir_all(tree.path().join("cockpit/dist/fonts")).expect("mkdir");
+    std::fs::write(tree.path().join("cockpit/dist/manifest.json"), "{}\n").expect("write");
+    std::fs::write(tree.path().join("cockpit/dist/fonts/a.woff2"), "font\n").expect("write");
+    // Sources are not installed, only what the build made.
+    std::fs::write(tree.path().join("cockpit/build.mjs"), "// build\n").expect("write");
     let stage = tempfile::tempdir().expect("tempdir");
-    make_install(tree.path(), &repo().join("Makefile"), stage.path(), &[]);
+    make_install(
+        tree.path(),
+        &repo().join("Makefile"),
+        stage.path(),
+        &["COCKPITDIST=cockpit/dist"],
+    );
     let mut want = expected_tree("/usr");
     want.insert("/usr/share/cockpit/apctl/manifest.json".into());
-    want.insert("/usr/share/cockpit/apctl/js/page.js".into());
+    want.insert("/usr/share/cockpit/apctl/fonts/a.woff2".into());
     assert_eq!(files(stage.path()), want);
 }
 
