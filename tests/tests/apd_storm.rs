@@ -22,6 +22,16 @@ const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
 /// change a remove or add of seven queues (plus their bind/unbind).
 const ROUNDS: usize = 650;
 
+/// Sets both flags when dropped, also while unwinding.
+struct StopAll<'a>(&'a AtomicBool, &'a AtomicBool);
+
+impl Drop for StopAll<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        self.1.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Counts the uevents the simulator sends from now on, until `stop`.
 fn count_uevents(host: &Host, connected: &std::sync::Barrier, stop: &AtomicBool) -> usize {
     use nix::sys::socket::{
@@ -127,6 +137,9 @@ fn a_uevent_storm_while_clients_operate_ends_consistent_and_bounded() {
     let counted = AtomicBool::new(false);
     let connected = std::sync::Barrier::new(2);
     let (client_calls, sent) = std::thread::scope(|s| {
+        // Whatever panics, every thread is told to stop before the scope
+        // joins them.
+        let _stop_all = StopAll(&stop, &counted);
         let counter = {
             let (host, counted, connected) = (&host, &counted, &connected);
             s.spawn(move || count_uevents(host, connected, counted))
@@ -170,13 +183,16 @@ fn a_uevent_storm_while_clients_operate_ends_consistent_and_bounded() {
                 host.control("lpar", "add domain 0");
             }
         }
+        // Stop everyone before joining anyone: a client that panicked must
+        // not leave the counter waiting (the scope joins every thread).
         stop.store(true, Ordering::SeqCst);
+        counted.store(true, Ordering::SeqCst);
+        let sent = counter.join().expect("the uevent counter");
         let calls = clients
             .into_iter()
             .map(|c| c.join().expect("a client panicked"))
             .sum::<usize>();
-        counted.store(true, Ordering::SeqCst);
-        (calls, counter.join().expect("the uevent counter"))
+        (calls, sent)
     });
     assert!(sent > 10_000, "the storm sent only {sent} uevents");
 
