@@ -1521,7 +1521,7 @@ fn is_hex_line(s: &str, n: usize, upper: bool) -> bool {
         })
 }
 
-/// Every file lszcrypt (default, `-V`, `-b`, `-d`, `-c`) reads, in the
+/// Every file lszcrypt (default, `-V`, `-b`, `-d`, `-c`, `-s`) reads, in the
 /// format the kernel prints it (kernel spec §8), on cards and queues of
 /// every driver, configured on and off.
 #[test]
@@ -1555,6 +1555,14 @@ fn lszcrypt_reads_the_kernels_formats() {
             bus(attr)
         );
     }
+    // `features` decides whether `-V` shows the SESTAT column (APSB).
+    let features = bus("features");
+    assert!(
+        features.strip_suffix('\n').is_some_and(|f| f
+            .split(' ')
+            .all(|w| ["APSC", "APXA", "QACT", "RC8A", "APSB"].contains(&w))),
+        "bus/ap/features: {features:?}"
+    );
     let cards: Vec<String> = m
         .ls("devices/ap")
         .into_iter()
@@ -1602,8 +1610,16 @@ fn lszcrypt_reads_the_kernels_formats() {
                 read(attr)
             );
         }
-        for attr in ["config", "online"] {
+        for attr in ["config", "online", "chkstop"] {
             assert!(matches!(read(attr).as_str(), "0\n" | "1\n"), "{dir}/{attr}");
+        }
+        // `-c`: the message size limit; `-s`: serialnr on CCA and EP11 only.
+        assert!(is_decimal_line(&read("max_msg_size")), "{dir}/max_msg_size");
+        let serial = m.exists(&format!("{dir}/serialnr"));
+        assert_eq!(serial, t[4] != b'A', "{dir}/serialnr");
+        if serial {
+            let s = read("serialnr");
+            assert!(s.ends_with('\n') && s.len() > 1, "{dir}/serialnr: {s:?}");
         }
         assert_eq!(
             m.readlink(&format!("{dir}/driver")).rsplit('/').next(),
@@ -1644,13 +1660,34 @@ fn lszcrypt_reads_the_kernels_formats() {
                 read("config"),
                 "{qd}: follows its card"
             );
+            let v = m.read(&format!("{qd}/chkstop"));
+            assert!(matches!(v.as_str(), "0\n" | "1\n"), "{qd}/chkstop: {v:?}");
+            // `-V` SESTAT: the queue's own ap_functions, never 0 ("invalid").
+            let v = m.read(&format!("{qd}/ap_functions"));
+            assert!(
+                is_hex_line(&v, 8, true) && v != "0x00000000\n",
+                "{qd}/ap_functions: {v:?}"
+            );
+            // Outside a Secure Execution guest there is no SE binding state.
+            for se in ["se_bind", "se_associate"] {
+                assert!(!m.exists(&format!("{qd}/{se}")), "{qd}/{se}");
+            }
             let driver = m.readlink(&format!("{qd}/driver"));
             match driver.rsplit('/').next() {
                 Some("cex4queue") => {
                     let v = m.read(&format!("{qd}/online"));
                     assert!(matches!(v.as_str(), "0\n" | "1\n"), "{qd}/online: {v:?}");
+                    assert!(!m.exists(&format!("{qd}/status")), "{qd}/status");
                 }
-                Some("vfio_ap") => assert!(!m.exists(&format!("{qd}/online")), "{qd}"),
+                Some("vfio_ap") => {
+                    assert!(!m.exists(&format!("{qd}/online")), "{qd}");
+                    // STATUS column of a queue without `online`.
+                    let v = m.read(&format!("{qd}/status"));
+                    assert!(
+                        matches!(v.as_str(), "in use\n" | "assigned\n" | "unassigned\n"),
+                        "{qd}/status: {v:?}"
+                    );
+                }
                 other => panic!("{qd}: driver {other:?}"),
             }
         }
