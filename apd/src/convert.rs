@@ -3,7 +3,9 @@
 //! shapes apctl reads.
 
 use apbus::{AdapterInfo, Error, ErrorKind, IdLists};
+use libap::apply::ApplyError;
 use libap::host::{Card, Matrix};
+use libap::plan::Step;
 use libap::validate::{Finding, FindingKind, Severity};
 use libap::{ApMask, Apqn};
 
@@ -29,15 +31,6 @@ impl IdKind {
             IdKind::Adapter => format!("adapter {id}"),
             IdKind::Domain => format!("domain 0x{id:02x}"),
             IdKind::ControlDomain => format!("control domain 0x{id:02x}"),
-        }
-    }
-
-    /// The attribute suffix: `adapter`, `domain`, `control_domain`.
-    pub fn attr(self) -> &'static str {
-        match self {
-            IdKind::Adapter => "adapter",
-            IdKind::Domain => "domain",
-            IdKind::ControlDomain => "control_domain",
         }
     }
 }
@@ -181,6 +174,41 @@ pub fn finding_error_kind(k: FindingKind) -> ErrorKind {
     }
 }
 
+/// The named error of a failed run of libap's executor: the kernel's
+/// errno, read in the light of the step that got it (kernel spec §2, §4,
+/// §5, §8); Failed without an errno.
+pub fn failure_kind(e: &ApplyError) -> ErrorKind {
+    match e.cause.errno() {
+        Some(errno) => kind_for_errno(errno, &e.failed_step),
+        None => ErrorKind::Failed,
+    }
+}
+
+/// The named error for a kernel errno a step got.
+fn kind_for_errno(errno: i32, step: &Step) -> ErrorKind {
+    match errno {
+        libc::EADDRNOTAVAIL => ErrorKind::HostOwned,
+        libc::EADDRINUSE => ErrorKind::InUse,
+        libc::ENODEV => match step {
+            Step::Assign { .. } | Step::Unassign { .. } => ErrorKind::OutOfRange,
+            // A card or the matrix device went away meanwhile.
+            _ => ErrorKind::NotFound,
+        },
+        // A remove on 5.x kernels while a guest uses the mdev: the guest
+        // holds it. A mask write that would take queues from an mdev is
+        // Busy, as libap names the same refusal predicted (MaskBusy).
+        libc::EBUSY => match step {
+            Step::Remove { .. } => ErrorKind::InUse,
+            _ => ErrorKind::Busy,
+        },
+        libc::EAGAIN => ErrorKind::Busy,
+        libc::EEXIST => ErrorKind::Exists,
+        libc::EINVAL | libc::ERANGE => ErrorKind::Invalid,
+        libc::ENOENT => ErrorKind::NotFound,
+        _ => ErrorKind::Failed,
+    }
+}
+
 /// A refusal built from a finding, logged with the mdevs and APQNs
 /// concerned as structured fields.
 pub fn refused(f: &Finding, message: String) -> Error {
@@ -255,5 +283,48 @@ mod tests {
             finding_error_kind(FindingKind::VfioApNotLoaded),
             ErrorKind::Failed
         );
+    }
+
+    #[test]
+    fn errno_names_follow_the_design() {
+        use libap::validate::AssignKind;
+        use ErrorKind::*;
+        let u = uuid::Uuid::nil();
+        let assign = Step::Assign {
+            uuid: u,
+            name: None,
+            kind: AssignKind::Domain,
+            id: 4,
+        };
+        let create = Step::Create {
+            uuid: u,
+            name: None,
+        };
+        let remove = Step::Remove {
+            uuid: u,
+            name: None,
+            matrix: Matrix::default(),
+        };
+        let mask = Step::SetMasks {
+            apmask: ApMask::full(),
+            aqmask: ApMask::full(),
+            old_apmask: ApMask::empty(),
+            old_aqmask: ApMask::empty(),
+        };
+        let card = Step::ConfigureAdapter {
+            adapter: 5,
+            on: false,
+        };
+        assert_eq!(kind_for_errno(libc::EADDRNOTAVAIL, &assign), HostOwned);
+        assert_eq!(kind_for_errno(libc::EADDRINUSE, &assign), InUse);
+        assert_eq!(kind_for_errno(libc::ENODEV, &assign), OutOfRange);
+        assert_eq!(kind_for_errno(libc::ENODEV, &card), NotFound);
+        assert_eq!(kind_for_errno(libc::EBUSY, &mask), Busy);
+        assert_eq!(kind_for_errno(libc::EBUSY, &remove), InUse);
+        assert_eq!(kind_for_errno(libc::EBUSY, &card), Busy);
+        assert_eq!(kind_for_errno(libc::EEXIST, &create), Exists);
+        assert_eq!(kind_for_errno(libc::EINVAL, &mask), Invalid);
+        assert_eq!(kind_for_errno(libc::EUSERS, &create), Failed);
+        assert_eq!(kind_for_errno(libc::EIO, &assign), Failed);
     }
 }

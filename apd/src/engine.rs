@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, QueueInfo, Status};
+use libap::apply::{ApplyError, ApplyReport};
 use libap::host::Owner;
+use libap::plan::Step;
 use libap::resync::Stale;
-use libap::store::{Store, StoreError};
+use libap::store::Store;
 use libap::{ApMask, Definition, Host, Sysfs};
 use uuid::Uuid;
 
@@ -22,7 +24,6 @@ use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
 use crate::dbus::host::HostProps;
 use crate::dbus::{Event, Publisher, Snapshot};
 use crate::lock::ConfigLock;
-use crate::txn::{self, Step};
 
 /// A definition that could not start (or persistent masks that could not
 /// be applied), and the host's generation then: a retry is worth it only
@@ -260,6 +261,19 @@ pub struct Engine {
     refresh_pending: AtomicBool,
 }
 
+/// What a run of libap's executor gave: its report, or the step that
+/// failed and how the rollback went.
+pub type Executed = Result<ApplyReport, Box<ApplyError>>;
+
+/// What running or undoing `steps` may change in the host model.
+pub fn touched(steps: &[Step]) -> Stale {
+    let mut stale = Stale::none();
+    for step in steps {
+        stale.merge(step.stale());
+    }
+    stale
+}
+
 /// Held while changing anything.
 pub type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
@@ -297,24 +311,6 @@ impl Engine {
     /// The publisher, once attached to the bus.
     pub fn publisher(&self) -> Option<&Publisher> {
         self.publisher.get()
-    }
-
-    /// Runs a job on the definition store on a blocking thread.
-    pub async fn store_job<T, F>(&self, f: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| Error::Failed(format!("a store job of apd failed: {e}")))?
-            .map_err(|e| Error::Failed(format!("cannot store the change: {e}")))
-    }
-
-    /// The s390 configuration lock.
-    pub fn config_lock(&self) -> &ConfigLock {
-        &self.lock
     }
 
     /// The definition store.
@@ -405,29 +401,15 @@ impl Engine {
         }
     }
 
-    /// Runs `steps` all or nothing under the s390 configuration lock.
-    pub async fn run_steps(
-        &self,
-        steps: Vec<Step>,
-    ) -> Result<Result<usize, Box<txn::Failure>>, Error> {
-        if steps.is_empty() {
-            return Ok(Ok(0));
-        }
+    /// Runs `steps` with libap's executor, all or nothing, under the s390
+    /// configuration lock, as one blocking job (a shutdown waits for it).
+    /// The caller holds the writer and re-reads [`touched`] afterwards.
+    pub async fn execute(&self, steps: Vec<Step>) -> Result<Executed, Error> {
         let lock = self.lock.clone();
+        let store = self.store.clone();
         self.blocking(move |fs| {
             let _guard = lock.acquire().map_err(|e| Error::Busy(e.to_string()))?;
-            Ok::<_, Error>(txn::run(fs, &steps))
-        })
-        .await?
-    }
-
-    /// Undoes completed steps under the lock (a later step of the same
-    /// change failed, e.g. persisting).
-    pub async fn undo_steps(&self, steps: Vec<Step>) -> Result<Vec<libap::SysfsError>, Error> {
-        let lock = self.lock.clone();
-        self.blocking(move |fs| {
-            let _guard = lock.acquire().map_err(|e| Error::Busy(e.to_string()))?;
-            Ok::<_, Error>(txn::undo(fs, &steps))
+            Ok::<_, Error>(libap::apply::execute_steps(&steps, fs, &store).map_err(Box::new))
         })
         .await?
     }

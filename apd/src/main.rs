@@ -15,7 +15,6 @@ mod follow_tests;
 mod lock;
 mod ops;
 mod restore;
-mod txn;
 mod uevents;
 
 use std::process::ExitCode;

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use apbus::{Error, IdLists, Scope};
+use libap::apply::{ApplyError, Outcome};
 use libap::host::paths;
-use libap::matrix::format_ap_config;
+use libap::plan::Step;
 use libap::resync::Stale;
 use libap::validate::{
     check_assign_to, check_definitions, check_mask_change_named, check_matrix_named, AssignKind,
@@ -17,8 +18,7 @@ use libap::{ApMask, Definition, Host, Matrix};
 use uuid::Uuid;
 
 use crate::convert::{self, mask_from_ids, matrix_from_ids, IdKind};
-use crate::engine::{Engine, Failure, State};
-use crate::txn::{self, Step, Target};
+use crate::engine::{touched, Engine, Failure, State};
 
 /// Mask strings longer than this are refused unread (the kernel takes at
 /// most a page).
@@ -122,74 +122,6 @@ pub fn definition_to_bus(d: &Definition) -> apbus::Definition {
     }
 }
 
-/// The writes that create `def`'s mdev and assign its matrix; the create
-/// is undone by removing the mdev.
-pub fn start_steps(host: &Host, def: &Definition) -> Vec<Step> {
-    let u = def.uuid;
-    let mut steps = vec![Step::new(
-        Target::Create,
-        paths::MDEV_CREATE,
-        u.hyphenated().to_string(),
-        "create the mdev",
-    )
-    .undo_with(paths::mdev_attr(&u, "remove"), "1")];
-    let m = def.matrix();
-    if m.is_empty() {
-        return steps;
-    }
-    if host.supports_ap_config() {
-        steps.push(Step::new(
-            Target::ApConfig,
-            paths::mdev_attr(&u, "ap_config"),
-            format_ap_config(m.adapters, m.domains, m.control_domains),
-            "set its whole matrix in ap_config",
-        ));
-    } else {
-        steps.extend(assign_steps(u, &Matrix::default(), &m, true));
-    }
-    steps
-}
-
-/// One `assign_*` (or `unassign_*`) write per id of `ids` that changes
-/// `current`, each undone by its opposite: adapters, then domains, then
-/// control domains.
-pub fn assign_steps(u: Uuid, current: &Matrix, ids: &Matrix, add: bool) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for (kind, want, have) in [
-        (IdKind::Adapter, ids.adapters, current.adapters),
-        (IdKind::Domain, ids.domains, current.domains),
-        (
-            IdKind::ControlDomain,
-            ids.control_domains,
-            current.control_domains,
-        ),
-    ] {
-        for id in want.iter() {
-            if have.contains(id) == add {
-                continue;
-            }
-            let (verb, undo) = if add {
-                ("assign", "unassign")
-            } else {
-                ("unassign", "assign")
-            };
-            steps.push(
-                Step::new(
-                    Target::Assign,
-                    paths::mdev_attr(&u, &format!("{verb}_{}", kind.attr())),
-                    id.to_string(),
-                    format!("{verb} {}", kind.describe(u32::from(id))),
-                )
-                .undo_with(
-                    paths::mdev_attr(&u, &format!("{undo}_{}", kind.attr())),
-                    id.to_string(),
-                ),
-            );
-        }
-    }
-    steps
-}
-
 /// `current` with `ids` added or removed.
 pub fn changed(current: &Matrix, ids: &Matrix, add: bool) -> Matrix {
     let f = |a: ApMask, b: ApMask| if add { a.union(b) } else { a.difference(b) };
@@ -200,36 +132,27 @@ pub fn changed(current: &Matrix, ids: &Matrix, add: bool) -> Matrix {
     )
 }
 
-/// The mask writes from (old_ap, old_aq) to (new_ap, new_aq): first the
-/// apmask bits that clear, then the aqmask, then the apmask bits that set.
-/// Every intermediate state gives the host only APQNs that the old or the
-/// new masks give it, so the kernel's check of each single write (against
-/// the other mask's current value) never refuses a change whose final
-/// state is valid. Each write is undone by writing back the value before.
-pub fn mask_steps(old_ap: ApMask, old_aq: ApMask, new_ap: ApMask, new_aq: ApMask) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let mut cur_ap = old_ap;
-    let mid_ap = old_ap.intersection(new_ap);
-    let mask_step = |path: &str, name: &str, to: ApMask, from: ApMask| {
-        Step::new(
-            Target::Mask,
-            path,
-            format!("{to}\n"),
-            format!("set {name} to {to}"),
-        )
-        .undo_with(path, format!("{from}\n"))
-    };
-    if mid_ap != cur_ap {
-        steps.push(mask_step(paths::APMASK, "apmask", mid_ap, cur_ap));
-        cur_ap = mid_ap;
+/// A definition or mask file could not be written (the executor put
+/// everything back).
+fn store_failed(e: &ApplyError) -> String {
+    format!("cannot store the change: {}", e.cause)
+}
+
+/// The refusal of `action` when the executor failed: the named error of
+/// the kernel's errno, the write refused and, when the rollback failed
+/// too, that the host may be left changed.
+fn kernel_refusal(action: &str, e: &ApplyError) -> Error {
+    if !e.failed_step.is_live() {
+        return Error::Failed(store_failed(e));
     }
-    if new_aq != old_aq {
-        steps.push(mask_step(paths::AQMASK, "aqmask", new_aq, old_aq));
+    let mut s = format!("cannot {action}: {}", e.cause_sentence());
+    if !e.rolled_back {
+        s.push_str(&format!(
+            "; undoing the earlier writes failed too ({}), so check the host with `apctl list`",
+            e.not_rolled_back.join("; ")
+        ));
     }
-    if new_ap != cur_ap {
-        steps.push(mask_step(paths::APMASK, "apmask", new_ap, cur_ap));
-    }
-    steps
+    Error::new(convert::failure_kind(e), s)
 }
 
 impl Engine {
@@ -270,8 +193,9 @@ impl Engine {
         if let Some(e) = definition_refusal(&host, &all, &[def.uuid], &format!("define {who}")) {
             return Err(e);
         }
-        let saved = def.clone();
-        self.store_job(move |st| st.save(&saved)).await?;
+        if let Err(e) = self.execute(vec![Step::Define(def.clone())]).await? {
+            return Err(Error::Failed(store_failed(&e)));
+        }
         tracing::info!(uuid = %def.uuid, name = def.name.as_deref().unwrap_or(""), "defined");
         self.state().defs.insert(def.uuid, def.clone());
         self.publish(Vec::new()).await;
@@ -284,12 +208,14 @@ impl Engine {
         self.fresh().await?;
         let uuid = self.state().resolve(arg)?;
         let label = self.state().label(uuid);
-        if !self.state().defs.contains_key(&uuid) {
+        let Some(def) = self.state().defs.get(&uuid).cloned() else {
             return Err(Error::NotFound(format!(
                 "cannot undefine {label}: it has no definition (it was created by another tool)"
             )));
+        };
+        if let Err(e) = self.execute(vec![Step::Undefine(def)]).await? {
+            return Err(Error::Failed(store_failed(&e)));
         }
-        self.store_job(move |st| st.remove(uuid)).await?;
         {
             let mut s = self.state();
             s.defs.remove(&uuid);
@@ -332,11 +258,8 @@ impl Engine {
                 "cannot start {who}: it has no definition; define it first with `apctl define`"
             )));
         };
-        if host.mdevs.contains_key(&uuid) {
-            tracing::debug!(uuid = %uuid, "already active; nothing to start");
-            return Ok(Started::Already);
-        }
-        if !host.vfio_ap_loaded {
+        let active = host.mdevs.contains_key(&uuid);
+        if !active && !host.vfio_ap_loaded {
             return Err(Error::Failed(format!(
                 "cannot start {who}: the vfio_ap module is not loaded (no {}); load it with `modprobe vfio_ap`",
                 paths::MATRIX
@@ -355,10 +278,16 @@ impl Engine {
             )
             .map_err(|f| convert::refused(&f, format!("cannot start {who}: {}", f.reason)))
         };
-        refusal(&host)?;
-        match self.run_steps(start_steps(&host, &def)).await? {
-            Ok(_) => {
-                tracing::info!(uuid = %uuid, "started");
+        if !active {
+            refusal(&host)?;
+        }
+        match self.execute(libap::plan::start(&host, &def)).await? {
+            Ok(report) if !report.changed_at(0) => {
+                tracing::debug!(uuid = %uuid, "already active; nothing to start");
+                Ok(Started::Already)
+            }
+            Ok(report) => {
+                tracing::info!(uuid = %uuid, writes = report.changed(), "started");
                 Ok(Started::Now)
             }
             Err(failure) => {
@@ -367,10 +296,7 @@ impl Engine {
                 if let Ok(now) = self.sync(Stale::unannounced()).await {
                     refusal(&now)?;
                 }
-                Err(Error::new(
-                    failure.kind(),
-                    format!("cannot start {who}: {}", failure.describe()),
-                ))
+                Err(kernel_refusal(&format!("start {who}"), &failure))
             }
         }
     }
@@ -384,29 +310,26 @@ impl Engine {
             let u = s.resolve(arg)?;
             (u, target(&s, u))
         };
-        let Some(mdev) = host.mdevs.get(&uuid) else {
-            return Ok(());
+        let matrix = match host.mdevs.get(&uuid) {
+            Some(mdev) if mdev.in_use => {
+                return Err(Error::InUse(format!(
+                    "cannot stop {who}: a running guest uses it; shut the guest down or detach the mdev first"
+                )));
+            }
+            Some(mdev) => mdev.matrix,
+            None => Matrix::default(),
         };
-        if mdev.in_use {
-            return Err(Error::InUse(format!(
-                "cannot stop {who}: a running guest uses it; shut the guest down or detach the mdev first"
-            )));
-        }
-        let step = Step::new(
-            Target::Remove,
-            paths::mdev_attr(&uuid, "remove"),
-            "1",
-            "remove the mdev",
-        );
-        let result = match self.run_steps(vec![step]).await? {
+        let name = self.state().name_of(uuid);
+        let result = match self.execute(libap::plan::stop(uuid, name, matrix)).await? {
+            Ok(report) if report.nothing_changed() => {
+                tracing::debug!(uuid = %uuid, "not active; nothing to stop");
+                Ok(())
+            }
             Ok(_) => {
                 tracing::info!(uuid = %uuid, "stopped");
                 Ok(())
             }
-            Err(f) => Err(Error::new(
-                f.kind(),
-                format!("cannot stop {who}: {}", f.describe()),
-            )),
+            Err(f) => Err(kernel_refusal(&format!("stop {who}"), &f)),
         };
         self.refresh(Stale::mdev(uuid), Vec::new()).await;
         result
@@ -478,27 +401,12 @@ impl Engine {
                     }
                 }
             }
-            let new = changed(&m.matrix, &want, add);
-            if new != m.matrix {
-                live_steps = if host.supports_ap_config() {
-                    vec![Step::new(
-                        Target::ApConfig,
-                        paths::mdev_attr(&uuid, "ap_config"),
-                        format_ap_config(new.adapters, new.domains, new.control_domains),
-                        format!("{verb} {who} (ap_config)"),
-                    )
-                    .undo_with(
-                        paths::mdev_attr(&uuid, "ap_config"),
-                        format_ap_config(
-                            m.matrix.adapters,
-                            m.matrix.domains,
-                            m.matrix.control_domains,
-                        ),
-                    )]
-                } else {
-                    assign_steps(uuid, &m.matrix, &want, add)
-                };
-            }
+            live_steps = libap::plan::assignment(
+                uuid,
+                def.as_ref().and_then(|d| d.name.clone()),
+                &want,
+                add,
+            );
         }
         let mut new_def = None;
         if let (true, Some(d)) = (persistent, &def) {
@@ -524,37 +432,44 @@ impl Engine {
                 new_def = Some(nd);
             }
         }
-        if live_steps.is_empty() && new_def.is_none() {
+        let mut steps = live_steps;
+        if let (Some(old), Some(new)) = (&def, &new_def) {
+            steps.push(Step::Redefine {
+                old: old.clone(),
+                new: new.clone(),
+            });
+        }
+        if steps.is_empty() {
             tracing::debug!(uuid = %uuid, "nothing to change");
             return Ok(());
         }
-
-        let done = live_steps.clone();
-        let touched = txn::stale(&done);
-        if let Err(f) = self.run_steps(live_steps).await? {
-            let err = Error::new(f.kind(), format!("cannot {action}: {}", f.describe()));
-            self.refresh(touched, Vec::new()).await;
-            return Err(err);
-        }
-        if let Some(nd) = new_def {
-            let saved = nd.clone();
-            if let Err(e) = self.store_job(move |st| st.save(&saved)).await {
-                // The definition stays as it was, so the live change goes too.
-                let undo_errors = self.undo_steps(done).await.unwrap_or_default();
-                let mut msg = format!("cannot {action}: {}", e.sentence());
-                if !undo_errors.is_empty() {
+        let touched = touched(&steps);
+        let result = match self.execute(steps).await? {
+            Ok(report) => {
+                if let Some(nd) = new_def {
+                    self.state().defs.insert(uuid, nd);
+                }
+                if report.nothing_changed() {
+                    tracing::debug!(uuid = %uuid, add, live, persistent, "nothing to change: every id was in place");
+                } else {
+                    tracing::info!(uuid = %uuid, add, live, persistent, changes = report.changed(), "assignment changed");
+                }
+                Ok(())
+            }
+            // The definition stays as it was, so the live change went too.
+            Err(f) if !f.failed_step.is_live() => {
+                let mut msg = format!("cannot {action}: {}", store_failed(&f));
+                if !f.rolled_back {
                     msg.push_str(
                         "; undoing the live change failed as well, check with `apctl show`",
                     );
                 }
-                self.refresh(touched, Vec::new()).await;
-                return Err(Error::Failed(msg));
+                Err(Error::Failed(msg))
             }
-            self.state().defs.insert(uuid, nd);
-        }
-        tracing::info!(uuid = %uuid, add, live, persistent, "assignment changed");
+            Err(f) => Err(kernel_refusal(&action, &f)),
+        };
         self.refresh(touched, Vec::new()).await;
-        Ok(())
+        result
     }
 
     /// `SetMasks`.
@@ -583,61 +498,59 @@ impl Engine {
         };
         let new_ap = parse("apmask", host.apmask, apmask)?;
         let new_aq = parse("aqmask", host.aqmask, aqmask)?;
-        self.change_masks(&host, &names, new_ap, new_aq).await?;
-        if persistent {
-            let (a, q) = (new_ap, new_aq);
-            if let Err(e) = self
-                .store_job(move |st| st.save_masks(Some(a), Some(q)))
-                .await
-            {
-                // Refused as a whole: put the live masks back.
-                let back = mask_steps(new_ap, new_aq, host.apmask, host.aqmask);
-                let _ = self.run_steps(back).await;
-                self.refresh(Stale::masks(), Vec::new()).await;
-                return Err(Error::Failed(format!(
-                    "cannot store the persistent masks: {}; the live masks were put back",
-                    e.sentence()
-                )));
-            }
+        let store = persistent.then_some((Some(new_ap), Some(new_aq)));
+        let result = self
+            .change_masks(&host, &names, new_ap, new_aq, store)
+            .await;
+        if result.is_ok() && persistent {
             let mut s = self.state();
             s.persistent_masks = (Some(new_ap), Some(new_aq));
             s.mask_failure = None;
         }
         self.refresh(Stale::masks(), Vec::new()).await;
-        Ok((new_ap.to_string(), new_aq.to_string()))
+        result.map(|()| (new_ap.to_string(), new_aq.to_string()))
     }
 
-    /// Validates and writes new masks; the caller holds the writer and
-    /// re-reads the masks afterwards.
+    /// Validates and writes new masks, and with `store` the persistent
+    /// masks too, all or nothing; the caller holds the writer and re-reads
+    /// the masks afterwards.
     pub async fn change_masks(
         &self,
         host: &Host,
         names: &BTreeMap<Uuid, String>,
         new_ap: ApMask,
         new_aq: ApMask,
+        store: Option<(Option<ApMask>, Option<ApMask>)>,
     ) -> Result<(), Error> {
         let lookup = |u: Uuid| names.get(&u).cloned();
         check_mask_change_named(host, &lookup, new_ap, new_aq)
             .map_err(|f| convert::refused(&f, f.message.clone()))?;
-        let steps = mask_steps(host.apmask, host.aqmask, new_ap, new_aq);
-        if steps.is_empty() {
-            return Ok(());
+        let mut steps = libap::plan::masks(host.apmask, host.aqmask, new_ap, new_aq);
+        if let Some((apmask, aqmask)) = store {
+            steps.push(Step::StoreMasks { apmask, aqmask });
         }
-        match self.run_steps(steps).await? {
-            Ok(_) => {
-                tracing::info!(apmask = %new_ap, aqmask = %new_aq, "masks changed");
+        match self.execute(steps).await? {
+            Ok(report) => {
+                let live = report.steps.iter().filter(|r| r.step.is_live());
+                if live.clone().any(|r| r.outcome == Outcome::Changed) {
+                    tracing::info!(apmask = %new_ap, aqmask = %new_aq, "masks changed");
+                } else {
+                    tracing::debug!(apmask = %new_ap, aqmask = %new_aq, "the masks were in place");
+                }
                 Ok(())
             }
+            // Refused as a whole: the live masks were put back.
+            Err(failure) if !failure.failed_step.is_live() => Err(Error::Failed(format!(
+                "cannot store the persistent masks: {}; the live masks were put back",
+                store_failed(&failure)
+            ))),
             Err(failure) => {
                 if let Ok(now) = self.sync(Stale::masks().and(Stale::all_mdevs())).await {
                     if let Err(f) = check_mask_change_named(&now, &lookup, new_ap, new_aq) {
                         return Err(convert::refused(&f, f.message.clone()));
                     }
                 }
-                Err(Error::new(
-                    failure.kind(),
-                    format!("cannot change the masks: {}", failure.describe()),
-                ))
+                Err(kernel_refusal("change the masks", &failure))
             }
         }
     }
@@ -655,30 +568,26 @@ impl Engine {
         )?
         .first()
         .ok_or_else(|| Error::Invalid(format!("cannot configure adapter {adapter}")))?;
-        let Some(card) = host.cards.get(&id) else {
+        if !host.cards.contains_key(&id) {
             return Err(Error::NotFound(format!(
                 "cannot configure adapter {id} {state}: the host has no card {:02x} (it is not in the LPAR's configuration, or older than CEX4)",
                 id
             )));
-        };
-        if card.config == on {
-            return Ok(());
         }
-        let step = Step::new(
-            Target::CardConfig,
-            format!("{}/config", paths::card(id)),
-            if on { "1" } else { "0" },
-            format!("configure adapter {id} {state}"),
-        );
-        let touched = txn::stale(std::slice::from_ref(&step));
-        let result = match self.run_steps(vec![step]).await? {
+        let steps = libap::plan::configure_adapter(id, on);
+        let touched = touched(&steps);
+        let result = match self.execute(steps).await? {
+            Ok(report) if report.nothing_changed() => {
+                tracing::debug!(adapter = id, on, "the adapter was configured so already");
+                Ok(())
+            }
             Ok(_) => {
                 tracing::info!(adapter = id, on, "adapter configured");
                 Ok(())
             }
-            Err(f) => Err(Error::new(
-                f.kind(),
-                format!("cannot configure adapter {id} {state}: {}", f.describe()),
+            Err(f) => Err(kernel_refusal(
+                &format!("configure adapter {id} {state}"),
+                &f,
             )),
         };
         self.refresh(touched, Vec::new()).await;
@@ -770,19 +679,10 @@ impl Engine {
         if let Some(e) = definition_refusal(&host, &all, &uuids, "import the definitions") {
             return Err(e);
         }
-        let saving = to_save.clone();
-        self.store_job(move |st| {
-            for (i, d) in saving.iter().enumerate() {
-                if let Err(e) = st.save(d) {
-                    for done in &saving[..i] {
-                        let _ = st.remove(done.uuid);
-                    }
-                    return Err(e);
-                }
-            }
-            Ok(())
-        })
-        .await?;
+        let steps: Vec<Step> = to_save.iter().cloned().map(Step::Define).collect();
+        if let Err(e) = self.execute(steps).await? {
+            return Err(Error::Failed(store_failed(&e)));
+        }
         {
             let mut s = self.state();
             for d in to_save {
@@ -831,125 +731,6 @@ fn file_uuid(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn owned(ap: ApMask, aq: ApMask) -> std::collections::BTreeSet<(u8, u8)> {
-        let mut s = std::collections::BTreeSet::new();
-        for a in ap.iter() {
-            for d in aq.iter() {
-                s.insert((a, d));
-            }
-        }
-        s
-    }
-
-    fn small_mask() -> impl Strategy<Value = ApMask> {
-        proptest::collection::vec(0u8..6, 0..6).prop_map(ApMask::from_ids)
-    }
-
-    proptest! {
-        /// Every intermediate state of the mask writes gives the host only
-        /// APQNs the old or the new masks give it, and the last state is
-        /// the new one.
-        #[test]
-        fn mask_steps_never_take_more_than_old_or_new(
-            old_ap in small_mask(), old_aq in small_mask(),
-            new_ap in small_mask(), new_aq in small_mask(),
-        ) {
-            let steps = mask_steps(old_ap, old_aq, new_ap, new_aq);
-            let allowed: std::collections::BTreeSet<_> =
-                owned(old_ap, old_aq).union(&owned(new_ap, new_aq)).copied().collect();
-            let (mut ap, mut aq) = (old_ap, old_aq);
-            for s in &steps {
-                let v = ApMask::parse_absolute(&s.data).expect("absolute mask");
-                let (undo_path, undo_data) = s.undo.clone().expect("every mask write has an undo");
-                prop_assert_eq!(&undo_path, &s.path);
-                if s.path == paths::APMASK {
-                    prop_assert_eq!(ApMask::parse_absolute(&undo_data).expect("undo"), ap);
-                    ap = v;
-                } else {
-                    prop_assert_eq!(ApMask::parse_absolute(&undo_data).expect("undo"), aq);
-                    aq = v;
-                }
-                prop_assert!(owned(ap, aq).is_subset(&allowed));
-            }
-            prop_assert_eq!((ap, aq), (new_ap, new_aq));
-            prop_assert!(steps.len() <= 3);
-        }
-    }
-
-    #[test]
-    fn unchanged_masks_write_nothing() {
-        let m = ApMask::full();
-        assert!(mask_steps(m, m, m, m).is_empty());
-    }
-
-    #[test]
-    fn clearing_comes_before_setting() {
-        // apmask sets 6, aqmask clears 4: the aqmask write goes first.
-        let old_ap = ApMask::from_ids([1, 2]);
-        let new_ap = ApMask::from_ids([1, 2, 6]);
-        let old_aq = ApMask::from_ids([4, 5]);
-        let new_aq = ApMask::from_ids([5]);
-        let steps = mask_steps(old_ap, old_aq, new_ap, new_aq);
-        assert_eq!(steps.len(), 2);
-        assert_eq!(steps[0].path, paths::AQMASK);
-        assert_eq!(steps[1].path, paths::APMASK);
-    }
-
-    #[test]
-    fn start_steps_prefer_ap_config() {
-        let mut host = Host::default();
-        let mut def = Definition::new(Uuid::nil());
-        def.adapters = ApMask::from_ids([5]);
-        def.domains = ApMask::from_ids([4, 0x47]);
-        let steps = start_steps(&host, &def);
-        assert_eq!(steps[0].target, Target::Create);
-        assert_eq!(
-            steps[0].undo,
-            Some((paths::mdev_attr(&Uuid::nil(), "remove"), "1".to_string()))
-        );
-        let kinds: Vec<&str> = steps[1..]
-            .iter()
-            .map(|s| s.path.rsplit('/').next().unwrap_or(""))
-            .collect();
-        assert_eq!(
-            kinds,
-            vec!["assign_adapter", "assign_domain", "assign_domain"]
-        );
-        assert_eq!(steps[3].data, "71");
-        host.features = Some(libap::host::Features::parse(
-            "guest_matrix hotplug ap_config",
-        ));
-        let steps = start_steps(&host, &def);
-        assert_eq!(steps.len(), 2);
-        assert_eq!(steps[1].target, Target::ApConfig);
-        // An empty definition only creates.
-        assert_eq!(start_steps(&host, &Definition::new(Uuid::nil())).len(), 1);
-    }
-
-    #[test]
-    fn assign_steps_skip_what_is_there_and_undo_with_the_opposite() {
-        let u = Uuid::nil();
-        let cur = Matrix::new(ApMask::from_ids([5]), ApMask::empty(), ApMask::empty());
-        let want = Matrix::new(
-            ApMask::from_ids([5, 6]),
-            ApMask::from_ids([4]),
-            ApMask::empty(),
-        );
-        let steps = assign_steps(u, &cur, &want, true);
-        assert_eq!(steps.len(), 2);
-        assert!(steps[0].path.ends_with("/assign_adapter"));
-        assert_eq!(steps[0].data, "6");
-        assert!(steps[0]
-            .undo
-            .as_ref()
-            .is_some_and(|(p, _)| p.ends_with("/unassign_adapter")));
-        let steps = assign_steps(u, &cur, &want, false);
-        assert_eq!(steps.len(), 1);
-        assert!(steps[0].path.ends_with("/unassign_adapter"));
-        assert_eq!(steps[0].data, "5");
-    }
 
     #[test]
     fn bus_definitions_are_checked() {

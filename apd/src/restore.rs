@@ -91,7 +91,9 @@ pub async fn apply_persistent_masks(engine: &Engine) {
         let names = name_map(&engine.state());
         let new_ap = pa.unwrap_or(host.apmask);
         let new_aq = pq.unwrap_or(host.aqmask);
-        let changed = engine.change_masks(&host, &names, new_ap, new_aq).await;
+        let changed = engine
+            .change_masks(&host, &names, new_ap, new_aq, None)
+            .await;
         engine.sync(Stale::masks()).await?;
         changed
     }

@@ -33,8 +33,10 @@
 //! [`validate::check_definitions`]. Any error means `Err(findings)`: the
 //! plan is not returned, so nothing can be written.
 
+mod commands;
 mod step;
 
+pub use commands::{assignment, configure_adapter, masks, start, stop};
 pub use step::{Step, WireStep};
 
 use crate::definition::{label, Definition};
@@ -264,6 +266,11 @@ impl Simulation<'_> {
                 }
                 self.host.mdevs.remove(uuid);
             }
+            Step::ConfigureAdapter { adapter, on } => {
+                if let Some(card) = self.host.cards.get_mut(adapter) {
+                    card.config = *on;
+                }
+            }
             Step::StoreMasks { .. }
             | Step::Define(_)
             | Step::Redefine { .. }
@@ -437,15 +444,9 @@ pub fn plan(
     // 5. Give queues to vfio_ap (clear mask bits) before assigning them.
     let target_ap = desired_masks.apmask.unwrap_or(host.apmask);
     let target_aq = desired_masks.aqmask.unwrap_or(host.aqmask);
-    let cleared_ap = host.apmask.intersection(target_ap);
-    let cleared_aq = host.aqmask.intersection(target_aq);
-    if (cleared_ap, cleared_aq) != (host.apmask, host.aqmask) {
-        sim.push(Step::SetMasks {
-            apmask: cleared_ap,
-            aqmask: cleared_aq,
-            old_apmask: host.apmask,
-            old_aqmask: host.aqmask,
-        });
+    let (clear, set) = commands::mask_halves(host.apmask, host.aqmask, target_ap, target_aq);
+    if let Some(step) = clear {
+        sim.push(step);
     }
 
     // 6. Start autostart mdevs that are not active; assign what is missing.
@@ -465,13 +466,8 @@ pub fn plan(
     }
 
     // 7. Take queues back for the host (set mask bits) once no mdev holds them.
-    if (target_ap, target_aq) != (cleared_ap, cleared_aq) {
-        sim.push(Step::SetMasks {
-            apmask: target_ap,
-            aqmask: target_aq,
-            old_apmask: cleared_ap,
-            old_aqmask: cleared_aq,
-        });
+    if let Some(step) = set {
+        sim.push(step);
     }
 
     // The end state's definitions, against the end host.
