@@ -179,7 +179,7 @@ impl Engine {
         let result = self.execute(plan.steps).await;
         // The store changed (or was rolled back): read it again.
         crate::restore::load(self).await;
-        self.refresh(touched, Vec::new()).await;
+        self.refresh(touched).await;
         match result? {
             Ok(report) => {
                 tracing::info!(

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
 
 use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, QueueInfo, Status};
 use libap::apply::{ApplyError, ApplyReport};
@@ -21,8 +23,6 @@ use libap::{ApMask, Definition, Host, Sysfs};
 use uuid::Uuid;
 
 use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
-use crate::dbus::host::HostProps;
-use crate::dbus::{Event, Publisher, Snapshot};
 use crate::lock::ConfigLock;
 
 /// A definition that could not start (or persistent masks that could not
@@ -37,7 +37,7 @@ pub struct Failure {
 }
 
 /// apd's model.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     /// The host as kept current from uevents and our own writes (change
     /// it with [`State::set_host`] or [`State::apply`]). Shared, so a
@@ -205,30 +205,6 @@ impl State {
             show(&self.persistent_masks.1),
         )
     }
-
-    /// What the bus shows now.
-    pub fn snapshot(&self) -> Snapshot {
-        let h = &self.host;
-        let (pa, pq) = self.persistent_mask_strings();
-        Snapshot {
-            host: HostProps {
-                ap_mask: h.apmask.to_string(),
-                aq_mask: h.aqmask.to_string(),
-                persistent_ap_mask: pa,
-                persistent_aq_mask: pq,
-                max_adapter_id: u32::from(h.max_adapter_id),
-                max_domain_id: u32::from(h.max_domain_id),
-                vfio_ap_loaded: h.vfio_ap_loaded,
-                adapters: h.cards.values().map(adapter_info).collect(),
-                load_errors: self.load_errors.clone(),
-            },
-            mdevs: self
-                .all_uuids()
-                .into_iter()
-                .map(|u| (u.hyphenated().to_string(), self.mdev_info(u)))
-                .collect(),
-        }
-    }
 }
 
 /// The live assignment of an mdev (re-read for a D-Bus property read).
@@ -248,17 +224,43 @@ fn unreadable(e: libap::HostError) -> Error {
 /// The engine; shared by the D-Bus objects, the uevent loop and main.
 #[derive(Debug)]
 pub struct Engine {
-    me: Weak<Engine>,
     sysfs: Arc<dyn Sysfs>,
     backend: String,
     store: Store,
     lock: ConfigLock,
     writer: tokio::sync::Mutex<()>,
     state: Mutex<State>,
-    publisher: OnceLock<Publisher>,
+    subscriber: Mutex<Option<mpsc::UnboundedSender<Update>>>,
     stopping: AtomicBool,
     stop_requested: tokio::sync::Notify,
     refresh_pending: AtomicBool,
+    refresh_wanted: tokio::sync::Notify,
+}
+
+/// A change of the model the engine tells its subscriber (apd's D-Bus
+/// face, which shapes it for the bus).
+#[derive(Debug)]
+pub enum Change {
+    /// The model as it is now.
+    Model(Arc<State>),
+    /// An automatic start failed (the first time with this sentence).
+    StartFailed {
+        /// The mdev.
+        uuid: Uuid,
+        /// Why (as in [`Failure::message`]).
+        message: String,
+    },
+}
+
+/// One change, and the sender to tell the engine it is shown: the engine
+/// waits for it, so that a change is shown before the call that made it
+/// returns.
+#[derive(Debug)]
+pub struct Update {
+    /// The change.
+    pub change: Change,
+    /// Dropped or sent once the change is shown.
+    pub shown: oneshot::Sender<()>,
 }
 
 /// What a run of libap's executor gave: its report, or the step that
@@ -286,31 +288,48 @@ impl Engine {
         store: Store,
         lock: ConfigLock,
     ) -> Arc<Engine> {
-        Arc::new_cyclic(|me| Engine {
-            me: me.clone(),
+        Arc::new(Engine {
             sysfs,
             backend,
             store,
             lock,
             writer: tokio::sync::Mutex::new(()),
             state: Mutex::new(State::default()),
-            publisher: OnceLock::new(),
+            subscriber: Mutex::new(None),
             stopping: AtomicBool::new(false),
             stop_requested: tokio::sync::Notify::new(),
             refresh_pending: AtomicBool::new(false),
+            refresh_wanted: tokio::sync::Notify::new(),
         })
     }
 
-    /// Connects the engine to the bus.
-    pub fn attach(&self, publisher: Publisher) {
-        if self.publisher.set(publisher).is_err() {
-            tracing::warn!("the engine was attached to a bus twice; keeping the first");
+    /// The changes of the model from now on, in order (a new subscriber
+    /// replaces the last one).
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Update> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.subscriber.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Tells the subscriber of `change` and waits until it is shown; does
+    /// nothing without a subscriber.
+    async fn tell(&self, change: Change) {
+        let tx = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(tx) = tx else { return };
+        let (shown, wait) = oneshot::channel();
+        if tx.send(Update { change, shown }).is_ok() {
+            // An error: the subscriber is gone; nothing to wait for.
+            let _ = wait.await;
         }
     }
 
-    /// The publisher, once attached to the bus.
-    pub fn publisher(&self) -> Option<&Publisher> {
-        self.publisher.get()
+    /// Tells the subscriber that an automatic start failed.
+    pub async fn start_failed(&self, uuid: Uuid, message: String) {
+        self.tell(Change::StartFailed { uuid, message }).await;
     }
 
     /// The definition store.
@@ -447,40 +466,47 @@ impl Engine {
         Ok(self.state().host.clone())
     }
 
-    /// Re-reads what `stale` names, then publishes the model with `extra`
-    /// events. The caller holds the writer.
-    pub async fn refresh(&self, stale: Stale, extra: Vec<Event>) {
+    /// Re-reads what `stale` names, then publishes the model. The caller
+    /// holds the writer.
+    pub async fn refresh(&self, stale: Stale) {
         if let Err(e) = self.sync(stale).await {
             tracing::error!(error = %e, "cannot re-read the host");
         }
-        self.publish(extra).await;
+        self.publish().await;
     }
 
     /// Publishes the model as it is.
-    pub async fn publish(&self, extra: Vec<Event>) {
-        let (Some(publisher), Some(me)) = (self.publisher.get(), self.me.upgrade()) else {
-            return;
-        };
-        let snap = self.state().snapshot();
-        publisher.publish(&me, snap, extra).await;
+    pub async fn publish(&self) {
+        let state = Arc::new(self.state().clone());
+        self.tell(Change::Model(state)).await;
     }
 
-    /// Re-reads what the kernel changes without a uevent (the mdevs, the
-    /// LPAR configuration) and publishes soon, from a task of its own (a
-    /// read saw such a change).
+    /// Asks for a re-read of what the kernel changes without a uevent (the
+    /// mdevs, the LPAR configuration) and a publish, soon, by
+    /// [`Engine::follow_refresh_requests`] (a read saw such a change).
     pub fn schedule_refresh(&self, reason: &'static str) {
         // One pending refresh covers every read that asks for it meanwhile.
         if self.refresh_pending.swap(true, Ordering::SeqCst) {
             return;
         }
-        let Some(me) = self.me.upgrade() else { return };
-        tokio::spawn(async move {
-            let w = me.writer().await;
-            me.refresh_pending.store(false, Ordering::SeqCst);
+        tracing::debug!(
+            reason,
+            "a re-read of the mdevs and the configuration is due"
+        );
+        self.refresh_wanted.notify_one();
+    }
+
+    /// Runs the refreshes [`Engine::schedule_refresh`] asks for, each
+    /// under the writer, until a stop is requested.
+    pub async fn follow_refresh_requests(self: Arc<Self>) {
+        loop {
+            self.refresh_wanted.notified().await;
+            let w = self.writer().await;
+            self.refresh_pending.store(false, Ordering::SeqCst);
             let Ok(_w) = w else { return };
-            tracing::debug!(reason, "re-reading the mdevs and the configuration");
-            me.refresh(Stale::unannounced(), Vec::new()).await;
-        });
+            tracing::debug!("re-reading the mdevs and the configuration");
+            self.refresh(Stale::unannounced()).await;
+        }
     }
 
     /// The host for a read: the model with what `stale` names re-read
@@ -710,7 +736,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use libap::host::{GuestMatrix, Mdev};
     use libap::Matrix;
@@ -718,7 +744,9 @@ mod tests {
     const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
     const FOREIGN: &str = "0c7e2a3f-1d5b-4e7c-9f0a-2b3c4d5e6f70";
 
-    fn state() -> State {
+    /// guest1 (defined, active with less than its definition) and an
+    /// active mdev another tool made.
+    pub(crate) fn state() -> State {
         let g1 = Uuid::parse_str(G1).expect("uuid");
         let foreign = Uuid::parse_str(FOREIGN).expect("uuid");
         let mut def = Definition::new(g1);
@@ -788,9 +816,6 @@ mod tests {
         let foreign = s.mdev_info(Uuid::parse_str(FOREIGN).expect("uuid"));
         assert!(foreign.active && !foreign.defined && !foreign.autostart && !foreign.differs);
         assert_eq!(foreign.name, "");
-        let snap = s.snapshot();
-        assert_eq!(snap.mdevs.len(), 2);
-        assert_eq!(snap.host.persistent_ap_mask, "");
     }
 
     #[test]

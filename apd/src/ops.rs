@@ -198,7 +198,7 @@ impl Engine {
         }
         tracing::info!(uuid = %def.uuid, name = def.name.as_deref().unwrap_or(""), "defined");
         self.state().defs.insert(def.uuid, def.clone());
-        self.publish(Vec::new()).await;
+        self.publish().await;
         Ok(def.uuid.hyphenated().to_string())
     }
 
@@ -222,7 +222,7 @@ impl Engine {
             s.start_failures.remove(&uuid);
         }
         tracing::info!(uuid = %uuid, "undefined");
-        self.publish(Vec::new()).await;
+        self.publish().await;
         Ok(())
     }
 
@@ -236,7 +236,7 @@ impl Engine {
             // A successful start by hand ends an automatic start's failure.
             self.state().start_failures.remove(&uuid);
         }
-        self.refresh(Stale::mdev(uuid), Vec::new()).await;
+        self.refresh(Stale::mdev(uuid)).await;
         result.map(|_| ())
     }
 
@@ -331,7 +331,7 @@ impl Engine {
             }
             Err(f) => Err(kernel_refusal(&format!("stop {who}"), &f)),
         };
-        self.refresh(Stale::mdev(uuid), Vec::new()).await;
+        self.refresh(Stale::mdev(uuid)).await;
         result
     }
 
@@ -468,7 +468,7 @@ impl Engine {
             }
             Err(f) => Err(kernel_refusal(&action, &f)),
         };
-        self.refresh(touched, Vec::new()).await;
+        self.refresh(touched).await;
         result
     }
 
@@ -507,7 +507,7 @@ impl Engine {
             s.persistent_masks = (Some(new_ap), Some(new_aq));
             s.mask_failure = None;
         }
-        self.refresh(Stale::masks(), Vec::new()).await;
+        self.refresh(Stale::masks()).await;
         result.map(|()| (new_ap.to_string(), new_aq.to_string()))
     }
 
@@ -590,7 +590,7 @@ impl Engine {
                 &f,
             )),
         };
-        self.refresh(touched, Vec::new()).await;
+        self.refresh(touched).await;
         result
     }
 
@@ -690,7 +690,7 @@ impl Engine {
             }
         }
         tracing::info!(count = uuids.len(), "definitions imported");
-        self.publish(Vec::new()).await;
+        self.publish().await;
         Ok(new
             .iter()
             .map(|d| d.uuid.hyphenated().to_string())
