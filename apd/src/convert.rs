@@ -6,7 +6,7 @@ use apbus::{AdapterInfo, Error, ErrorKind, IdLists};
 use libap::apply::ApplyError;
 use libap::host::{Card, Matrix};
 use libap::plan::Step;
-use libap::validate::{Finding, FindingKind, Severity};
+use libap::validate::{Finding, FindingKind, Refusal, Severity};
 use libap::{ApMask, Apqn};
 
 /// More ids than any list can meaningfully hold (256 distinct ids), with
@@ -163,14 +163,14 @@ pub fn finding(f: &Finding) -> apbus::Finding {
 /// The named error kind of a finding (libap's mapping, so that apctl's
 /// local verdicts and apd's agree).
 pub fn finding_error_kind(k: FindingKind) -> ErrorKind {
-    match k.dbus_error() {
-        "OutOfRange" => ErrorKind::OutOfRange,
-        "HostOwned" => ErrorKind::HostOwned,
-        "InUse" => ErrorKind::InUse,
-        "Busy" => ErrorKind::Busy,
-        "Conflict" => ErrorKind::Conflict,
-        "Invalid" => ErrorKind::Invalid,
-        _ => ErrorKind::Failed,
+    match k.refusal() {
+        Refusal::OutOfRange => ErrorKind::OutOfRange,
+        Refusal::HostOwned => ErrorKind::HostOwned,
+        Refusal::InUse => ErrorKind::InUse,
+        Refusal::Busy => ErrorKind::Busy,
+        Refusal::Conflict => ErrorKind::Conflict,
+        Refusal::Invalid => ErrorKind::Invalid,
+        Refusal::Failed => ErrorKind::Failed,
     }
 }
 

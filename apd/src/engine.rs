@@ -19,6 +19,7 @@ use libap::host::Owner;
 use libap::plan::Step;
 use libap::resync::Stale;
 use libap::store::Store;
+use libap::usable::Unusable;
 use libap::{ApMask, Definition, Host, Sysfs};
 use uuid::Uuid;
 
@@ -155,33 +156,22 @@ impl State {
     /// what a start would meet: the host or another mdev holding it, the
     /// adapter off or outside the LPAR, or nothing (then: start it).
     pub fn inactive_reason(&self, uuid: Uuid, q: libap::Apqn) -> String {
-        let h = &self.host;
         let who = self.label(uuid);
         let start = format!(
             "`apctl start {}`",
             self.name_of(uuid)
                 .unwrap_or_else(|| uuid.hyphenated().to_string())
         );
-        let (a, d) = (q.adapter, q.domain);
-        let blocker = match h.owner(q) {
-            Owner::Host { .. } => Some(format!(
-                "queue {q} belongs to the host (adapter {a} is set in apmask and domain 0x{d:02x} in aqmask), so {start} would be refused; give it to vfio_ap with `apctl masks`"
-            )),
-            Owner::Mdev { uuid: other } if other != uuid => Some(format!(
+        let blocker = self.host.start_blocker(uuid, q).map(|b| match b {
+            Unusable::HostOwned(_) => format!(
+                "{b}, so {start} would be refused; give it to vfio_ap with `apctl masks`"
+            ),
+            Unusable::AssignedTo(q, other) => format!(
                 "queue {q} is assigned to {}, so {start} would be refused until that mdev gives it up",
                 self.label(other)
-            )),
-            _ if h.config.known && !h.config.adapters.contains(a) => Some(format!(
-                "adapter {a} is outside the LPAR's configuration (not in ap_adapter_mask)"
-            )),
-            _ if h.config.known && !h.config.usage_domains.contains(d) => Some(format!(
-                "domain 0x{d:02x} is outside the LPAR's configuration (not in ap_usage_domain_mask)"
-            )),
-            _ if h.cards.get(&a).is_some_and(|c| !c.config) => Some(format!(
-                "adapter {a} is configured off (standby); configure it on with `apctl config {a} on`"
-            )),
-            _ => None,
-        };
+            ),
+            other => with_remedy(&other),
+        });
         match blocker {
             Some(b) => format!("{who} is not active, and {b}"),
             None => format!("{who} is not active; start it with {start}"),
@@ -204,6 +194,15 @@ impl State {
             show(&self.persistent_masks.0),
             show(&self.persistent_masks.1),
         )
+    }
+}
+
+/// libap's reason why a guest cannot use an APQN, with the remedy that
+/// names an apctl command where there is one.
+pub fn with_remedy(why: &Unusable) -> String {
+    match why {
+        Unusable::ConfiguredOff(a) => format!("{why}; configure it on with `apctl config {a} on`"),
+        other => other.to_string(),
     }
 }
 
@@ -673,12 +672,12 @@ impl Engine {
                         reason: v.inactive_reason(uuid, q),
                     };
                 }
-                let (in_guest, usable, reason) = v.host.usability(uuid, q);
+                let u = v.host.usable(uuid, q);
                 ApqnInfo {
                     apqn: q.to_string(),
-                    in_guest_matrix: in_guest,
-                    usable,
-                    reason: reason.unwrap_or_default(),
+                    in_guest_matrix: u.in_guest,
+                    usable: u.why_not.is_none(),
+                    reason: u.why_not.as_ref().map(with_remedy).unwrap_or_default(),
                 }
             })
             .collect();

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use apbus::{Error, IdLists, Scope};
 use libap::apply::{ApplyError, Outcome};
-use libap::host::paths;
 use libap::plan::Step;
 use libap::resync::Stale;
 use libap::validate::{
-    check_assign_to, check_definitions, check_mask_change_named, check_matrix_named, AssignKind,
-    AssignVerdict, Finding, FindingKind, Severity,
+    check_assign_to, check_definitions, check_mask_change_named, check_matrix_named, check_remove,
+    check_vfio_ap, Asker, AssignKind, AssignVerdict, Finding, FindingKind, Severity,
 };
 use libap::{ApMask, Definition, Host, Matrix};
 use uuid::Uuid;
@@ -259,11 +258,9 @@ impl Engine {
             )));
         };
         let active = host.mdevs.contains_key(&uuid);
-        if !active && !host.vfio_ap_loaded {
-            return Err(Error::Failed(format!(
-                "cannot start {who}: the vfio_ap module is not loaded (no {}); load it with `modprobe vfio_ap`",
-                paths::MATRIX
-            )));
+        if !active {
+            check_vfio_ap(&host, uuid, def.name.as_deref(), Asker::Command)
+                .map_err(|f| convert::refused(&f, f.message.clone()))?;
         }
         // The definition's matrix against a read of the host: the refusal
         // that names the culprit, before the writes and after a failed one.
@@ -310,16 +307,10 @@ impl Engine {
             let u = s.resolve(arg)?;
             (u, target(&s, u))
         };
-        let matrix = match host.mdevs.get(&uuid) {
-            Some(mdev) if mdev.in_use => {
-                return Err(Error::InUse(format!(
-                    "cannot stop {who}: a running guest uses it; shut the guest down or detach the mdev first"
-                )));
-            }
-            Some(mdev) => mdev.matrix,
-            None => Matrix::default(),
-        };
         let name = self.state().name_of(uuid);
+        check_remove(&host, uuid, name.as_deref(), Asker::Command)
+            .map_err(|f| convert::refused(&f, f.message.clone()))?;
+        let matrix = host.mdevs.get(&uuid).map(|m| m.matrix).unwrap_or_default();
         let result = match self.execute(libap::plan::stop(uuid, name, matrix)).await? {
             Ok(report) if report.nothing_changed() => {
                 tracing::debug!(uuid = %uuid, "not active; nothing to stop");

@@ -39,11 +39,11 @@ mod step;
 pub use commands::{assignment, configure_adapter, masks, start, stop};
 pub use step::{Step, WireStep};
 
-use crate::definition::{label, Definition};
+use crate::definition::Definition;
 use crate::desired::DesiredState;
 use crate::host::{paths, Host, Mdev};
 use crate::mask::ApMask;
-use crate::validate::{self, AssignKind, Finding, FindingKind, Severity};
+use crate::validate::{self, Asker, AssignKind, Finding, FindingKind, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -206,16 +206,10 @@ impl Simulation<'_> {
                 self.rebind();
             }
             Step::Create { uuid, name } => {
-                if !self.host.vfio_ap_loaded {
-                    self.errors.push((Some(*uuid), error(
-                        FindingKind::VfioApNotLoaded,
-                        vec![(*uuid, name.clone())],
-                        format!(
-                            "cannot start {}: the vfio_ap module is not loaded (no {}); load it with `modprobe vfio_ap` or make the mdev manual",
-                            label(*uuid, name.as_deref()),
-                            paths::MATRIX
-                        ),
-                    )));
+                if let Err(f) =
+                    validate::check_vfio_ap(&self.host, *uuid, name.as_deref(), Asker::Apply)
+                {
+                    self.errors.push((Some(*uuid), f));
                 }
                 self.host.mdevs.insert(
                     *uuid,
@@ -254,15 +248,10 @@ impl Simulation<'_> {
                 }
             }
             Step::Remove { uuid, name, .. } => {
-                if self.host.mdevs.get(uuid).is_some_and(|m| m.in_use) {
-                    self.errors.push((Some(*uuid), error(
-                        FindingKind::InUse,
-                        vec![(*uuid, name.clone())],
-                        format!(
-                            "cannot stop {}: a guest is using it (removing it would wait until the guest lets go); shut the guest down first, or name the mdev in the file",
-                            label(*uuid, name.as_deref())
-                        ),
-                    )));
+                if let Err(f) =
+                    validate::check_remove(&self.host, *uuid, name.as_deref(), Asker::Apply)
+                {
+                    self.errors.push((Some(*uuid), f));
                 }
                 self.host.mdevs.remove(uuid);
             }

@@ -82,21 +82,44 @@ impl FindingKind {
         }
     }
 
-    /// The D-Bus error name suffix (`org.apctl.Apd1.Error.<Name>`).
-    pub fn dbus_error(&self) -> &'static str {
+    /// What kind of refusal the finding is (apd names its D-Bus error
+    /// after it).
+    pub fn refusal(&self) -> Refusal {
         match self {
-            FindingKind::OutOfRange => "OutOfRange",
-            FindingKind::HostOwned => "HostOwned",
-            FindingKind::InUse => "InUse",
-            FindingKind::MaskBusy => "Busy",
+            FindingKind::OutOfRange => Refusal::OutOfRange,
+            FindingKind::HostOwned => Refusal::HostOwned,
+            FindingKind::InUse => Refusal::InUse,
+            FindingKind::MaskBusy => Refusal::Busy,
             FindingKind::SharedAutostart
             | FindingKind::SharedManual
             | FindingKind::DuplicateName
-            | FindingKind::DuplicateUuid => "Conflict",
-            FindingKind::VfioApNotLoaded => "Failed",
-            _ => "Invalid",
+            | FindingKind::DuplicateUuid => Refusal::Conflict,
+            FindingKind::VfioApNotLoaded => Refusal::Failed,
+            _ => Refusal::Invalid,
         }
     }
+}
+
+/// The kinds of refusal a finding can be: an id out of range, a queue
+/// the host or another mdev holds, a mask change the kernel would refuse
+/// as busy, definitions in conflict, invalid input, or a host that cannot
+/// do it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// An id above the host's maximum (ENODEV).
+    OutOfRange,
+    /// The masks give a queue to the host (EADDRNOTAVAIL).
+    HostOwned,
+    /// Another mdev holds a queue (EADDRINUSE).
+    InUse,
+    /// A mask change would take an assigned queue (EBUSY).
+    Busy,
+    /// Definitions conflict with each other.
+    Conflict,
+    /// The input breaks a rule.
+    Invalid,
+    /// The host cannot do it now.
+    Failed,
 }
 
 /// One verdict.
@@ -274,6 +297,85 @@ fn finding(
         message,
         reason,
     }
+}
+
+/// Who asks for a start or a stop: one of apd's commands, or a plan of
+/// `apply` (whose remedy names the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// `Start`/`Stop` (apctl start/stop, the boot restore).
+    Command,
+    /// A step of an `apply` plan.
+    Apply,
+}
+
+/// A refusal of a whole action, its sentence in both `message` and
+/// `reason`.
+fn refusal(kind: FindingKind, uuid: Uuid, name: Option<&str>, message: String) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        kind,
+        apqns: Vec::new(),
+        mdevs: vec![(uuid, name.map(str::to_string))],
+        reason: message.clone(),
+        message,
+    }
+}
+
+/// Whether an mdev can be created: the vfio_ap module must be loaded (no
+/// matrix device, no mdev type; kernel spec §4).
+pub fn check_vfio_ap(
+    host: &Host,
+    uuid: Uuid,
+    name: Option<&str>,
+    asker: Asker,
+) -> Result<(), Finding> {
+    if host.vfio_ap_loaded {
+        return Ok(());
+    }
+    let remedy = match asker {
+        Asker::Command => "load it with `modprobe vfio_ap`",
+        Asker::Apply => "load it with `modprobe vfio_ap` or make the mdev manual",
+    };
+    let who = match (asker, name) {
+        // apd's commands name an mdev by its name alone, else its UUID.
+        (Asker::Command, Some(n)) => n.to_string(),
+        (Asker::Command, None) => uuid.hyphenated().to_string(),
+        (Asker::Apply, _) => label(uuid, name),
+    };
+    Err(refusal(
+        FindingKind::VfioApNotLoaded,
+        uuid,
+        name,
+        format!(
+            "cannot start {who}: the vfio_ap module is not loaded (no {}); {remedy}",
+            crate::host::paths::MATRIX
+        ),
+    ))
+}
+
+/// Whether an mdev can be removed now: while a guest uses it the kernel's
+/// remove waits until the guest lets go (kernel spec §4).
+pub fn check_remove(
+    host: &Host,
+    uuid: Uuid,
+    name: Option<&str>,
+    asker: Asker,
+) -> Result<(), Finding> {
+    if !host.mdevs.get(&uuid).is_some_and(|m| m.in_use) {
+        return Ok(());
+    }
+    let message = match (asker, name) {
+        (Asker::Command, n) => format!(
+            "cannot stop {}: a running guest uses it; shut the guest down or detach the mdev first",
+            n.map_or_else(|| uuid.hyphenated().to_string(), str::to_string)
+        ),
+        (Asker::Apply, n) => format!(
+            "cannot stop {}: a guest is using it (removing it would wait until the guest lets go); shut the guest down first, or name the mdev in the file",
+            label(uuid, n)
+        ),
+    };
+    Err(refusal(FindingKind::InUse, uuid, name, message))
 }
 
 /// APQNs of adapters × domains that the masks give to the host.
