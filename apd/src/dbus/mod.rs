@@ -448,7 +448,7 @@ mod tests {
 
     #[test]
     fn the_snapshot_shows_defined_and_foreign_mdevs() {
-        let s = crate::engine::tests::state();
+        let s = crate::engine::test_state();
         let snap = Snapshot::of(&s);
         assert_eq!(snap.mdevs.len(), 2);
         assert_eq!(snap.host.persistent_ap_mask, "");
