@@ -422,9 +422,7 @@ impl Live {
     }
 }
 
-/// Run one step; on success its undo entries are on `undo`. File steps
-/// push their undo before writing, so a write that fails half-way (renamed
-/// but not synced) is restored too.
+/// Run one step; on success its undo entries are on `undo`.
 fn run_step(
     step: &Step,
     sysfs: &dyn Sysfs,
@@ -432,101 +430,124 @@ fn run_step(
     live: &mut Live,
     undo: &mut Vec<Undo>,
 ) -> Result<Outcome, ApplyCause> {
-    let mut outcome = Outcome::Changed;
     match step {
-        Step::SetMasks { apmask, aqmask, .. } => {
-            outcome = Outcome::InPlace;
-            for (path, new) in [(paths::APMASK, apmask), (paths::AQMASK, aqmask)] {
-                let old = read_mask(sysfs, path)?;
-                if old != *new {
-                    sysfs.write(path, format!("{new}\n").as_bytes())?;
-                    undo.push(Undo::Mask { path, old });
-                    outcome = Outcome::Changed;
-                }
-            }
+        Step::StoreMasks { .. } | Step::Define(_) | Step::Redefine { .. } | Step::Undefine(_) => {
+            run_store_step(step, store, undo)
         }
-        Step::StoreMasks { apmask, aqmask } => {
-            let path = store.masks_path();
-            undo.push(Undo::File {
-                old: snapshot(&path)?,
-                path,
-            });
-            store.save_masks(*apmask, *aqmask)?;
+        Step::SetMasks { apmask, aqmask, .. } => set_masks(sysfs, *apmask, *aqmask, undo),
+        Step::ConfigureAdapter { adapter, on } => configure(sysfs, *adapter, *on, undo),
+        Step::Create { .. } | Step::Remove { .. } | Step::Assign { .. } | Step::Unassign { .. } => {
+            run_mdev_step(step, sysfs, live, undo)
         }
-        Step::Define(def) | Step::Redefine { new: def, .. } => {
-            let path = store.path_of(def.uuid);
-            undo.push(Undo::File {
-                old: snapshot(&path)?,
-                path,
-            });
-            store.save(def)?;
+    }
+}
+
+/// A step on the definition store. Its undo is pushed before writing, so
+/// a write that fails half-way (renamed but not synced) is restored too.
+fn run_store_step(step: &Step, store: &Store, undo: &mut Vec<Undo>) -> Result<Outcome, ApplyCause> {
+    let path = match step {
+        Step::StoreMasks { .. } => store.masks_path(),
+        Step::Define(def) | Step::Redefine { new: def, .. } | Step::Undefine(def) => {
+            store.path_of(def.uuid)
         }
+        _ => return Ok(Outcome::InPlace),
+    };
+    let old = snapshot(&path)?;
+    if matches!(step, Step::Undefine(_)) && old.is_none() {
+        return Ok(Outcome::InPlace);
+    }
+    undo.push(Undo::File { old, path });
+    match step {
+        Step::StoreMasks { apmask, aqmask } => store.save_masks(*apmask, *aqmask)?,
+        Step::Define(def) | Step::Redefine { new: def, .. } => store.save(def)?,
         Step::Undefine(def) => {
-            let path = store.path_of(def.uuid);
-            let old = snapshot(&path)?;
-            if old.is_none() {
-                return Ok(Outcome::InPlace);
-            }
-            undo.push(Undo::File { old, path });
             store.remove(def.uuid)?;
         }
-        Step::Create { uuid, .. } => {
-            if live.matrix(sysfs, *uuid)?.is_some() {
-                return Ok(Outcome::InPlace);
-            }
-            create_mdev(sysfs, *uuid)?;
-            live.mdevs.insert(*uuid, Some(Matrix::default()));
-            undo.push(Undo::Created { uuid: *uuid });
-        }
-        Step::Assign { uuid, kind, id, .. } => {
-            if live.has(sysfs, *uuid, *kind, *id) {
-                return Ok(Outcome::InPlace);
-            }
-            write_id(sysfs, *uuid, "assign", *kind, *id)?;
-            live.set(*uuid, *kind, *id, true);
-            undo.push(Undo::Assigned {
-                uuid: *uuid,
-                kind: *kind,
-                id: *id,
-            });
-        }
-        Step::Unassign { uuid, kind, id, .. } => {
-            if !live.has(sysfs, *uuid, *kind, *id) {
-                return Ok(Outcome::InPlace);
-            }
-            write_id(sysfs, *uuid, "unassign", *kind, *id)?;
-            live.set(*uuid, *kind, *id, false);
-            undo.push(Undo::Unassigned {
-                uuid: *uuid,
-                kind: *kind,
-                id: *id,
-            });
-        }
-        Step::Remove { uuid, .. } => {
-            // Recreate it as it is now, not as it was when planned.
-            let Some(matrix) = live.matrix(sysfs, *uuid)? else {
-                return Ok(Outcome::InPlace);
-            };
-            remove_mdev(sysfs, *uuid)?;
-            live.mdevs.insert(*uuid, None);
-            undo.push(Undo::Removed {
-                uuid: *uuid,
-                matrix,
-            });
-        }
-        Step::ConfigureAdapter { adapter, on } => {
-            let was_on = read_card_config(sysfs, *adapter)?;
-            if was_on == *on {
-                return Ok(Outcome::InPlace);
-            }
-            write_card_config(sysfs, *adapter, *on)?;
-            undo.push(Undo::Configured {
-                adapter: *adapter,
-                was_on,
-            });
+        _ => {}
+    }
+    Ok(Outcome::Changed)
+}
+
+/// Writes each mask that differs from `apmask`/`aqmask`, apmask first.
+fn set_masks(
+    sysfs: &dyn Sysfs,
+    apmask: ApMask,
+    aqmask: ApMask,
+    undo: &mut Vec<Undo>,
+) -> Result<Outcome, ApplyCause> {
+    let mut outcome = Outcome::InPlace;
+    for (path, new) in [(paths::APMASK, apmask), (paths::AQMASK, aqmask)] {
+        let old = read_mask(sysfs, path)?;
+        if old != new {
+            sysfs.write(path, format!("{new}\n").as_bytes())?;
+            undo.push(Undo::Mask { path, old });
+            outcome = Outcome::Changed;
         }
     }
     Ok(outcome)
+}
+
+/// Configures an adapter on or off unless it is so already.
+fn configure(
+    sysfs: &dyn Sysfs,
+    adapter: u8,
+    on: bool,
+    undo: &mut Vec<Undo>,
+) -> Result<Outcome, ApplyCause> {
+    let was_on = read_card_config(sysfs, adapter)?;
+    if was_on == on {
+        return Ok(Outcome::InPlace);
+    }
+    write_card_config(sysfs, adapter, on)?;
+    undo.push(Undo::Configured { adapter, was_on });
+    Ok(Outcome::Changed)
+}
+
+/// Creates, removes, assigns to or unassigns from an mdev, unless the
+/// live mdev is so already.
+fn run_mdev_step(
+    step: &Step,
+    sysfs: &dyn Sysfs,
+    live: &mut Live,
+    undo: &mut Vec<Undo>,
+) -> Result<Outcome, ApplyCause> {
+    match *step {
+        Step::Create { uuid, .. } => {
+            if live.matrix(sysfs, uuid)?.is_some() {
+                return Ok(Outcome::InPlace);
+            }
+            create_mdev(sysfs, uuid)?;
+            live.mdevs.insert(uuid, Some(Matrix::default()));
+            undo.push(Undo::Created { uuid });
+        }
+        Step::Remove { uuid, .. } => {
+            // Recreate it as it is now, not as it was when planned.
+            let Some(matrix) = live.matrix(sysfs, uuid)? else {
+                return Ok(Outcome::InPlace);
+            };
+            remove_mdev(sysfs, uuid)?;
+            live.mdevs.insert(uuid, None);
+            undo.push(Undo::Removed { uuid, matrix });
+        }
+        Step::Assign { uuid, kind, id, .. } => {
+            if live.has(sysfs, uuid, kind, id) {
+                return Ok(Outcome::InPlace);
+            }
+            write_id(sysfs, uuid, "assign", kind, id)?;
+            live.set(uuid, kind, id, true);
+            undo.push(Undo::Assigned { uuid, kind, id });
+        }
+        Step::Unassign { uuid, kind, id, .. } => {
+            if !live.has(sysfs, uuid, kind, id) {
+                return Ok(Outcome::InPlace);
+            }
+            write_id(sysfs, uuid, "unassign", kind, id)?;
+            live.set(uuid, kind, id, false);
+            undo.push(Undo::Unassigned { uuid, kind, id });
+        }
+        _ => return Ok(Outcome::InPlace),
+    }
+    Ok(Outcome::Changed)
 }
 
 /// Run `plan` through `sysfs` and `store` ([`execute_steps`]).
