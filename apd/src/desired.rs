@@ -156,7 +156,7 @@ impl Engine {
         state: apbus::DesiredState,
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
-        let host = self.current_host(Stale::unannounced()).await?;
+        let host = self.peek_host(Stale::unannounced()).await?;
         let plan = self.make_plan(&host, &state, prune)?;
         Ok(wire(&plan))
     }
@@ -203,7 +203,7 @@ impl Engine {
         state: apbus::DesiredState,
     ) -> Result<Vec<apbus::Finding>, Error> {
         let desired = from_bus(&state)?;
-        let host = self.current_host(Stale::unannounced()).await?;
+        let host = self.peek_host(Stale::unannounced()).await?;
         let (stored, persistent) = {
             let s = self.state();
             (

@@ -6,6 +6,13 @@
 //! half done. Sysfs I/O runs on blocking threads; a write sequence runs as
 //! one blocking job under the s390 configuration lock, so a shutdown never
 //! leaves it half done either.
+//!
+//! Four verbs re-read the host, each with what it re-reads named by a
+//! [`Stale`]: [`Engine::read_host`] reads it whole (at start);
+//! [`Engine::sync`] re-reads into the model (the caller holds the
+//! writer); [`Engine::refresh`] syncs, then publishes; [`Engine::peek_host`]
+//! (and [`Engine::peek_view`]) re-reads for a reply without touching the
+//! model, asking for a refresh when it saw a change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -337,7 +344,7 @@ impl Engine {
     /// (what changes without a uevent: [`Stale::unannounced`]). If the
     /// re-read differs from the model, the model is re-published soon
     /// (foreign writes are shown, never overwritten).
-    pub async fn current_host(&self, stale: Stale) -> Result<Arc<Host>, Error> {
+    pub async fn peek_host(&self, stale: Stale) -> Result<Arc<Host>, Error> {
         let snapshot = self.state().host.clone();
         if stale.is_empty() {
             return Ok(snapshot);
@@ -355,9 +362,9 @@ impl Engine {
         Ok(Arc::new(host))
     }
 
-    /// A State view with the host as [`Engine::current_host`] gives it.
-    async fn fresh_view(&self, stale: Stale) -> Result<State, Error> {
-        let host = self.current_host(stale).await?;
+    /// A State view with the host as [`Engine::peek_host`] gives it.
+    async fn peek_view(&self, stale: Stale) -> Result<State, Error> {
+        let host = self.peek_host(stale).await?;
         let s = self.state();
         Ok(State {
             host,
@@ -402,7 +409,7 @@ impl Engine {
 
     /// `apctl status`.
     pub async fn status(&self) -> Result<Status, Error> {
-        let v = self.fresh_view(Stale::unannounced()).await?;
+        let v = self.peek_view(Stale::unannounced()).await?;
         let h = &v.host;
         let owners = h.mdev_owners();
         let (mut host_q, mut assigned, mut free) = (0u32, 0u32, 0u32);
@@ -457,7 +464,7 @@ impl Engine {
 
     /// `apctl list`.
     pub async fn list_mdevs(&self) -> Result<Vec<MdevInfo>, Error> {
-        let v = self.fresh_view(Stale::unannounced()).await?;
+        let v = self.peek_view(Stale::unannounced()).await?;
         Ok(v.all_uuids().into_iter().map(|u| v.mdev_info(u)).collect())
     }
 
@@ -476,7 +483,7 @@ impl Engine {
         } else {
             Stale::unannounced()
         };
-        let v = self.fresh_view(stale).await?;
+        let v = self.peek_view(stale).await?;
         let uuid = v.resolve(arg)?;
         let info = v.mdev_info(uuid);
         let matrix = match (v.host.mdevs.get(&uuid), v.defs.get(&uuid)) {
@@ -511,7 +518,7 @@ impl Engine {
 
     /// `apctl queues`.
     pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
-        let v = self.fresh_view(Stale::unannounced()).await?;
+        let v = self.peek_view(Stale::unannounced()).await?;
         let h = &v.host;
         let owners = h.mdev_owners();
         Ok(h.queues
@@ -554,7 +561,7 @@ impl Engine {
 
     /// Every adapter (card) of the host.
     pub async fn list_adapters(&self) -> Result<Vec<AdapterInfo>, Error> {
-        let host = self.current_host(Stale::none()).await?;
+        let host = self.peek_host(Stale::none()).await?;
         Ok(host.cards.values().map(adapter_info).collect())
     }
 }

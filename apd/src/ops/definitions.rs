@@ -92,7 +92,7 @@ impl Engine {
     /// `Define`.
     pub async fn define(&self, d: apbus::Definition) -> Result<String, Error> {
         let _w = self.writer().await?;
-        let (host, _) = self.fresh().await?;
+        let host = self.sync(Stale::unannounced()).await?;
         let def = definition_from_bus(&d, &host)?;
         let who = def.label();
         let all = {
@@ -130,7 +130,7 @@ impl Engine {
     /// `Undefine`.
     pub async fn undefine(&self, arg: &str) -> Result<(), Error> {
         let _w = self.writer().await?;
-        self.fresh().await?;
+        self.sync(Stale::unannounced()).await?;
         let uuid = self.state().resolve(arg)?;
         let label = self.state().label(uuid);
         let Some(def) = self.state().defs.get(&uuid).cloned() else {
@@ -153,7 +153,7 @@ impl Engine {
 
     /// `Check`: load errors, then libap's verdicts on the definitions.
     pub async fn check(&self) -> Result<Vec<apbus::Finding>, Error> {
-        let host = self.current_host(Stale::unannounced()).await?;
+        let host = self.peek_host(Stale::unannounced()).await?;
         let (defs, load_errors) = {
             let s = self.state();
             (
@@ -188,7 +188,7 @@ impl Engine {
             )));
         }
         let _w = self.writer().await?;
-        let (host, _) = self.fresh().await?;
+        let host = self.sync(Stale::unannounced()).await?;
         let mut new = Vec::new();
         for d in &defs {
             new.push(definition_from_bus(d, &host)?);

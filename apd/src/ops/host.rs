@@ -11,7 +11,7 @@ use libap::validate::check_mask_change_named;
 use libap::{ApMask, Host};
 use uuid::Uuid;
 
-use super::{kernel_refusal, store_failed};
+use super::{kernel_refusal, name_map, store_failed};
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::{touched, Engine};
 
@@ -36,7 +36,8 @@ impl Engine {
             }
         }
         let _w = self.writer().await?;
-        let (host, names) = self.fresh().await?;
+        let host = self.sync(Stale::unannounced()).await?;
+        let names = name_map(&self.state());
         let parse = |name: &str, cur: ApMask, s: &str| -> Result<ApMask, Error> {
             if s.is_empty() {
                 return Ok(cur);
@@ -106,7 +107,7 @@ impl Engine {
     /// `ConfigureAdapter`.
     pub async fn configure_adapter(&self, adapter: u32, on: bool) -> Result<(), Error> {
         let _w = self.writer().await?;
-        let (host, _) = self.fresh().await?;
+        let host = self.sync(Stale::unannounced()).await?;
         let state = if on { "on" } else { "off" };
         let id = mask_from_ids(
             &[adapter],

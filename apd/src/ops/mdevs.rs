@@ -41,7 +41,7 @@ impl Engine {
     /// `Start`.
     pub async fn start(&self, arg: &str) -> Result<(), Error> {
         let _w = self.writer().await?;
-        self.fresh().await?;
+        self.sync(Stale::unannounced()).await?;
         let uuid = self.state().resolve(arg)?;
         let result = self.start_locked(uuid).await;
         if result.is_ok() {
@@ -114,7 +114,7 @@ impl Engine {
     /// `Stop`.
     pub async fn stop(&self, arg: &str) -> Result<(), Error> {
         let _w = self.writer().await?;
-        let (host, _) = self.fresh().await?;
+        let host = self.sync(Stale::unannounced()).await?;
         let (uuid, who) = {
             let s = self.state();
             let u = s.resolve(arg)?;
@@ -148,7 +148,8 @@ impl Engine {
         add: bool,
     ) -> Result<(), Error> {
         let _w = self.writer().await?;
-        let (host, names) = self.fresh().await?;
+        let host = self.sync(Stale::unannounced()).await?;
+        let names = name_map(&self.state());
         let (uuid, who, def) = {
             let s = self.state();
             let u = s.resolve(arg)?;

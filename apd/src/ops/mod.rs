@@ -12,12 +12,9 @@ pub use definitions::definition_to_bus;
 pub use mdevs::Started;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use apbus::Error;
 use libap::apply::ApplyError;
-use libap::resync::Stale;
-use libap::Host;
 use uuid::Uuid;
 
 use crate::convert;
@@ -62,14 +59,6 @@ fn kernel_refusal(action: &str, e: &ApplyError) -> Error {
 }
 
 impl Engine {
-    /// Re-reads into the model what the kernel changes without a uevent
-    /// (every mdev, the LPAR configuration; the rest follows uevents) and
-    /// returns the host with the names. The caller holds the writer.
-    async fn fresh(&self) -> Result<(Arc<Host>, BTreeMap<Uuid, String>), Error> {
-        let host = self.sync(Stale::unannounced()).await?;
-        Ok((host, name_map(&self.state())))
-    }
-
     /// Records that an automatic start (or the persistent masks) failed.
     pub fn record_failure(&self, uuid: Option<Uuid>, message: String) {
         let mut s = self.state();
