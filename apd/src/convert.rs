@@ -13,27 +13,8 @@ use libap::{ApMask, Apqn};
 /// room for duplicates; beyond it the input is refused, not processed.
 pub const MAX_IDS: usize = 4096;
 
-/// Which id list an id belongs to, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdKind {
-    /// Adapters.
-    Adapter,
-    /// Usage domains.
-    Domain,
-    /// Control domains.
-    ControlDomain,
-}
-
-impl IdKind {
-    /// `adapter 5`, `domain 0x47`, `control domain 0x04`.
-    pub fn describe(self, id: u32) -> String {
-        match self {
-            IdKind::Adapter => format!("adapter {id}"),
-            IdKind::Domain => format!("domain 0x{id:02x}"),
-            IdKind::ControlDomain => format!("control domain 0x{id:02x}"),
-        }
-    }
-}
+/// Which id list an id belongs to: libap's kind of assignment.
+pub use libap::validate::AssignKind as IdKind;
 
 /// One id list from the bus as a mask: ids above `max` (the host's
 /// maximum) are `OutOfRange`, a list longer than [`MAX_IDS`] is `Invalid`.
@@ -44,27 +25,8 @@ pub fn mask_from_ids(ids: &[u32], kind: IdKind, max: u8, action: &str) -> Result
             ids.len()
         )));
     }
-    let mut m = ApMask::empty();
-    for &id in ids {
-        match u8::try_from(id) {
-            Ok(v) if v <= max => {
-                m.insert(v);
-            }
-            _ => {
-                let what = match kind {
-                    IdKind::Adapter => {
-                        format!("the host's highest adapter id is {max} (ap_max_adapter_id)")
-                    }
-                    _ => format!("the host's highest domain id is 0x{max:02x} (ap_max_domain_id)"),
-                };
-                return Err(Error::OutOfRange(format!(
-                    "cannot {action}: {} is out of range; {what}",
-                    kind.describe(id)
-                )));
-            }
-        }
-    }
-    Ok(m)
+    libap::validate::ids_within(ids, kind, max, action)
+        .map_err(|f| Error::new(finding_error_kind(f.kind), f.message))
 }
 
 /// The three lists of `ids` as a matrix, checked against the maxima.

@@ -425,6 +425,43 @@ fn max_for(host: &Host, kind: AssignKind) -> u8 {
     }
 }
 
+/// Ids of one kind given as numbers (on the bus, in a file) as a mask:
+/// each must be at most `max`, the host's highest id of that kind (kernel
+/// spec §5: the kernel refuses a higher one with ENODEV). The refusal
+/// names the first id out of range and the maximum.
+pub fn ids_within(ids: &[u32], kind: AssignKind, max: u8, action: &str) -> Result<ApMask, Finding> {
+    let mut m = ApMask::empty();
+    for &id in ids {
+        match u8::try_from(id) {
+            Ok(v) if v <= max => {
+                m.insert(v);
+            }
+            _ => {
+                let what = match kind {
+                    AssignKind::Adapter => {
+                        format!("the host's highest adapter id is {max} (ap_max_adapter_id)")
+                    }
+                    _ => format!("the host's highest domain id is 0x{max:02x} (ap_max_domain_id)"),
+                };
+                let named = match kind {
+                    AssignKind::Adapter => format!("adapter {id}"),
+                    AssignKind::Domain => format!("domain 0x{id:02x}"),
+                    AssignKind::ControlDomain => format!("control domain 0x{id:02x}"),
+                };
+                return Err(finding(
+                    Severity::Error,
+                    FindingKind::OutOfRange,
+                    Vec::new(),
+                    Vec::new(),
+                    action,
+                    format!("{named} is out of range; {what}"),
+                ));
+            }
+        }
+    }
+    Ok(m)
+}
+
 fn out_of_range_reason(host: &Host, kind: AssignKind) -> String {
     match kind {
         AssignKind::Adapter => format!(
