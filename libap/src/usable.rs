@@ -121,6 +121,7 @@ impl Host {
     }
 
     /// The same as [`Host::usable`] in words: (in guest, usable, why not).
+    #[cfg(any(test, feature = "testing"))]
     pub fn usability(&self, uuid: Uuid, apqn: Apqn) -> (bool, bool, Option<String>) {
         let u = self.usable(uuid, apqn);
         (

@@ -1,10 +1,10 @@
 //! Reading the host model from sysfs: the whole host, or one part again
-//! (what a [`Stale`] names).
+//! (what a [`crate::resync::Stale`] names).
 
 use crate::apqn::Apqn;
 use crate::mask::ApMask;
 use crate::matrix::{parse_ap_config, parse_control_domains, parse_matrix, MatrixError};
-use crate::resync::{Stale, VfioPart};
+use crate::resync::VfioPart;
 use crate::sysfs::{Sysfs, SysfsError};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -200,38 +200,48 @@ impl Host {
 
     /// Re-read one mdev into this model (insert, update or remove it).
     /// Returns the mdev as now known.
+    #[cfg(any(test, feature = "testing"))]
     pub fn refresh_mdev(&mut self, fs: &dyn Sysfs, uuid: Uuid) -> Result<Option<&Mdev>, HostError> {
-        self.refresh(fs, &Stale::mdev(uuid))?;
+        self.refresh(fs, &crate::resync::Stale::mdev(uuid))?;
         Ok(self.mdevs.get(&uuid))
     }
 
     /// Re-read the masks (after a mask change uevent), with the queues
     /// whose bits flipped and the mdevs.
+    #[cfg(any(test, feature = "testing"))]
     pub fn refresh_masks(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
-        self.refresh(fs, &Stale::masks()).map(|_| ())
+        self.refresh(fs, &crate::resync::Stale::masks()).map(|_| ())
     }
 
     /// Re-read one card and its queues (after a card/queue uevent).
+    #[cfg(any(test, feature = "testing"))]
     pub fn refresh_card(&mut self, fs: &dyn Sysfs, adapter: u8) -> Result<(), HostError> {
-        self.refresh(fs, &Stale::card(adapter)).map(|_| ())
+        self.refresh(fs, &crate::resync::Stale::card(adapter))
+            .map(|_| ())
     }
 
     /// Re-read one queue (after a bind/unbind/CONFIG uevent on it); removes
     /// it from the model when its directory is gone.
+    #[cfg(any(test, feature = "testing"))]
     pub fn refresh_queue(&mut self, fs: &dyn Sysfs, apqn: Apqn) -> Result<(), HostError> {
-        self.refresh(fs, &Stale::queue(apqn)).map(|_| ())
+        self.refresh(fs, &crate::resync::Stale::queue(apqn))
+            .map(|_| ())
     }
 
     /// Re-read the host configuration and maximum ids (after a scan that
     /// changed the LPAR's configuration).
+    #[cfg(any(test, feature = "testing"))]
     pub fn refresh_config(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
-        self.refresh(fs, &Stale::config()).map(|_| ())
+        self.refresh(fs, &crate::resync::Stale::config())
+            .map(|_| ())
     }
 
     /// Re-read whether vfio_ap is loaded, its features and every mdev
     /// (after `MDEV_STATE=registered|unregistered` or an mdev add/remove).
+    #[cfg(any(test, feature = "testing"))]
     pub fn refresh_vfio(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
-        self.refresh(fs, &Stale::all_mdevs()).map(|_| ())
+        self.refresh(fs, &crate::resync::Stale::all_mdevs())
+            .map(|_| ())
     }
 }
 

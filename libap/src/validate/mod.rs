@@ -710,6 +710,7 @@ pub fn check_mask_change_named(
 }
 
 /// Whether any finding is an error.
+#[cfg(any(test, feature = "testing"))]
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }
