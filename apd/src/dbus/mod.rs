@@ -325,65 +325,8 @@ pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
     adapter_events(&oh.adapters, &nh.adapters, &mut ev);
     for (uuid, n) in &new.mdevs {
         let o = old.mdevs.get(uuid);
-        let was_active = o.is_some_and(|o| o.active);
-        if n.active && !was_active {
-            ev.push(Event::new(
-                "mdev-started",
-                uuid,
-                format!("mdev {} was started", label(n)),
-            ));
-        } else if !n.active && was_active {
-            ev.push(Event::new(
-                "mdev-stopped",
-                uuid,
-                format!("mdev {} was stopped", label(n)),
-            ));
-        } else if let Some(o) = o.filter(|_| n.active) {
-            if o.ids != n.ids || o.guest_matrix != n.guest_matrix {
-                ev.push(Event::new(
-                    "mdev-changed",
-                    uuid,
-                    format!(
-                        "mdev {} now has adapters {}, domains {}, control domains {}; guest matrix {}",
-                        label(n),
-                        ids(&n.ids.adapters),
-                        ids(&n.ids.domains),
-                        ids(&n.ids.control_domains),
-                        if n.guest_matrix.is_empty() {
-                            "empty".to_string()
-                        } else {
-                            n.guest_matrix.join(",")
-                        }
-                    ),
-                ));
-            }
-        }
-        let def_changed = match o {
-            None => n.defined,
-            Some(o) => {
-                o.defined != n.defined
-                    || (n.defined
-                        && (o.name != n.name
-                            || o.autostart != n.autostart
-                            || o.persistent != n.persistent))
-            }
-        };
-        if def_changed {
-            let what = if n.defined {
-                if o.is_some_and(|o| o.defined) {
-                    "was changed"
-                } else {
-                    "was defined"
-                }
-            } else {
-                "was undefined"
-            };
-            ev.push(Event::new(
-                "definition-changed",
-                uuid,
-                format!("the definition of mdev {} {what}", label(n)),
-            ));
-        }
+        live_event(uuid, o, n, &mut ev);
+        definition_event(uuid, o, n, &mut ev);
     }
     for (uuid, o) in &old.mdevs {
         if new.mdevs.contains_key(uuid) {
@@ -405,6 +348,74 @@ pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
         }
     }
     ev
+}
+
+/// The event of an mdev that is (still or now) in the snapshot, when its
+/// live state changed: started, stopped, or a new assignment.
+fn live_event(uuid: &str, o: Option<&MdevInfo>, n: &MdevInfo, ev: &mut Vec<Event>) {
+    let was_active = o.is_some_and(|o| o.active);
+    if n.active && !was_active {
+        ev.push(Event::new(
+            "mdev-started",
+            uuid,
+            format!("mdev {} was started", label(n)),
+        ));
+    } else if !n.active && was_active {
+        ev.push(Event::new(
+            "mdev-stopped",
+            uuid,
+            format!("mdev {} was stopped", label(n)),
+        ));
+    } else if let Some(o) = o.filter(|_| n.active) {
+        if o.ids != n.ids || o.guest_matrix != n.guest_matrix {
+            ev.push(Event::new(
+                "mdev-changed",
+                uuid,
+                format!(
+                    "mdev {} now has adapters {}, domains {}, control domains {}; guest matrix {}",
+                    label(n),
+                    ids(&n.ids.adapters),
+                    ids(&n.ids.domains),
+                    ids(&n.ids.control_domains),
+                    if n.guest_matrix.is_empty() {
+                        "empty".to_string()
+                    } else {
+                        n.guest_matrix.join(",")
+                    }
+                ),
+            ));
+        }
+    }
+}
+
+/// The event of an mdev whose definition was made, changed or removed.
+fn definition_event(uuid: &str, o: Option<&MdevInfo>, n: &MdevInfo, ev: &mut Vec<Event>) {
+    let def_changed = match o {
+        None => n.defined,
+        Some(o) => {
+            o.defined != n.defined
+                || (n.defined
+                    && (o.name != n.name
+                        || o.autostart != n.autostart
+                        || o.persistent != n.persistent))
+        }
+    };
+    if def_changed {
+        let what = if n.defined {
+            if o.is_some_and(|o| o.defined) {
+                "was changed"
+            } else {
+                "was defined"
+            }
+        } else {
+            "was undefined"
+        };
+        ev.push(Event::new(
+            "definition-changed",
+            uuid,
+            format!("the definition of mdev {} {what}", label(n)),
+        ));
+    }
 }
 
 fn adapter_events(old: &[AdapterInfo], new: &[AdapterInfo], ev: &mut Vec<Event>) {
