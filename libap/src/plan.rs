@@ -178,33 +178,7 @@ impl Simulation<'_> {
         let names_map = self.names;
         let names = move |u: Uuid| names_map.get(&u).cloned().flatten();
         match &step {
-            Step::SetMasks { apmask, aqmask, .. } => {
-                // Two writes, apmask first: the kernel checks each against
-                // the other mask's value at that moment.
-                if *apmask != self.host.apmask {
-                    if let Err(f) = validate::check_mask_change_named(
-                        &self.host,
-                        &names,
-                        *apmask,
-                        self.host.aqmask,
-                    ) {
-                        self.errors.push((step.uuid(), f));
-                    }
-                    self.host.apmask = *apmask;
-                }
-                if *aqmask != self.host.aqmask {
-                    if let Err(f) = validate::check_mask_change_named(
-                        &self.host,
-                        &names,
-                        self.host.apmask,
-                        *aqmask,
-                    ) {
-                        self.errors.push((step.uuid(), f));
-                    }
-                    self.host.aqmask = *aqmask;
-                }
-                self.rebind();
-            }
+            Step::SetMasks { apmask, aqmask, .. } => self.set_masks(*apmask, *aqmask),
             Step::Create { uuid, name } => {
                 if let Err(f) =
                     validate::check_vfio_ap(&self.host, *uuid, name.as_deref(), Asker::Apply)
@@ -225,28 +199,9 @@ impl Simulation<'_> {
                 if let Err(f) = validate::check_assign(&self.host, &names, *uuid, *kind, *id) {
                     self.errors.push((step.uuid(), f));
                 }
-                if let Some(m) = self.host.mdevs.get_mut(uuid) {
-                    let set = match kind {
-                        AssignKind::Adapter => &mut m.matrix.adapters,
-                        AssignKind::Domain => &mut m.matrix.domains,
-                        AssignKind::ControlDomain => &mut m.matrix.control_domains,
-                    };
-                    set.insert(*id);
-                    // The kernel recomputes it; predict with the full filter.
-                    m.guest_matrix = None;
-                }
+                self.set_id(*uuid, *kind, *id, true);
             }
-            Step::Unassign { uuid, kind, id, .. } => {
-                if let Some(m) = self.host.mdevs.get_mut(uuid) {
-                    let set = match kind {
-                        AssignKind::Adapter => &mut m.matrix.adapters,
-                        AssignKind::Domain => &mut m.matrix.domains,
-                        AssignKind::ControlDomain => &mut m.matrix.control_domains,
-                    };
-                    set.remove(*id);
-                    m.guest_matrix = None;
-                }
-            }
+            Step::Unassign { uuid, kind, id, .. } => self.set_id(*uuid, *kind, *id, false),
             Step::Remove { uuid, name, .. } => {
                 if let Err(f) =
                     validate::check_remove(&self.host, *uuid, name.as_deref(), Asker::Apply)
@@ -266,6 +221,48 @@ impl Simulation<'_> {
             | Step::Undefine(_) => {}
         }
         self.steps.push(step);
+    }
+
+    /// Two writes, apmask first: the kernel checks each against the other
+    /// mask's value at that moment (kernel spec §2).
+    fn set_masks(&mut self, apmask: ApMask, aqmask: ApMask) {
+        let names_map = self.names;
+        let names = move |u: Uuid| names_map.get(&u).cloned().flatten();
+        if apmask != self.host.apmask {
+            if let Err(f) =
+                validate::check_mask_change_named(&self.host, &names, apmask, self.host.aqmask)
+            {
+                self.errors.push((None, f));
+            }
+            self.host.apmask = apmask;
+        }
+        if aqmask != self.host.aqmask {
+            if let Err(f) =
+                validate::check_mask_change_named(&self.host, &names, self.host.apmask, aqmask)
+            {
+                self.errors.push((None, f));
+            }
+            self.host.aqmask = aqmask;
+        }
+        self.rebind();
+    }
+
+    /// Assigns (or unassigns) one id in the working copy; the kernel
+    /// recomputes the guest matrix, predicted with the full filter.
+    fn set_id(&mut self, uuid: Uuid, kind: AssignKind, id: u8, assigned: bool) {
+        if let Some(m) = self.host.mdevs.get_mut(&uuid) {
+            let set = match kind {
+                AssignKind::Adapter => &mut m.matrix.adapters,
+                AssignKind::Domain => &mut m.matrix.domains,
+                AssignKind::ControlDomain => &mut m.matrix.control_domains,
+            };
+            if assigned {
+                set.insert(id);
+            } else {
+                set.remove(id);
+            }
+            m.guest_matrix = None;
+        }
     }
 
     /// Queue bindings after a mask change (kernel spec §3): host-owned
