@@ -379,82 +379,15 @@ pub fn plan(
         errors: errors.into_iter().map(|f| (None, f)).collect(),
     };
 
-    // 1. Stop and forget pruned mdevs: their APQNs are free from now on.
-    for d in &pruned {
-        if let Some(m) = host.mdevs.get(&d.uuid) {
-            sim.push(Step::Remove {
-                uuid: d.uuid,
-                name: d.name.clone(),
-                matrix: m.matrix,
-            });
-        }
-        sim.push(Step::Undefine((*d).clone()));
-    }
-
-    // 2. Definitions.
-    for r in &resolved {
-        match r.stored {
-            None => sim.push(Step::Define(r.def.clone())),
-            Some(old) if *old != r.def => sim.push(Step::Redefine {
-                old: old.clone(),
-                new: r.def.clone(),
-            }),
-            Some(_) => {}
-        }
-    }
-
-    // 3. Persistent masks.
-    let desired_masks = desired.masks.unwrap_or_default();
-    if desired.masks.is_some() {
-        let new = (
-            desired_masks.apmask.or(persistent_masks.0),
-            desired_masks.aqmask.or(persistent_masks.1),
-        );
-        if new != persistent_masks {
-            sim.push(Step::StoreMasks {
-                apmask: new.0,
-                aqmask: new.1,
-            });
-        }
-    }
-
-    // 4. Every unassign before any assign: an APQN moving between mdevs
-    // leaves the first one before the second one takes it.
-    for r in &resolved {
-        if let Some(m) = host.mdevs.get(&r.def.uuid) {
-            let live = m.matrix;
-            sim.unassign_extra(r.def.uuid, &live, &r.def);
-        }
-    }
-
-    // 5. Give queues to vfio_ap (clear mask bits) before assigning them.
-    let target_ap = desired_masks.apmask.unwrap_or(host.apmask);
-    let target_aq = desired_masks.aqmask.unwrap_or(host.aqmask);
-    let (clear, set) = commands::mask_halves(host.apmask, host.aqmask, target_ap, target_aq);
-    if let Some(step) = clear {
-        sim.push(step);
-    }
-
-    // 6. Start autostart mdevs that are not active; assign what is missing.
-    for r in &resolved {
-        let uuid = r.def.uuid;
-        let active = host.mdevs.contains_key(&uuid);
-        if !active && !r.def.autostart {
-            continue;
-        }
-        if !active {
-            sim.push(Step::Create {
-                uuid,
-                name: r.def.name.clone(),
-            });
-        }
-        sim.assign_missing(uuid, &r.def);
-    }
-
-    // 7. Take queues back for the host (set mask bits) once no mdev holds them.
-    if let Some(step) = set {
-        sim.push(step);
-    }
+    store_steps(
+        &mut sim,
+        host,
+        &resolved,
+        &pruned,
+        desired,
+        persistent_masks,
+    );
+    live_steps(&mut sim, host, &resolved, desired);
 
     // The end state's definitions, against the end host.
     let touched: BTreeSet<Uuid> = named
@@ -515,6 +448,104 @@ pub fn plan(
         definitions: end_defs,
         end,
     })
+}
+
+/// Steps 1–3 of a plan: stop and forget pruned mdevs, write definitions,
+/// store the persistent masks.
+fn store_steps(
+    sim: &mut Simulation<'_>,
+    host: &Host,
+    resolved: &[Resolved<'_>],
+    pruned: &[&Definition],
+    desired: &DesiredState,
+    persistent_masks: (Option<ApMask>, Option<ApMask>),
+) {
+    // 1. Stop and forget pruned mdevs: their APQNs are free from now on.
+    for d in pruned {
+        if let Some(m) = host.mdevs.get(&d.uuid) {
+            sim.push(Step::Remove {
+                uuid: d.uuid,
+                name: d.name.clone(),
+                matrix: m.matrix,
+            });
+        }
+        sim.push(Step::Undefine((*d).clone()));
+    }
+
+    // 2. Definitions.
+    for r in resolved {
+        match r.stored {
+            None => sim.push(Step::Define(r.def.clone())),
+            Some(old) if *old != r.def => sim.push(Step::Redefine {
+                old: old.clone(),
+                new: r.def.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+
+    // 3. Persistent masks.
+    let desired_masks = desired.masks.unwrap_or_default();
+    if desired.masks.is_some() {
+        let new = (
+            desired_masks.apmask.or(persistent_masks.0),
+            desired_masks.aqmask.or(persistent_masks.1),
+        );
+        if new != persistent_masks {
+            sim.push(Step::StoreMasks {
+                apmask: new.0,
+                aqmask: new.1,
+            });
+        }
+    }
+}
+
+/// Steps 4–7 of a plan: unassign, give queues to vfio_ap, start and
+/// assign, take queues back for the host.
+fn live_steps(
+    sim: &mut Simulation<'_>,
+    host: &Host,
+    resolved: &[Resolved<'_>],
+    desired: &DesiredState,
+) {
+    let desired_masks = desired.masks.unwrap_or_default();
+    // 4. Every unassign before any assign: an APQN moving between mdevs
+    // leaves the first one before the second one takes it.
+    for r in resolved {
+        if let Some(m) = host.mdevs.get(&r.def.uuid) {
+            let live = m.matrix;
+            sim.unassign_extra(r.def.uuid, &live, &r.def);
+        }
+    }
+
+    // 5. Give queues to vfio_ap (clear mask bits) before assigning them.
+    let target_ap = desired_masks.apmask.unwrap_or(host.apmask);
+    let target_aq = desired_masks.aqmask.unwrap_or(host.aqmask);
+    let (clear, set) = commands::mask_halves(host.apmask, host.aqmask, target_ap, target_aq);
+    if let Some(step) = clear {
+        sim.push(step);
+    }
+
+    // 6. Start autostart mdevs that are not active; assign what is missing.
+    for r in resolved {
+        let uuid = r.def.uuid;
+        let active = host.mdevs.contains_key(&uuid);
+        if !active && !r.def.autostart {
+            continue;
+        }
+        if !active {
+            sim.push(Step::Create {
+                uuid,
+                name: r.def.name.clone(),
+            });
+        }
+        sim.assign_missing(uuid, &r.def);
+    }
+
+    // 7. Take queues back for the host (set mask bits) once no mdev holds them.
+    if let Some(step) = set {
+        sim.push(step);
+    }
 }
 
 /// Drop findings whose sentence was already given.
