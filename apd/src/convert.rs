@@ -3,44 +3,18 @@
 //! shapes apctl reads.
 
 use apbus::{AdapterInfo, Error, ErrorKind, IdLists};
+use libap::apply::ApplyError;
 use libap::host::{Card, Matrix};
-use libap::validate::{Finding, FindingKind, Severity};
+use libap::plan::Step;
+use libap::validate::{Finding, FindingKind, Refusal, Severity};
 use libap::{ApMask, Apqn};
 
 /// More ids than any list can meaningfully hold (256 distinct ids), with
 /// room for duplicates; beyond it the input is refused, not processed.
 pub const MAX_IDS: usize = 4096;
 
-/// Which id list an id belongs to, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdKind {
-    /// Adapters.
-    Adapter,
-    /// Usage domains.
-    Domain,
-    /// Control domains.
-    ControlDomain,
-}
-
-impl IdKind {
-    /// `adapter 5`, `domain 0x47`, `control domain 0x04`.
-    pub fn describe(self, id: u32) -> String {
-        match self {
-            IdKind::Adapter => format!("adapter {id}"),
-            IdKind::Domain => format!("domain 0x{id:02x}"),
-            IdKind::ControlDomain => format!("control domain 0x{id:02x}"),
-        }
-    }
-
-    /// The attribute suffix: `adapter`, `domain`, `control_domain`.
-    pub fn attr(self) -> &'static str {
-        match self {
-            IdKind::Adapter => "adapter",
-            IdKind::Domain => "domain",
-            IdKind::ControlDomain => "control_domain",
-        }
-    }
-}
+/// Which id list an id belongs to: libap's kind of assignment.
+pub use libap::validate::AssignKind as IdKind;
 
 /// One id list from the bus as a mask: ids above `max` (the host's
 /// maximum) are `OutOfRange`, a list longer than [`MAX_IDS`] is `Invalid`.
@@ -51,27 +25,8 @@ pub fn mask_from_ids(ids: &[u32], kind: IdKind, max: u8, action: &str) -> Result
             ids.len()
         )));
     }
-    let mut m = ApMask::empty();
-    for &id in ids {
-        match u8::try_from(id) {
-            Ok(v) if v <= max => {
-                m.insert(v);
-            }
-            _ => {
-                let what = match kind {
-                    IdKind::Adapter => {
-                        format!("the host's highest adapter id is {max} (ap_max_adapter_id)")
-                    }
-                    _ => format!("the host's highest domain id is 0x{max:02x} (ap_max_domain_id)"),
-                };
-                return Err(Error::OutOfRange(format!(
-                    "cannot {action}: {} is out of range; {what}",
-                    kind.describe(id)
-                )));
-            }
-        }
-    }
-    Ok(m)
+    libap::validate::ids_within(ids, kind, max, action)
+        .map_err(|f| Error::new(finding_error_kind(f.kind), f.message))
 }
 
 /// The three lists of `ids` as a matrix, checked against the maxima.
@@ -184,13 +139,48 @@ pub fn finding(f: &Finding) -> apbus::Finding {
 /// The named error kind of a finding (libap's mapping, so that apctl's
 /// local verdicts and apd's agree).
 pub fn finding_error_kind(k: FindingKind) -> ErrorKind {
-    match k.dbus_error() {
-        "OutOfRange" => ErrorKind::OutOfRange,
-        "HostOwned" => ErrorKind::HostOwned,
-        "InUse" => ErrorKind::InUse,
-        "Busy" => ErrorKind::Busy,
-        "Conflict" => ErrorKind::Conflict,
-        "Invalid" => ErrorKind::Invalid,
+    match k.refusal() {
+        Refusal::OutOfRange => ErrorKind::OutOfRange,
+        Refusal::HostOwned => ErrorKind::HostOwned,
+        Refusal::InUse => ErrorKind::InUse,
+        Refusal::Busy => ErrorKind::Busy,
+        Refusal::Conflict => ErrorKind::Conflict,
+        Refusal::Invalid => ErrorKind::Invalid,
+        Refusal::Failed => ErrorKind::Failed,
+    }
+}
+
+/// The named error of a failed run of libap's executor: the kernel's
+/// errno, read in the light of the step that got it (kernel spec §2, §4,
+/// §5, §8); Failed without an errno.
+pub fn failure_kind(e: &ApplyError) -> ErrorKind {
+    match e.cause.errno() {
+        Some(errno) => kind_for_errno(errno, &e.failed_step),
+        None => ErrorKind::Failed,
+    }
+}
+
+/// The named error for a kernel errno a step got.
+fn kind_for_errno(errno: i32, step: &Step) -> ErrorKind {
+    match errno {
+        libc::EADDRNOTAVAIL => ErrorKind::HostOwned,
+        libc::EADDRINUSE => ErrorKind::InUse,
+        libc::ENODEV => match step {
+            Step::Assign { .. } | Step::Unassign { .. } => ErrorKind::OutOfRange,
+            // A card or the matrix device went away meanwhile.
+            _ => ErrorKind::NotFound,
+        },
+        // A remove on 5.x kernels while a guest uses the mdev: the guest
+        // holds it. A mask write that would take queues from an mdev is
+        // Busy, as libap names the same refusal predicted (MaskBusy).
+        libc::EBUSY => match step {
+            Step::Remove { .. } => ErrorKind::InUse,
+            _ => ErrorKind::Busy,
+        },
+        libc::EAGAIN => ErrorKind::Busy,
+        libc::EEXIST => ErrorKind::Exists,
+        libc::EINVAL | libc::ERANGE => ErrorKind::Invalid,
+        libc::ENOENT => ErrorKind::NotFound,
         _ => ErrorKind::Failed,
     }
 }
@@ -269,5 +259,48 @@ mod tests {
             finding_error_kind(FindingKind::VfioApNotLoaded),
             ErrorKind::Failed
         );
+    }
+
+    #[test]
+    fn errno_names_follow_the_design() {
+        use libap::validate::AssignKind;
+        use ErrorKind::*;
+        let u = uuid::Uuid::nil();
+        let assign = Step::Assign {
+            uuid: u,
+            name: None,
+            kind: AssignKind::Domain,
+            id: 4,
+        };
+        let create = Step::Create {
+            uuid: u,
+            name: None,
+        };
+        let remove = Step::Remove {
+            uuid: u,
+            name: None,
+            matrix: Matrix::default(),
+        };
+        let mask = Step::SetMasks {
+            apmask: ApMask::full(),
+            aqmask: ApMask::full(),
+            old_apmask: ApMask::empty(),
+            old_aqmask: ApMask::empty(),
+        };
+        let card = Step::ConfigureAdapter {
+            adapter: 5,
+            on: false,
+        };
+        assert_eq!(kind_for_errno(libc::EADDRNOTAVAIL, &assign), HostOwned);
+        assert_eq!(kind_for_errno(libc::EADDRINUSE, &assign), InUse);
+        assert_eq!(kind_for_errno(libc::ENODEV, &assign), OutOfRange);
+        assert_eq!(kind_for_errno(libc::ENODEV, &card), NotFound);
+        assert_eq!(kind_for_errno(libc::EBUSY, &mask), Busy);
+        assert_eq!(kind_for_errno(libc::EBUSY, &remove), InUse);
+        assert_eq!(kind_for_errno(libc::EBUSY, &card), Busy);
+        assert_eq!(kind_for_errno(libc::EEXIST, &create), Exists);
+        assert_eq!(kind_for_errno(libc::EINVAL, &mask), Invalid);
+        assert_eq!(kind_for_errno(libc::EUSERS, &create), Failed);
+        assert_eq!(kind_for_errno(libc::EIO, &assign), Failed);
     }
 }

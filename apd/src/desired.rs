@@ -9,8 +9,7 @@ use libap::{ApMask, Host};
 
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::Engine;
-use crate::txn::{kind_for_errno, Target};
-use libap::plan::{Plan, Step};
+use libap::plan::Plan;
 use libap::validate::{Finding, Severity};
 
 /// The refusal of a plan: the first error (the sentence names the
@@ -44,19 +43,6 @@ fn wire(plan: &Plan) -> Vec<apbus::PlanStep> {
             detail: w.detail,
         })
         .collect()
-}
-
-/// What a plan step writes, for naming the kernel's errno.
-fn target_of(step: &Step) -> Target {
-    match step {
-        Step::SetMasks { .. } => Target::Mask,
-        Step::Create { .. } => Target::Create,
-        Step::Remove { .. } => Target::Remove,
-        Step::Assign { .. } | Step::Unassign { .. } => Target::Assign,
-        Step::StoreMasks { .. } | Step::Define(_) | Step::Redefine { .. } | Step::Undefine(_) => {
-            Target::Store
-        }
-    }
 }
 
 /// A bus desired state as libap's: masks absolute, ids 0..=255 (the host's
@@ -170,7 +156,7 @@ impl Engine {
         state: apbus::DesiredState,
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
-        let host = self.current_host(Stale::unannounced()).await?;
+        let host = self.peek_host(Stale::unannounced()).await?;
         let plan = self.make_plan(&host, &state, prune)?;
         Ok(wire(&plan))
     }
@@ -189,36 +175,24 @@ impl Engine {
             return Ok(Vec::new());
         }
         let steps = wire(&plan);
-        let mut touched = Stale::none();
-        for step in &plan.steps {
-            touched.merge(step.stale());
-        }
-        let store = self.store().clone();
-        let lock = self.config_lock().clone();
-        let result = self
-            .blocking(move |fs| {
-                let _guard = lock.acquire().map_err(|e| Error::Busy(e.to_string()))?;
-                Ok::<_, Error>(libap::apply::execute(&plan, fs, &store).map_err(Box::new))
-            })
-            .await;
+        let touched = crate::engine::touched(&plan.steps);
+        let result = self.execute(plan.steps).await;
         // The store changed (or was rolled back): read it again.
         crate::restore::load(self).await;
-        self.refresh(touched, Vec::new()).await;
-        match result?? {
+        self.refresh(touched).await;
+        match result? {
             Ok(report) => {
-                tracing::info!(steps = report.done.len(), "desired state applied");
+                tracing::info!(
+                    steps = report.steps.len(),
+                    changed = report.changed(),
+                    "desired state applied"
+                );
                 Ok(steps)
             }
-            Err(e) => {
-                let kind = match e.cause.errno() {
-                    Some(errno) => kind_for_errno(errno, target_of(&e.failed_step)),
-                    None => apbus::ErrorKind::Failed,
-                };
-                Err(Error::new(
-                    kind,
-                    format!("cannot apply the desired state: {e}"),
-                ))
-            }
+            Err(e) => Err(Error::new(
+                convert::failure_kind(&e),
+                format!("cannot apply the desired state: {e}"),
+            )),
         }
     }
 
@@ -229,7 +203,7 @@ impl Engine {
         state: apbus::DesiredState,
     ) -> Result<Vec<apbus::Finding>, Error> {
         let desired = from_bus(&state)?;
-        let host = self.current_host(Stale::unannounced()).await?;
+        let host = self.peek_host(Stale::unannounced()).await?;
         let (stored, persistent) = {
             let s = self.state();
             (

@@ -15,7 +15,6 @@ mod follow_tests;
 mod lock;
 mod ops;
 mod restore;
-mod txn;
 mod uevents;
 
 use std::process::ExitCode;
@@ -158,12 +157,18 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     dbus::serve_root(&conn, engine.clone(), auth)
         .await
         .map_err(|e| format!("cannot serve {}: {e}", apbus::ROOT_PATH))?;
-    engine.attach(dbus::Publisher::new(conn.clone()));
+    let updates = engine.subscribe();
+    tokio::spawn(dbus::follow(
+        engine.clone(),
+        dbus::Publisher::new(conn.clone()),
+        updates,
+    ));
+    tokio::spawn(engine.clone().follow_refresh_requests());
 
     // Restore under the writer, so that early callers wait for it.
     let writer = engine.boot_writer().await;
     restore::load(&engine).await;
-    engine.publish(Vec::new()).await;
+    engine.publish().await;
     let reply = conn
         .request_name_with_flags(apbus::BUS_NAME, RequestNameFlags::DoNotQueue.into())
         .await
@@ -212,7 +217,7 @@ async fn event_loop(engine: Arc<Engine>, mut rx: mpsc::Receiver<Feed>) {
             return;
         };
         tracing::debug!(events = burst.events, stale = ?burst.stale, "following uevents");
-        engine.refresh(burst.stale, Vec::new()).await;
+        engine.refresh(burst.stale).await;
         if burst.unblock {
             restore::retry(&engine).await;
         }

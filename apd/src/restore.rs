@@ -65,7 +65,7 @@ pub async fn load(engine: &Engine) {
 pub async fn boot(engine: &Engine) -> String {
     apply_persistent_masks(engine).await;
     let (started, failed, waiting) = start_autostart(engine, None).await;
-    engine.publish(Vec::new()).await;
+    engine.publish().await;
     let summary = format!(
         "restored: {started} mdevs started, {failed} failed{}",
         if waiting {
@@ -91,7 +91,9 @@ pub async fn apply_persistent_masks(engine: &Engine) {
         let names = name_map(&engine.state());
         let new_ap = pa.unwrap_or(host.apmask);
         let new_aq = pq.unwrap_or(host.aqmask);
-        let changed = engine.change_masks(&host, &names, new_ap, new_aq).await;
+        let changed = engine
+            .change_masks(&host, &names, new_ap, new_aq, None)
+            .await;
         engine.sync(Stale::masks()).await?;
         changed
     }
@@ -176,14 +178,7 @@ async fn report_failure(engine: &Engine, uuid: Uuid, e: &Error) {
     }
     engine.record_failure(Some(uuid), msg.clone());
     if first_time {
-        if let Some(p) = engine.publisher() {
-            p.emit(&[crate::dbus::Event::new(
-                "start-failed",
-                uuid.hyphenated().to_string(),
-                msg,
-            )])
-            .await;
-        }
+        engine.start_failed(uuid, msg).await;
     }
 }
 
@@ -231,5 +226,5 @@ pub async fn retry(engine: &Engine) {
     );
     let (started, failed, _) = start_autostart(engine, Some(&due)).await;
     tracing::info!(started, failed, "retry done");
-    engine.publish(Vec::new()).await;
+    engine.publish().await;
 }

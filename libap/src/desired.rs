@@ -274,6 +274,7 @@ impl DesiredState {
 
     /// The current state as a desired state: masks in hex form (if given)
     /// and every definition (sorted by UUID for a stable file).
+    #[cfg(any(test, feature = "testing"))]
     pub fn from_parts(masks: Option<(ApMask, ApMask)>, defs: &[Definition]) -> Self {
         let mut defs: Vec<&Definition> = defs.iter().collect();
         defs.sort_by_key(|d| d.uuid);

@@ -184,6 +184,7 @@ impl ApMask {
     }
 
     /// Build from raw words (id 0 = most significant bit of word 0).
+    #[cfg(any(test, feature = "testing"))]
     pub fn from_words(words: [u64; 4]) -> Self {
         Self { words }
     }

@@ -33,15 +33,17 @@
 //! [`validate::check_definitions`]. Any error means `Err(findings)`: the
 //! plan is not returned, so nothing can be written.
 
+mod commands;
 mod step;
 
+pub use commands::{assignment, configure_adapter, masks, start, stop};
 pub use step::{Step, WireStep};
 
-use crate::definition::{label, Definition};
+use crate::definition::Definition;
 use crate::desired::DesiredState;
 use crate::host::{paths, Host, Mdev};
 use crate::mask::ApMask;
-use crate::validate::{self, AssignKind, Finding, FindingKind, Severity};
+use crate::validate::{self, Asker, AssignKind, Finding, FindingKind, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -176,44 +178,12 @@ impl Simulation<'_> {
         let names_map = self.names;
         let names = move |u: Uuid| names_map.get(&u).cloned().flatten();
         match &step {
-            Step::SetMasks { apmask, aqmask, .. } => {
-                // Two writes, apmask first: the kernel checks each against
-                // the other mask's value at that moment.
-                if *apmask != self.host.apmask {
-                    if let Err(f) = validate::check_mask_change_named(
-                        &self.host,
-                        &names,
-                        *apmask,
-                        self.host.aqmask,
-                    ) {
-                        self.errors.push((step.uuid(), f));
-                    }
-                    self.host.apmask = *apmask;
-                }
-                if *aqmask != self.host.aqmask {
-                    if let Err(f) = validate::check_mask_change_named(
-                        &self.host,
-                        &names,
-                        self.host.apmask,
-                        *aqmask,
-                    ) {
-                        self.errors.push((step.uuid(), f));
-                    }
-                    self.host.aqmask = *aqmask;
-                }
-                self.rebind();
-            }
+            Step::SetMasks { apmask, aqmask, .. } => self.set_masks(*apmask, *aqmask),
             Step::Create { uuid, name } => {
-                if !self.host.vfio_ap_loaded {
-                    self.errors.push((Some(*uuid), error(
-                        FindingKind::VfioApNotLoaded,
-                        vec![(*uuid, name.clone())],
-                        format!(
-                            "cannot start {}: the vfio_ap module is not loaded (no {}); load it with `modprobe vfio_ap` or make the mdev manual",
-                            label(*uuid, name.as_deref()),
-                            paths::MATRIX
-                        ),
-                    )));
+                if let Err(f) =
+                    validate::check_vfio_ap(&self.host, *uuid, name.as_deref(), Asker::Apply)
+                {
+                    self.errors.push((Some(*uuid), f));
                 }
                 self.host.mdevs.insert(
                     *uuid,
@@ -229,40 +199,21 @@ impl Simulation<'_> {
                 if let Err(f) = validate::check_assign(&self.host, &names, *uuid, *kind, *id) {
                     self.errors.push((step.uuid(), f));
                 }
-                if let Some(m) = self.host.mdevs.get_mut(uuid) {
-                    let set = match kind {
-                        AssignKind::Adapter => &mut m.matrix.adapters,
-                        AssignKind::Domain => &mut m.matrix.domains,
-                        AssignKind::ControlDomain => &mut m.matrix.control_domains,
-                    };
-                    set.insert(*id);
-                    // The kernel recomputes it; predict with the full filter.
-                    m.guest_matrix = None;
-                }
+                self.set_id(*uuid, *kind, *id, true);
             }
-            Step::Unassign { uuid, kind, id, .. } => {
-                if let Some(m) = self.host.mdevs.get_mut(uuid) {
-                    let set = match kind {
-                        AssignKind::Adapter => &mut m.matrix.adapters,
-                        AssignKind::Domain => &mut m.matrix.domains,
-                        AssignKind::ControlDomain => &mut m.matrix.control_domains,
-                    };
-                    set.remove(*id);
-                    m.guest_matrix = None;
-                }
-            }
+            Step::Unassign { uuid, kind, id, .. } => self.set_id(*uuid, *kind, *id, false),
             Step::Remove { uuid, name, .. } => {
-                if self.host.mdevs.get(uuid).is_some_and(|m| m.in_use) {
-                    self.errors.push((Some(*uuid), error(
-                        FindingKind::InUse,
-                        vec![(*uuid, name.clone())],
-                        format!(
-                            "cannot stop {}: a guest is using it (removing it would wait until the guest lets go); shut the guest down first, or name the mdev in the file",
-                            label(*uuid, name.as_deref())
-                        ),
-                    )));
+                if let Err(f) =
+                    validate::check_remove(&self.host, *uuid, name.as_deref(), Asker::Apply)
+                {
+                    self.errors.push((Some(*uuid), f));
                 }
                 self.host.mdevs.remove(uuid);
+            }
+            Step::ConfigureAdapter { adapter, on } => {
+                if let Some(card) = self.host.cards.get_mut(adapter) {
+                    card.config = *on;
+                }
             }
             Step::StoreMasks { .. }
             | Step::Define(_)
@@ -270,6 +221,48 @@ impl Simulation<'_> {
             | Step::Undefine(_) => {}
         }
         self.steps.push(step);
+    }
+
+    /// Two writes, apmask first: the kernel checks each against the other
+    /// mask's value at that moment (kernel spec §2).
+    fn set_masks(&mut self, apmask: ApMask, aqmask: ApMask) {
+        let names_map = self.names;
+        let names = move |u: Uuid| names_map.get(&u).cloned().flatten();
+        if apmask != self.host.apmask {
+            if let Err(f) =
+                validate::check_mask_change_named(&self.host, &names, apmask, self.host.aqmask)
+            {
+                self.errors.push((None, f));
+            }
+            self.host.apmask = apmask;
+        }
+        if aqmask != self.host.aqmask {
+            if let Err(f) =
+                validate::check_mask_change_named(&self.host, &names, self.host.apmask, aqmask)
+            {
+                self.errors.push((None, f));
+            }
+            self.host.aqmask = aqmask;
+        }
+        self.rebind();
+    }
+
+    /// Assigns (or unassigns) one id in the working copy; the kernel
+    /// recomputes the guest matrix, predicted with the full filter.
+    fn set_id(&mut self, uuid: Uuid, kind: AssignKind, id: u8, assigned: bool) {
+        if let Some(m) = self.host.mdevs.get_mut(&uuid) {
+            let set = match kind {
+                AssignKind::Adapter => &mut m.matrix.adapters,
+                AssignKind::Domain => &mut m.matrix.domains,
+                AssignKind::ControlDomain => &mut m.matrix.control_domains,
+            };
+            if assigned {
+                set.insert(id);
+            } else {
+                set.remove(id);
+            }
+            m.guest_matrix = None;
+        }
     }
 
     /// Queue bindings after a mask change (kernel spec §3): host-owned
@@ -386,93 +379,15 @@ pub fn plan(
         errors: errors.into_iter().map(|f| (None, f)).collect(),
     };
 
-    // 1. Stop and forget pruned mdevs: their APQNs are free from now on.
-    for d in &pruned {
-        if let Some(m) = host.mdevs.get(&d.uuid) {
-            sim.push(Step::Remove {
-                uuid: d.uuid,
-                name: d.name.clone(),
-                matrix: m.matrix,
-            });
-        }
-        sim.push(Step::Undefine((*d).clone()));
-    }
-
-    // 2. Definitions.
-    for r in &resolved {
-        match r.stored {
-            None => sim.push(Step::Define(r.def.clone())),
-            Some(old) if *old != r.def => sim.push(Step::Redefine {
-                old: old.clone(),
-                new: r.def.clone(),
-            }),
-            Some(_) => {}
-        }
-    }
-
-    // 3. Persistent masks.
-    let desired_masks = desired.masks.unwrap_or_default();
-    if desired.masks.is_some() {
-        let new = (
-            desired_masks.apmask.or(persistent_masks.0),
-            desired_masks.aqmask.or(persistent_masks.1),
-        );
-        if new != persistent_masks {
-            sim.push(Step::StoreMasks {
-                apmask: new.0,
-                aqmask: new.1,
-            });
-        }
-    }
-
-    // 4. Every unassign before any assign: an APQN moving between mdevs
-    // leaves the first one before the second one takes it.
-    for r in &resolved {
-        if let Some(m) = host.mdevs.get(&r.def.uuid) {
-            let live = m.matrix;
-            sim.unassign_extra(r.def.uuid, &live, &r.def);
-        }
-    }
-
-    // 5. Give queues to vfio_ap (clear mask bits) before assigning them.
-    let target_ap = desired_masks.apmask.unwrap_or(host.apmask);
-    let target_aq = desired_masks.aqmask.unwrap_or(host.aqmask);
-    let cleared_ap = host.apmask.intersection(target_ap);
-    let cleared_aq = host.aqmask.intersection(target_aq);
-    if (cleared_ap, cleared_aq) != (host.apmask, host.aqmask) {
-        sim.push(Step::SetMasks {
-            apmask: cleared_ap,
-            aqmask: cleared_aq,
-            old_apmask: host.apmask,
-            old_aqmask: host.aqmask,
-        });
-    }
-
-    // 6. Start autostart mdevs that are not active; assign what is missing.
-    for r in &resolved {
-        let uuid = r.def.uuid;
-        let active = host.mdevs.contains_key(&uuid);
-        if !active && !r.def.autostart {
-            continue;
-        }
-        if !active {
-            sim.push(Step::Create {
-                uuid,
-                name: r.def.name.clone(),
-            });
-        }
-        sim.assign_missing(uuid, &r.def);
-    }
-
-    // 7. Take queues back for the host (set mask bits) once no mdev holds them.
-    if (target_ap, target_aq) != (cleared_ap, cleared_aq) {
-        sim.push(Step::SetMasks {
-            apmask: target_ap,
-            aqmask: target_aq,
-            old_apmask: cleared_ap,
-            old_aqmask: cleared_aq,
-        });
-    }
+    store_steps(
+        &mut sim,
+        host,
+        &resolved,
+        &pruned,
+        desired,
+        persistent_masks,
+    );
+    live_steps(&mut sim, host, &resolved, desired);
 
     // The end state's definitions, against the end host.
     let touched: BTreeSet<Uuid> = named
@@ -533,6 +448,104 @@ pub fn plan(
         definitions: end_defs,
         end,
     })
+}
+
+/// Steps 1–3 of a plan: stop and forget pruned mdevs, write definitions,
+/// store the persistent masks.
+fn store_steps(
+    sim: &mut Simulation<'_>,
+    host: &Host,
+    resolved: &[Resolved<'_>],
+    pruned: &[&Definition],
+    desired: &DesiredState,
+    persistent_masks: (Option<ApMask>, Option<ApMask>),
+) {
+    // 1. Stop and forget pruned mdevs: their APQNs are free from now on.
+    for d in pruned {
+        if let Some(m) = host.mdevs.get(&d.uuid) {
+            sim.push(Step::Remove {
+                uuid: d.uuid,
+                name: d.name.clone(),
+                matrix: m.matrix,
+            });
+        }
+        sim.push(Step::Undefine((*d).clone()));
+    }
+
+    // 2. Definitions.
+    for r in resolved {
+        match r.stored {
+            None => sim.push(Step::Define(r.def.clone())),
+            Some(old) if *old != r.def => sim.push(Step::Redefine {
+                old: old.clone(),
+                new: r.def.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+
+    // 3. Persistent masks.
+    let desired_masks = desired.masks.unwrap_or_default();
+    if desired.masks.is_some() {
+        let new = (
+            desired_masks.apmask.or(persistent_masks.0),
+            desired_masks.aqmask.or(persistent_masks.1),
+        );
+        if new != persistent_masks {
+            sim.push(Step::StoreMasks {
+                apmask: new.0,
+                aqmask: new.1,
+            });
+        }
+    }
+}
+
+/// Steps 4–7 of a plan: unassign, give queues to vfio_ap, start and
+/// assign, take queues back for the host.
+fn live_steps(
+    sim: &mut Simulation<'_>,
+    host: &Host,
+    resolved: &[Resolved<'_>],
+    desired: &DesiredState,
+) {
+    let desired_masks = desired.masks.unwrap_or_default();
+    // 4. Every unassign before any assign: an APQN moving between mdevs
+    // leaves the first one before the second one takes it.
+    for r in resolved {
+        if let Some(m) = host.mdevs.get(&r.def.uuid) {
+            let live = m.matrix;
+            sim.unassign_extra(r.def.uuid, &live, &r.def);
+        }
+    }
+
+    // 5. Give queues to vfio_ap (clear mask bits) before assigning them.
+    let target_ap = desired_masks.apmask.unwrap_or(host.apmask);
+    let target_aq = desired_masks.aqmask.unwrap_or(host.aqmask);
+    let (clear, set) = commands::mask_halves(host.apmask, host.aqmask, target_ap, target_aq);
+    if let Some(step) = clear {
+        sim.push(step);
+    }
+
+    // 6. Start autostart mdevs that are not active; assign what is missing.
+    for r in resolved {
+        let uuid = r.def.uuid;
+        let active = host.mdevs.contains_key(&uuid);
+        if !active && !r.def.autostart {
+            continue;
+        }
+        if !active {
+            sim.push(Step::Create {
+                uuid,
+                name: r.def.name.clone(),
+            });
+        }
+        sim.assign_missing(uuid, &r.def);
+    }
+
+    // 7. Take queues back for the host (set mask bits) once no mdev holds them.
+    if let Some(step) = set {
+        sim.push(step);
+    }
 }
 
 /// Drop findings whose sentence was already given.

@@ -423,6 +423,7 @@ impl Store {
     }
 
     /// Load one definition by UUID; `Ok(None)` when there is no file.
+    #[cfg(any(test, feature = "testing"))]
     pub fn load_one(&self, uuid: Uuid) -> Result<Option<Definition>, StoreError> {
         let path = self.path_of(uuid);
         let Some(text) = read_config(&path)? else {

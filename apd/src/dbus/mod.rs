@@ -16,7 +16,8 @@ use apbus::{AdapterInfo, MdevInfo, ROOT_PATH};
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
-use crate::engine::Engine;
+use crate::convert::adapter_info;
+use crate::engine::{Change, Engine, State, Update};
 use host::{HostIface, HostProps};
 use manager::ManagerIface;
 use mdev::MdevIface;
@@ -28,6 +29,56 @@ pub struct Snapshot {
     pub host: HostProps,
     /// Every mdev object, by lowercase UUID.
     pub mdevs: BTreeMap<String, MdevInfo>,
+}
+
+impl Snapshot {
+    /// What the bus shows of the model `s`.
+    pub fn of(s: &State) -> Snapshot {
+        let h = &s.host;
+        let (pa, pq) = s.persistent_mask_strings();
+        Snapshot {
+            host: HostProps {
+                ap_mask: h.apmask.to_string(),
+                aq_mask: h.aqmask.to_string(),
+                persistent_ap_mask: pa,
+                persistent_aq_mask: pq,
+                max_adapter_id: u32::from(h.max_adapter_id),
+                max_domain_id: u32::from(h.max_domain_id),
+                vfio_ap_loaded: h.vfio_ap_loaded,
+                adapters: h.cards.values().map(adapter_info).collect(),
+                load_errors: s.load_errors.clone(),
+            },
+            mdevs: s
+                .all_uuids()
+                .into_iter()
+                .map(|u| (u.hyphenated().to_string(), s.mdev_info(u)))
+                .collect(),
+        }
+    }
+}
+
+/// Shows the engine's changes on the bus, in order, until the engine
+/// stops sending them: each model as properties, objects and the events
+/// its difference means; each failed automatic start as a `start-failed`
+/// event.
+pub async fn follow(
+    engine: Arc<Engine>,
+    publisher: Publisher,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<Update>,
+) {
+    while let Some(Update { change, shown }) = updates.recv().await {
+        match change {
+            Change::Model(state) => {
+                publisher.publish(&engine, Snapshot::of(&state)).await;
+            }
+            Change::StartFailed { uuid, message } => {
+                let ev = Event::new("start-failed", uuid.hyphenated().to_string(), message);
+                publisher.emit(&[ev]).await;
+            }
+        }
+        // The engine may have stopped waiting (it never does today).
+        let _ = shown.send(());
+    }
 }
 
 /// An `Event` signal: kind, UUID (or empty), sentence.
@@ -88,12 +139,11 @@ impl Publisher {
 
     /// Makes the bus show `new`: changed properties with
     /// `PropertiesChanged`, new and gone mdev objects with
-    /// InterfacesAdded/Removed, and the events the change means plus
-    /// `extra` events. Failures to emit are logged, never fatal.
-    pub async fn publish(&self, engine: &Arc<Engine>, new: Snapshot, extra: Vec<Event>) {
+    /// InterfacesAdded/Removed, and the events the change means. Failures
+    /// to emit are logged, never fatal.
+    pub async fn publish(&self, engine: &Arc<Engine>, new: Snapshot) {
         let mut last = self.last.lock().await;
-        let mut events = diff_events(&last, &new);
-        events.extend(extra);
+        let events = diff_events(&last, &new);
         if let Err(e) = self.apply_host(&last.host, &new.host).await {
             tracing::warn!(error = %e, "cannot publish the host properties");
         }
@@ -275,65 +325,8 @@ pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
     adapter_events(&oh.adapters, &nh.adapters, &mut ev);
     for (uuid, n) in &new.mdevs {
         let o = old.mdevs.get(uuid);
-        let was_active = o.is_some_and(|o| o.active);
-        if n.active && !was_active {
-            ev.push(Event::new(
-                "mdev-started",
-                uuid,
-                format!("mdev {} was started", label(n)),
-            ));
-        } else if !n.active && was_active {
-            ev.push(Event::new(
-                "mdev-stopped",
-                uuid,
-                format!("mdev {} was stopped", label(n)),
-            ));
-        } else if let Some(o) = o.filter(|_| n.active) {
-            if o.ids != n.ids || o.guest_matrix != n.guest_matrix {
-                ev.push(Event::new(
-                    "mdev-changed",
-                    uuid,
-                    format!(
-                        "mdev {} now has adapters {}, domains {}, control domains {}; guest matrix {}",
-                        label(n),
-                        ids(&n.ids.adapters),
-                        ids(&n.ids.domains),
-                        ids(&n.ids.control_domains),
-                        if n.guest_matrix.is_empty() {
-                            "empty".to_string()
-                        } else {
-                            n.guest_matrix.join(",")
-                        }
-                    ),
-                ));
-            }
-        }
-        let def_changed = match o {
-            None => n.defined,
-            Some(o) => {
-                o.defined != n.defined
-                    || (n.defined
-                        && (o.name != n.name
-                            || o.autostart != n.autostart
-                            || o.persistent != n.persistent))
-            }
-        };
-        if def_changed {
-            let what = if n.defined {
-                if o.is_some_and(|o| o.defined) {
-                    "was changed"
-                } else {
-                    "was defined"
-                }
-            } else {
-                "was undefined"
-            };
-            ev.push(Event::new(
-                "definition-changed",
-                uuid,
-                format!("the definition of mdev {} {what}", label(n)),
-            ));
-        }
+        live_event(uuid, o, n, &mut ev);
+        definition_event(uuid, o, n, &mut ev);
     }
     for (uuid, o) in &old.mdevs {
         if new.mdevs.contains_key(uuid) {
@@ -355,6 +348,74 @@ pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
         }
     }
     ev
+}
+
+/// The event of an mdev that is (still or now) in the snapshot, when its
+/// live state changed: started, stopped, or a new assignment.
+fn live_event(uuid: &str, o: Option<&MdevInfo>, n: &MdevInfo, ev: &mut Vec<Event>) {
+    let was_active = o.is_some_and(|o| o.active);
+    if n.active && !was_active {
+        ev.push(Event::new(
+            "mdev-started",
+            uuid,
+            format!("mdev {} was started", label(n)),
+        ));
+    } else if !n.active && was_active {
+        ev.push(Event::new(
+            "mdev-stopped",
+            uuid,
+            format!("mdev {} was stopped", label(n)),
+        ));
+    } else if let Some(o) = o.filter(|_| n.active) {
+        if o.ids != n.ids || o.guest_matrix != n.guest_matrix {
+            ev.push(Event::new(
+                "mdev-changed",
+                uuid,
+                format!(
+                    "mdev {} now has adapters {}, domains {}, control domains {}; guest matrix {}",
+                    label(n),
+                    ids(&n.ids.adapters),
+                    ids(&n.ids.domains),
+                    ids(&n.ids.control_domains),
+                    if n.guest_matrix.is_empty() {
+                        "empty".to_string()
+                    } else {
+                        n.guest_matrix.join(",")
+                    }
+                ),
+            ));
+        }
+    }
+}
+
+/// The event of an mdev whose definition was made, changed or removed.
+fn definition_event(uuid: &str, o: Option<&MdevInfo>, n: &MdevInfo, ev: &mut Vec<Event>) {
+    let def_changed = match o {
+        None => n.defined,
+        Some(o) => {
+            o.defined != n.defined
+                || (n.defined
+                    && (o.name != n.name
+                        || o.autostart != n.autostart
+                        || o.persistent != n.persistent))
+        }
+    };
+    if def_changed {
+        let what = if n.defined {
+            if o.is_some_and(|o| o.defined) {
+                "was changed"
+            } else {
+                "was defined"
+            }
+        } else {
+            "was undefined"
+        };
+        ev.push(Event::new(
+            "definition-changed",
+            uuid,
+            format!("the definition of mdev {} {what}", label(n)),
+        ));
+    }
 }
 
 fn adapter_events(old: &[AdapterInfo], new: &[AdapterInfo], ev: &mut Vec<Event>) {
@@ -395,6 +456,14 @@ fn adapter_events(old: &[AdapterInfo], new: &[AdapterInfo], ev: &mut Vec<Event>)
 mod tests {
     use super::*;
     use apbus::IdLists;
+
+    #[test]
+    fn the_snapshot_shows_defined_and_foreign_mdevs() {
+        let s = crate::engine::test_state();
+        let snap = Snapshot::of(&s);
+        assert_eq!(snap.mdevs.len(), 2);
+        assert_eq!(snap.host.persistent_ap_mask, "");
+    }
 
     fn mdev(uuid: &str, active: bool, defined: bool) -> MdevInfo {
         MdevInfo {

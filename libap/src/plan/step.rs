@@ -83,6 +83,14 @@ pub enum Step {
         /// Its live assignment when planned (rollback re-reads it).
         matrix: Matrix,
     },
+    /// Configure an adapter on or off (the card's `config`; apd's
+    /// `ConfigureAdapter`, never part of an apply plan).
+    ConfigureAdapter {
+        /// The adapter.
+        adapter: u8,
+        /// On (1) or off (0, standby).
+        on: bool,
+    },
 }
 
 /// The wire form of a step (`apbus::PlanStep` has the same four fields).
@@ -219,7 +227,7 @@ impl Step {
     /// The UUID of the mdev acted on; None for host steps.
     pub fn uuid(&self) -> Option<Uuid> {
         match self {
-            Step::SetMasks { .. } | Step::StoreMasks { .. } => None,
+            Step::SetMasks { .. } | Step::StoreMasks { .. } | Step::ConfigureAdapter { .. } => None,
             Step::Define(d) | Step::Undefine(d) => Some(d.uuid),
             Step::Redefine { new, .. } => Some(new.uuid),
             Step::Create { uuid, .. }
@@ -232,7 +240,7 @@ impl Step {
     /// The mdev's name, when the step acts on a named mdev.
     pub fn name(&self) -> Option<&str> {
         match self {
-            Step::SetMasks { .. } | Step::StoreMasks { .. } => None,
+            Step::SetMasks { .. } | Step::StoreMasks { .. } | Step::ConfigureAdapter { .. } => None,
             Step::Define(d) | Step::Undefine(d) => d.name.as_deref(),
             Step::Redefine { new, .. } => new.name.as_deref(),
             Step::Create { name, .. }
@@ -261,6 +269,7 @@ impl Step {
             Step::Undefine(_) => "undefine",
             Step::Create { .. } => "start",
             Step::Remove { .. } => "stop",
+            Step::ConfigureAdapter { .. } => "configure-adapter",
             Step::Assign { kind, .. } => match kind {
                 AssignKind::Adapter => "assign-adapter",
                 AssignKind::Domain => "assign-domain",
@@ -284,6 +293,7 @@ impl Step {
             | Step::Assign { uuid, .. }
             | Step::Unassign { uuid, .. }
             | Step::Remove { uuid, .. } => Stale::mdev(*uuid),
+            Step::ConfigureAdapter { adapter, .. } => Stale::card(*adapter),
             Step::StoreMasks { .. }
             | Step::Define(_)
             | Step::Redefine { .. }
@@ -365,6 +375,10 @@ impl Step {
                 "stop {}: remove the mdev ({}; the file does not name it and --prune was given)",
                 label(*uuid, name.as_deref()),
                 matrix_phrase(matrix)
+            ),
+            Step::ConfigureAdapter { adapter, on } => format!(
+                "configure adapter {adapter} {}",
+                if *on { "on" } else { "off" }
             ),
         }
     }

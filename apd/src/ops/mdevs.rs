@@ -1,0 +1,318 @@
+//! mdevs: `Start` (and the automatic starts), `Stop`, `Assign` and
+//! `Unassign`.
+
+use std::collections::BTreeMap;
+
+use apbus::{Error, IdLists, Scope};
+use libap::plan::Step;
+use libap::resync::Stale;
+use libap::validate::{
+    check_assign_to, check_matrix_named, check_remove, check_vfio_ap, Asker, AssignKind,
+    AssignVerdict,
+};
+use libap::{ApMask, Definition, Host, Matrix};
+use uuid::Uuid;
+
+use super::definitions::definition_refusal;
+use super::{kernel_refusal, name_map, store_failed, target};
+use crate::convert::{self, matrix_from_ids};
+use crate::engine::{touched, Engine};
+
+/// What a start did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// It was created now.
+    Now,
+    /// It was active already: nothing written.
+    Already,
+}
+
+/// `current` with `ids` added or removed.
+pub fn changed(current: &Matrix, ids: &Matrix, add: bool) -> Matrix {
+    let f = |a: ApMask, b: ApMask| if add { a.union(b) } else { a.difference(b) };
+    Matrix::new(
+        f(current.adapters, ids.adapters),
+        f(current.domains, ids.domains),
+        f(current.control_domains, ids.control_domains),
+    )
+}
+
+impl Engine {
+    /// `Start`.
+    pub async fn start(&self, arg: &str) -> Result<(), Error> {
+        let _w = self.writer().await?;
+        self.sync(Stale::unannounced()).await?;
+        let uuid = self.state().resolve(arg)?;
+        let result = self.start_locked(uuid).await;
+        if result.is_ok() {
+            // A successful start by hand ends an automatic start's failure.
+            self.state().start_failures.remove(&uuid);
+        }
+        self.refresh(Stale::mdev(uuid)).await;
+        result.map(|_| ())
+    }
+
+    /// Creates a defined mdev and assigns its matrix, all or nothing,
+    /// checked against the model (the caller holds the writer, has brought
+    /// the mdevs up to date, and re-reads this mdev afterwards).
+    pub async fn start_locked(&self, uuid: Uuid) -> Result<Started, Error> {
+        let (host, names) = {
+            let s = self.state();
+            (s.host.clone(), name_map(&s))
+        };
+        let lookup = |u: Uuid| names.get(&u).cloned();
+        let (def, who) = {
+            let s = self.state();
+            (s.defs.get(&uuid).cloned(), target(&s, uuid))
+        };
+        let Some(def) = def else {
+            return Err(Error::NotFound(format!(
+                "cannot start {who}: it has no definition; define it first with `apctl define`"
+            )));
+        };
+        let active = host.mdevs.contains_key(&uuid);
+        if !active {
+            check_vfio_ap(&host, uuid, def.name.as_deref(), Asker::Command)
+                .map_err(|f| convert::refused(&f, f.message.clone()))?;
+        }
+        // The definition's matrix against a read of the host: the refusal
+        // that names the culprit, before the writes and after a failed one.
+        let refusal = |host: &Host| {
+            check_matrix_named(
+                host,
+                &lookup,
+                uuid,
+                def.adapters,
+                def.domains,
+                def.control_domains,
+            )
+            .map_err(|f| convert::refused(&f, format!("cannot start {who}: {}", f.reason)))
+        };
+        if !active {
+            refusal(&host)?;
+        }
+        match self.execute(libap::plan::start(&host, &def)).await? {
+            Ok(report) if !report.changed_at(0) => {
+                tracing::debug!(uuid = %uuid, "already active; nothing to start");
+                Ok(Started::Already)
+            }
+            Ok(report) => {
+                tracing::info!(uuid = %uuid, writes = report.changed(), "started");
+                Ok(Started::Now)
+            }
+            Err(failure) => {
+                // Someone may have changed the host between our check and
+                // the write: the check on a fresh read names the culprit.
+                if let Ok(now) = self.sync(Stale::unannounced()).await {
+                    refusal(&now)?;
+                }
+                Err(kernel_refusal(&format!("start {who}"), &failure))
+            }
+        }
+    }
+
+    /// `Stop`.
+    pub async fn stop(&self, arg: &str) -> Result<(), Error> {
+        let _w = self.writer().await?;
+        let host = self.sync(Stale::unannounced()).await?;
+        let (uuid, who) = {
+            let s = self.state();
+            let u = s.resolve(arg)?;
+            (u, target(&s, u))
+        };
+        let name = self.state().name_of(uuid);
+        check_remove(&host, uuid, name.as_deref(), Asker::Command)
+            .map_err(|f| convert::refused(&f, f.message.clone()))?;
+        let matrix = host.mdevs.get(&uuid).map(|m| m.matrix).unwrap_or_default();
+        let result = match self.execute(libap::plan::stop(uuid, name, matrix)).await? {
+            Ok(report) if report.nothing_changed() => {
+                tracing::debug!(uuid = %uuid, "not active; nothing to stop");
+                Ok(())
+            }
+            Ok(_) => {
+                tracing::info!(uuid = %uuid, "stopped");
+                Ok(())
+            }
+            Err(f) => Err(kernel_refusal(&format!("stop {who}"), &f)),
+        };
+        self.refresh(Stale::mdev(uuid)).await;
+        result
+    }
+
+    /// `Assign` (`add`) and `Unassign`.
+    pub async fn assign(
+        &self,
+        arg: &str,
+        ids: IdLists,
+        scope: Scope,
+        add: bool,
+    ) -> Result<(), Error> {
+        let _w = self.writer().await?;
+        let host = self.sync(Stale::unannounced()).await?;
+        let names = name_map(&self.state());
+        let (uuid, who, def) = {
+            let s = self.state();
+            let u = s.resolve(arg)?;
+            (u, target(&s, u), s.defs.get(&u).cloned())
+        };
+        let verb = if add { "assign to" } else { "unassign from" };
+        let action = format!("{verb} {who}");
+        let want = matrix_from_ids(&ids, host.max_adapter_id, host.max_domain_id, &action)?;
+        if want.is_empty() {
+            return Err(Error::Invalid(format!(
+                "cannot {action}: no adapters, domains or control domains given"
+            )));
+        }
+        let live_mdev = host.mdevs.get(&uuid).cloned();
+        let (live, persistent) =
+            scope_parts(scope, live_mdev.is_some(), def.is_some(), &action, &who)?;
+
+        // Validate both parts before the first write.
+        let mut live_steps = Vec::new();
+        if let (true, Some(m)) = (live, &live_mdev) {
+            if add {
+                check_assigns(&host, &names, uuid, m.matrix, &want)?;
+            }
+            live_steps = libap::plan::assignment(
+                uuid,
+                def.as_ref().and_then(|d| d.name.clone()),
+                &want,
+                add,
+            );
+        }
+        let new_def = match (persistent, &def) {
+            (true, Some(d)) => self.changed_definition(&host, d, &want, add, &action)?,
+            _ => None,
+        };
+        let mut steps = live_steps;
+        if let (Some(old), Some(new)) = (&def, &new_def) {
+            steps.push(Step::Redefine {
+                old: old.clone(),
+                new: new.clone(),
+            });
+        }
+        if steps.is_empty() {
+            tracing::debug!(uuid = %uuid, "nothing to change");
+            return Ok(());
+        }
+        let touched = touched(&steps);
+        let result = match self.execute(steps).await? {
+            Ok(report) => {
+                if let Some(nd) = new_def {
+                    self.state().defs.insert(uuid, nd);
+                }
+                if report.nothing_changed() {
+                    tracing::debug!(uuid = %uuid, add, live, persistent, "nothing to change: every id was in place");
+                } else {
+                    tracing::info!(uuid = %uuid, add, live, persistent, changes = report.changed(), "assignment changed");
+                }
+                Ok(())
+            }
+            // The definition stays as it was, so the live change went too.
+            Err(f) if !f.failed_step.is_live() => {
+                let mut msg = format!("cannot {action}: {}", store_failed(&f));
+                if !f.rolled_back {
+                    msg.push_str(
+                        "; undoing the live change failed as well, check with `apctl show`",
+                    );
+                }
+                Err(Error::Failed(msg))
+            }
+            Err(f) => Err(kernel_refusal(&action, &f)),
+        };
+        self.refresh(touched).await;
+        result
+    }
+
+    /// The definition `d` with `want` added or removed, checked with the
+    /// other definitions; None when it does not change.
+    fn changed_definition(
+        &self,
+        host: &Host,
+        d: &Definition,
+        want: &Matrix,
+        add: bool,
+        action: &str,
+    ) -> Result<Option<Definition>, Error> {
+        let mut nd = d.clone();
+        nd.set_matrix(&changed(&d.matrix(), want, add));
+        if nd == *d {
+            return Ok(None);
+        }
+        let all: Vec<Definition> = {
+            let s = self.state();
+            s.defs
+                .values()
+                .map(|o| {
+                    if o.uuid == d.uuid {
+                        nd.clone()
+                    } else {
+                        o.clone()
+                    }
+                })
+                .collect()
+        };
+        match definition_refusal(host, &all, &[d.uuid], action) {
+            Some(e) => Err(e),
+            None => Ok(Some(nd)),
+        }
+    }
+}
+
+/// Which parts an assignment in `scope` changes: (live, persistent); a
+/// part the scope names that is missing refuses it.
+fn scope_parts(
+    scope: Scope,
+    active: bool,
+    defined: bool,
+    action: &str,
+    who: &str,
+) -> Result<(bool, bool), Error> {
+    match scope {
+        Scope::Both => Ok((active, defined)),
+        Scope::Live if !active => Err(Error::Invalid(format!(
+            "cannot {action} live: {who} is not active; start it first, or change only its definition with --persistent"
+        ))),
+        Scope::Live => Ok((true, false)),
+        Scope::Persistent if !defined => Err(Error::NotFound(format!(
+            "cannot {action} persistently: {who} has no definition; change it live with --live, or define it first"
+        ))),
+        Scope::Persistent => Ok((false, true)),
+    }
+}
+
+/// Checks each assign of `want` to the live mdev `uuid` (whose matrix is
+/// `current`) as the kernel would, in the order they are written.
+fn check_assigns(
+    host: &Host,
+    names: &BTreeMap<Uuid, String>,
+    uuid: Uuid,
+    current: Matrix,
+    want: &Matrix,
+) -> Result<(), Error> {
+    let lookup = |u: Uuid| names.get(&u).cloned();
+    let mut cur = current;
+    for (kind, mask) in [
+        (AssignKind::Adapter, want.adapters),
+        (AssignKind::Domain, want.domains),
+        (AssignKind::ControlDomain, want.control_domains),
+    ] {
+        for id in mask.iter() {
+            match check_assign_to(host, &lookup, uuid, &cur, kind, id) {
+                Ok(AssignVerdict::NoOp) => {}
+                Ok(AssignVerdict::Ok) => cur = changed(&cur, &single(kind, id), true),
+                Err(f) => return Err(convert::refused(&f, f.message.clone())),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn single(kind: AssignKind, id: u8) -> Matrix {
+    let one = ApMask::from_ids([id]);
+    match kind {
+        AssignKind::Adapter => Matrix::new(one, ApMask::empty(), ApMask::empty()),
+        AssignKind::Domain => Matrix::new(ApMask::empty(), one, ApMask::empty()),
+        AssignKind::ControlDomain => Matrix::new(ApMask::empty(), ApMask::empty(), one),
+    }
+}

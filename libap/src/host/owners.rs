@@ -1,0 +1,123 @@
+//! Who owns an APQN: the host (the masks), an mdev (its matrix), or
+//! nobody; and what the guest matrix of an mdev is.
+
+use super::{GuestMatrix, Host, Queue};
+use crate::apqn::Apqn;
+use crate::mask::ApMask;
+use uuid::Uuid;
+
+/// Who owns an APQN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// The host's zcrypt drivers: apmask bit `apmask_bit` and aqmask bit
+    /// `aqmask_bit` are both set.
+    Host {
+        /// The adapter bit set in apmask.
+        apmask_bit: u8,
+        /// The domain bit set in aqmask.
+        aqmask_bit: u8,
+    },
+    /// Free for vfio_ap, in no mdev's matrix.
+    Free,
+    /// In this mdev's matrix.
+    Mdev {
+        /// The mdev.
+        uuid: Uuid,
+    },
+}
+
+impl Host {
+    /// Who owns `apqn`: the host if both mask bits are set, else the mdev
+    /// whose matrix holds it, else nobody.
+    pub fn owner(&self, apqn: Apqn) -> Owner {
+        if self.is_host_owned(apqn) {
+            return Owner::Host {
+                apmask_bit: apqn.adapter,
+                aqmask_bit: apqn.domain,
+            };
+        }
+        match self.mdevs.values().find(|m| m.matrix.contains(apqn)) {
+            Some(m) => Owner::Mdev { uuid: m.uuid },
+            None => Owner::Free,
+        }
+    }
+
+    /// Whether the masks give `apqn` to the host.
+    pub fn is_host_owned(&self, apqn: Apqn) -> bool {
+        self.apmask.contains(apqn.adapter) && self.aqmask.contains(apqn.domain)
+    }
+
+    /// An index from APQN to the mdev whose matrix holds it, for tables over
+    /// many queues (`apctl queues`) where [`Host::owner`] per queue would
+    /// scan every mdev each time.
+    pub fn mdev_owners(&self) -> OwnerIndex {
+        let mut slots = vec![u32::MAX; 256 * 256];
+        let mut uuids = Vec::with_capacity(self.mdevs.len());
+        for m in self.mdevs.values() {
+            let idx = u32::try_from(uuids.len()).unwrap_or(u32::MAX);
+            uuids.push(m.uuid);
+            for a in m.matrix.adapters.iter() {
+                for d in m.matrix.domains.iter() {
+                    let slot = usize::from(a) * 256 + usize::from(d);
+                    // Keep the first holder; a second one is a conflict the
+                    // kernel should have refused.
+                    if slots[slot] == u32::MAX {
+                        slots[slot] = idx;
+                    }
+                }
+            }
+        }
+        OwnerIndex { slots, uuids }
+    }
+
+    /// Whether `apqn`'s queue exists and is bound to vfio_ap.
+    pub fn is_vfio_bound(&self, apqn: Apqn) -> bool {
+        self.queues.get(&apqn).is_some_and(Queue::is_vfio)
+    }
+
+    /// Domains of `adapter` whose queues are bound to vfio_ap.
+    pub fn vfio_bound_domains(&self, adapter: u8) -> ApMask {
+        let range = Apqn::new(adapter, 0)..=Apqn::new(adapter, 255);
+        self.queues
+            .range(range)
+            .filter(|(_, q)| q.is_vfio())
+            .map(|(k, _)| k.domain)
+            .collect()
+    }
+
+    /// Whether the matrix device offers `ap_config` (one atomic write of a
+    /// whole assignment). Older kernels lack `features`: we then say no.
+    /// Only tests ask: the executor never writes `ap_config`
+    /// ([`crate::apply`]), and reading falls back to `matrix` by itself.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn supports_ap_config(&self) -> bool {
+        self.features.as_ref().is_some_and(|f| f.ap_config)
+    }
+
+    /// The guest matrix of an mdev: as the kernel shows it when known, else
+    /// as predicted by the full filter.
+    pub fn guest_matrix_of(&self, uuid: &Uuid) -> Option<GuestMatrix> {
+        let m = self.mdevs.get(uuid)?;
+        Some(m.guest_matrix.unwrap_or_else(|| {
+            let (adapters, domains) =
+                crate::guest::guest_matrix(self, m.matrix.adapters, m.matrix.domains);
+            GuestMatrix { adapters, domains }
+        }))
+    }
+}
+
+/// APQN → mdev lookup built by [`Host::mdev_owners`].
+#[derive(Debug, Clone)]
+pub struct OwnerIndex {
+    slots: Vec<u32>,
+    uuids: Vec<Uuid>,
+}
+
+impl OwnerIndex {
+    /// The mdev whose matrix holds `apqn`.
+    pub fn get(&self, apqn: Apqn) -> Option<&Uuid> {
+        let slot = usize::from(apqn.adapter) * 256 + usize::from(apqn.domain);
+        let idx = *self.slots.get(slot)?;
+        self.uuids.get(usize::try_from(idx).ok()?)
+    }
+}

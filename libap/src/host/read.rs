@@ -1,0 +1,424 @@
+//! Reading the host model from sysfs: the whole host, or one part again
+//! (what a [`crate::resync::Stale`] names).
+
+use crate::apqn::Apqn;
+use crate::mask::ApMask;
+use crate::matrix::{parse_ap_config, parse_control_domains, parse_matrix, MatrixError};
+use crate::resync::VfioPart;
+use crate::sysfs::{Sysfs, SysfsError};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use super::{
+    paths, Card, CardMode, Features, GuestMatrix, Host, HostConfig, HostError, Matrix, Mdev, Queue,
+};
+
+fn read_opt(fs: &dyn Sysfs, path: &str) -> Result<Option<String>, SysfsError> {
+    match fs.read(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.errno == libc::ENOENT || e.errno == libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_hex_u32(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    u32::from_str_radix(t, 16).ok()
+}
+
+fn parse_mask_file(path: &str, text: &str) -> Result<ApMask, HostError> {
+    ApMask::parse_absolute(text).map_err(|e| HostError::Parse {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_max_id(path: &str, text: Option<String>) -> Result<u8, HostError> {
+    match text {
+        // Kernels without the attribute allow the architecture maximum.
+        None => Ok(255),
+        Some(t) => {
+            let v: u32 = t.trim().parse().map_err(|_| HostError::Parse {
+                path: path.to_string(),
+                message: format!("{:?} is not a decimal number", t.trim()),
+            })?;
+            Ok(u8::try_from(v.min(255)).unwrap_or(255))
+        }
+    }
+}
+
+/// A card directory name `cardXX` → adapter id.
+pub fn parse_card_name(name: &str) -> Option<u8> {
+    let hex = name.strip_prefix("card")?;
+    if hex.len() != 2 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// An mdev directory name: a lowercase hyphenated UUID.
+pub fn parse_mdev_name(name: &str) -> Option<Uuid> {
+    if name.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(name).ok()
+}
+
+fn matrix_err(path: String, e: MatrixError) -> HostError {
+    HostError::Parse {
+        path,
+        message: e.to_string(),
+    }
+}
+
+/// The configuration files as read, before the fallback for hosts without
+/// QCI (which needs the cards and queues present).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawConfig {
+    pub(crate) max_adapter_id: u8,
+    pub(crate) max_domain_id: u8,
+    adapters: Option<ApMask>,
+    usage_domains: Option<ApMask>,
+    control_domains: Option<ApMask>,
+}
+
+impl RawConfig {
+    pub(crate) fn read(fs: &dyn Sysfs) -> Result<RawConfig, HostError> {
+        let read = |path: &str| -> Result<Option<ApMask>, HostError> {
+            match read_opt(fs, path)? {
+                None => Ok(None),
+                Some(t) if t.trim() == "not supported" => Ok(None),
+                Some(t) => parse_mask_file(path, &t).map(Some),
+            }
+        };
+        Ok(RawConfig {
+            max_adapter_id: parse_max_id(
+                paths::MAX_ADAPTER_ID,
+                read_opt(fs, paths::MAX_ADAPTER_ID)?,
+            )?,
+            max_domain_id: parse_max_id(paths::MAX_DOMAIN_ID, read_opt(fs, paths::MAX_DOMAIN_ID)?)?,
+            adapters: read(paths::ADAPTER_MASK)?,
+            usage_domains: read(paths::USAGE_DOMAIN_MASK)?,
+            control_domains: read(paths::CONTROL_DOMAIN_MASK)?,
+        })
+    }
+
+    /// The configuration; without QCI, the devices present in `host` are
+    /// the best we know.
+    pub(crate) fn derive(&self, host: &Host) -> HostConfig {
+        let control_domains = self.control_domains.unwrap_or_default();
+        match (self.adapters, self.usage_domains) {
+            (Some(adapters), Some(usage_domains)) => HostConfig {
+                adapters,
+                usage_domains,
+                control_domains,
+                known: true,
+            },
+            _ => HostConfig {
+                adapters: ApMask::from_ids(host.cards.keys().copied()),
+                usage_domains: ApMask::from_ids(host.queues.keys().map(|q| q.domain)),
+                control_domains,
+                known: false,
+            },
+        }
+    }
+}
+
+impl Host {
+    /// Read the whole model through `fs`.
+    pub fn read(fs: &dyn Sysfs) -> Result<Host, HostError> {
+        if !fs.exists(paths::AP_BUS) {
+            return Err(HostError::NoApBus {
+                path: paths::AP_BUS.to_string(),
+            });
+        }
+        let apmask = parse_mask_file(paths::APMASK, &fs.read(paths::APMASK)?)?;
+        let aqmask = parse_mask_file(paths::AQMASK, &fs.read(paths::AQMASK)?)?;
+        let raw = RawConfig::read(fs)?;
+        let mut host = Host {
+            max_adapter_id: raw.max_adapter_id,
+            max_domain_id: raw.max_domain_id,
+            apmask,
+            aqmask,
+            ..Host::default()
+        };
+        host.read_devices(fs)?;
+        host.config = raw.derive(&host);
+        host.read_vfio(fs)?;
+        Ok(host)
+    }
+
+    fn read_devices(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
+        let entries = match fs.list(paths::AP_DEVICES) {
+            Ok(e) => e,
+            Err(e) if e.errno == libc::ENOENT => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for name in entries {
+            let Some(id) = parse_card_name(&name) else {
+                continue;
+            };
+            // A card may vanish between the listing and the read (hot unplug).
+            let Some(card) = read_card(fs, id)? else {
+                continue;
+            };
+            self.cards.insert(id, card);
+            for apqn in list_queues(fs, id)? {
+                if let Some(queue) = read_queue(fs, apqn)? {
+                    self.queues.insert(apqn, queue);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_vfio(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
+        let v = read_vfio_part(fs, &self.queues)?;
+        self.vfio_ap_loaded = v.loaded;
+        self.features = v.features;
+        self.mdevs = v.mdevs;
+        Ok(())
+    }
+
+    /// Re-read one mdev (the kernel sends no uevent when another tool
+    /// changes an assignment). `Ok(None)` when it does not exist.
+    pub fn read_mdev(fs: &dyn Sysfs, uuid: Uuid) -> Result<Option<Mdev>, HostError> {
+        read_mdev_from(fs, uuid, &BTreeMap::new())
+    }
+
+    /// Re-read one mdev into this model (insert, update or remove it).
+    /// Returns the mdev as now known.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn refresh_mdev(&mut self, fs: &dyn Sysfs, uuid: Uuid) -> Result<Option<&Mdev>, HostError> {
+        self.refresh(fs, &crate::resync::Stale::mdev(uuid))?;
+        Ok(self.mdevs.get(&uuid))
+    }
+
+    /// Re-read the masks (after a mask change uevent), with the queues
+    /// whose bits flipped and the mdevs.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn refresh_masks(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
+        self.refresh(fs, &crate::resync::Stale::masks()).map(|_| ())
+    }
+
+    /// Re-read one card and its queues (after a card/queue uevent).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn refresh_card(&mut self, fs: &dyn Sysfs, adapter: u8) -> Result<(), HostError> {
+        self.refresh(fs, &crate::resync::Stale::card(adapter))
+            .map(|_| ())
+    }
+
+    /// Re-read one queue (after a bind/unbind/CONFIG uevent on it); removes
+    /// it from the model when its directory is gone.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn refresh_queue(&mut self, fs: &dyn Sysfs, apqn: Apqn) -> Result<(), HostError> {
+        self.refresh(fs, &crate::resync::Stale::queue(apqn))
+            .map(|_| ())
+    }
+
+    /// Re-read the host configuration and maximum ids (after a scan that
+    /// changed the LPAR's configuration).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn refresh_config(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
+        self.refresh(fs, &crate::resync::Stale::config())
+            .map(|_| ())
+    }
+
+    /// Re-read whether vfio_ap is loaded, its features and every mdev
+    /// (after `MDEV_STATE=registered|unregistered` or an mdev add/remove).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn refresh_vfio(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
+        self.refresh(fs, &crate::resync::Stale::all_mdevs())
+            .map(|_| ())
+    }
+}
+
+/// A mask file (`apmask`, `aqmask`).
+pub(crate) fn read_mask(fs: &dyn Sysfs, path: &str) -> Result<ApMask, HostError> {
+    parse_mask_file(path, &fs.read(path)?)
+}
+
+/// The queues present under a card, ascending; none when the card is gone.
+pub(crate) fn list_queues(fs: &dyn Sysfs, adapter: u8) -> Result<Vec<Apqn>, HostError> {
+    let names = match fs.list(&paths::card(adapter)) {
+        Ok(q) => q,
+        Err(e) if e.errno == libc::ENOENT => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut v: Vec<Apqn> = names
+        .iter()
+        .filter_map(|n| n.parse::<Apqn>().ok())
+        .filter(|q| q.adapter == adapter)
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Whether vfio_ap is loaded, its features and every mdev.
+pub(crate) fn read_vfio_part(
+    fs: &dyn Sysfs,
+    queues: &BTreeMap<Apqn, Queue>,
+) -> Result<VfioPart, HostError> {
+    let mut v = VfioPart {
+        loaded: fs.exists(paths::MATRIX),
+        ..VfioPart::default()
+    };
+    if !v.loaded {
+        return Ok(v);
+    }
+    v.features = read_opt(fs, paths::MATRIX_FEATURES)?.map(|t| Features::parse(&t));
+    let entries = match fs.list(paths::MATRIX) {
+        Ok(e) => e,
+        Err(e) if e.errno == libc::ENOENT => return Ok(v),
+        Err(e) => return Err(e.into()),
+    };
+    for name in entries {
+        let Some(uuid) = parse_mdev_name(&name) else {
+            continue;
+        };
+        if let Some(mdev) = read_mdev_from(fs, uuid, queues)? {
+            v.mdevs.insert(uuid, mdev);
+        }
+    }
+    Ok(v)
+}
+
+pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostError> {
+    let dir = paths::card(id);
+    if !fs.exists(&dir) {
+        return Ok(None);
+    }
+    let attr = |name: &str| read_opt(fs, &format!("{dir}/{name}"));
+    let type_name = attr("type")?
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let functions = attr("ap_functions")?.and_then(|s| parse_hex_u32(&s));
+    let mode =
+        CardMode::from_type(&type_name).or_else(|| functions.and_then(CardMode::from_functions));
+    Ok(Some(Card {
+        id,
+        hwtype: attr("hwtype")?.and_then(|s| s.trim().parse().ok()),
+        mode,
+        functions,
+        type_name,
+        // Kernels without `config` have no standby state: configured.
+        config: attr("config")?.and_then(|s| parse_bool(&s)).unwrap_or(true),
+        online: attr("online")?
+            .and_then(|s| parse_bool(&s))
+            .unwrap_or(false),
+        chkstop: attr("chkstop")?
+            .and_then(|s| parse_bool(&s))
+            .unwrap_or(false),
+    }))
+}
+
+pub(crate) fn read_queue(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Queue>, HostError> {
+    let dir = paths::queue(apqn);
+    if !fs.exists(&dir) {
+        return Ok(None);
+    }
+    let attr = |name: &str| read_opt(fs, &format!("{dir}/{name}"));
+    let driver = match fs.read_link(&format!("{dir}/driver")) {
+        Ok(target) => target
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty()),
+        Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINVAL => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(Queue {
+        apqn,
+        config: attr("config")?.and_then(|s| parse_bool(&s)).unwrap_or(true),
+        chkstop: attr("chkstop")?
+            .and_then(|s| parse_bool(&s))
+            .unwrap_or(false),
+        online: attr("online")?.and_then(|s| parse_bool(&s)),
+        driver,
+    }))
+}
+
+pub(crate) fn read_mdev_from(
+    fs: &dyn Sysfs,
+    uuid: Uuid,
+    queues: &BTreeMap<Apqn, Queue>,
+) -> Result<Option<Mdev>, HostError> {
+    let dir = paths::mdev(&uuid);
+    let gone = |e: &SysfsError| e.errno == libc::ENOENT || e.errno == libc::ENODEV;
+    let ap_config_path = format!("{dir}/ap_config");
+    // ap_config gives the three masks in one read (one consistent snapshot);
+    // only when it is missing do we look whether the mdev is (an mdev is
+    // re-read before every report: one access fewer per mdev counts).
+    let matrix = match fs.read(&ap_config_path) {
+        Ok(text) => {
+            let (a, d, c) = parse_ap_config(&text).map_err(|e| matrix_err(ap_config_path, e))?;
+            Matrix::new(a, d, c)
+        }
+        Err(e) if gone(&e) && !fs.exists(&dir) => return Ok(None),
+        Err(e) if gone(&e) => {
+            let mpath = format!("{dir}/matrix");
+            let (a, d) = match fs.read(&mpath) {
+                Ok(t) => parse_matrix(&t).map_err(|e| matrix_err(mpath, e))?,
+                Err(e) if gone(&e) && !fs.exists(&dir) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let cpath = format!("{dir}/control_domains");
+            let c = match fs.read(&cpath) {
+                Ok(t) => parse_control_domains(&t).map_err(|e| matrix_err(cpath, e))?,
+                Err(e) if gone(&e) && !fs.exists(&dir) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            Matrix::new(a, d, c)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let gpath = format!("{dir}/guest_matrix");
+    let guest_matrix = match fs.read(&gpath) {
+        Ok(t) => {
+            let (adapters, domains) = parse_matrix(&t).map_err(|e| matrix_err(gpath, e))?;
+            Some(GuestMatrix { adapters, domains })
+        }
+        Err(e) if gone(&e) => None,
+        Err(e) => return Err(e.into()),
+    };
+    // Every queue of the guest matrix reports `in use` while a guest holds
+    // the mdev, so the first queue with a status decides. The status is
+    // read live: a guest opening the mdev sends no uevent. `queues` (the
+    // model, when known) skips queues not bound to vfio_ap.
+    let (ga, gd) = match &guest_matrix {
+        Some(g) => (g.adapters, g.domains),
+        None => (matrix.adapters, matrix.domains),
+    };
+    let mut in_use = false;
+    'outer: for a in ga.iter() {
+        for d in gd.iter() {
+            let apqn = Apqn::new(a, d);
+            if !queues.is_empty() && !queues.get(&apqn).is_some_and(Queue::is_vfio) {
+                continue;
+            }
+            if let Ok(s) = fs.read(&format!("{}/status", paths::queue(apqn))) {
+                in_use = s.trim() == "in use";
+                break 'outer;
+            }
+        }
+    }
+    Ok(Some(Mdev {
+        uuid,
+        matrix,
+        guest_matrix,
+        in_use,
+    }))
+}
