@@ -5,7 +5,7 @@ mod common;
 
 use common::{m, seed_with_guests, HostSpec, G1, G2};
 use libap::host::{CardMode, Owner};
-use libap::{ApMask, Apqn, DirSysfs, Host, HostError};
+use libap::{ApMask, Apqn, DirSysfs, Host, HostError, Sysfs};
 use uuid::Uuid;
 
 fn uuid(s: &str) -> Uuid {
@@ -193,6 +193,23 @@ fn read_and_refresh_one_mdev() {
     assert!(Host::read_mdev(&fs, uuid(G2)).expect("read").is_none());
     assert!(host.refresh_mdev(&fs, uuid(G2)).expect("refresh").is_none());
     assert!(!host.mdevs.contains_key(&uuid(G2)));
+}
+
+/// Found by the uevent storm end to end: a report re-read an mdev that a
+/// concurrent stop was removing. The kernel removes a device's attributes
+/// before its directory; an mdev met in between is gone, not an error.
+#[test]
+fn an_mdev_met_while_it_is_removed_is_gone() {
+    let fs = seed_with_guests().fake();
+    let dir = format!("devices/vfio_ap/matrix/{G2}");
+    for attr in ["ap_config", "matrix", "control_domains", "guest_matrix"] {
+        fs.remove_tree(&format!("{dir}/{attr}"));
+    }
+    assert!(fs.exists(&dir), "the directory is still there");
+    assert!(Host::read_mdev(&fs, uuid(G2)).expect("read").is_none());
+    let host = Host::read(&fs).expect("the whole host reads");
+    assert!(!host.mdevs.contains_key(&uuid(G2)));
+    assert!(host.mdevs.contains_key(&uuid(G1)));
 }
 
 #[test]

@@ -368,17 +368,21 @@ pub(crate) fn read_mdev_from(
             Matrix::new(a, d, c)
         }
         Err(e) if gone(&e) && !fs.exists(&dir) => return Ok(None),
+        // Without ap_config (older kernels), or an mdev being removed: the
+        // kernel removes a device's attributes before its directory, so a
+        // reader can meet the directory without `matrix`. Either way an
+        // mdev without `matrix` is gone.
         Err(e) if gone(&e) => {
             let mpath = format!("{dir}/matrix");
             let (a, d) = match fs.read(&mpath) {
                 Ok(t) => parse_matrix(&t).map_err(|e| matrix_err(mpath, e))?,
-                Err(e) if gone(&e) && !fs.exists(&dir) => return Ok(None),
+                Err(e) if gone(&e) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
             let cpath = format!("{dir}/control_domains");
             let c = match fs.read(&cpath) {
                 Ok(t) => parse_control_domains(&t).map_err(|e| matrix_err(cpath, e))?,
-                Err(e) if gone(&e) && !fs.exists(&dir) => return Ok(None),
+                Err(e) if gone(&e) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
             Matrix::new(a, d, c)
