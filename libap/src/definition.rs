@@ -91,13 +91,12 @@ pub fn looks_like_uuid(s: &str) -> bool {
     Uuid::try_parse(s).is_ok()
 }
 
-/// A definition file that does not parse.
+/// A bad value in the desired-state file (the user's own file,
+/// read by apctl: its values may be quoted). Definition files, read by apd
+/// as root, report by position only ([`crate::config_file::FileError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DefinitionError {
-    /// Not TOML, a wrong type, or an unknown key.
-    #[error("{0}")]
-    Toml(String),
-    /// `uuid` missing or not a UUID.
+    /// `uuid` not a UUID.
     #[error("uuid {0:?} is not a UUID")]
     BadUuid(String),
     /// An id outside 0..=255.
@@ -108,9 +107,6 @@ pub enum DefinitionError {
         /// The value.
         value: i64,
     },
-    /// A bad name.
-    #[error("{0}")]
-    Name(#[from] NameError),
 }
 
 /// Ids from a TOML integer array, refusing anything outside 0..=255.
