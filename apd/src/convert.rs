@@ -2,6 +2,7 @@
 //! conversion (bad input becomes a named error, never a panic) and the
 //! shapes apctl reads.
 
+use crate::remedy;
 use apbus::{AdapterInfo, Error, ErrorKind, IdLists};
 use libap::apply::ApplyError;
 use libap::host::{Card, Matrix};
@@ -26,7 +27,7 @@ pub fn mask_from_ids(ids: &[u32], kind: IdKind, max: u8, action: &str) -> Result
         )));
     }
     libap::validate::ids_within(ids, kind, max, action)
-        .map_err(|f| Error::new(finding_error_kind(f.kind), f.message))
+        .map_err(|f| Error::new(finding_error_kind(f.kind), remedy::message(&f)))
 }
 
 /// The three lists of `ids` as a matrix, checked against the maxima.
@@ -108,7 +109,7 @@ pub fn defined_twice(d: &libap::coexist::DefinedTwice) -> apbus::Finding {
     apbus::Finding {
         severity: "warning".to_string(),
         kind: DEFINED_BY_MDEVCTL.to_string(),
-        message: d.sentence(),
+        message: remedy::defined_twice(d),
         apqns: Vec::new(),
         mdevs: vec![d.uuid.hyphenated().to_string()],
     }
@@ -126,7 +127,7 @@ pub fn finding(f: &Finding) -> apbus::Finding {
         }
         .to_string(),
         kind: finding_kind_name(f.kind).to_string(),
-        message: f.message.clone(),
+        message: remedy::message(f),
         apqns: apqn_strings(&f.apqns),
         mdevs: f
             .mdevs

@@ -9,6 +9,7 @@ use libap::{ApMask, Host};
 
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::Engine;
+use crate::remedy;
 use libap::plan::Plan;
 use libap::validate::{Finding, Severity};
 
@@ -29,7 +30,10 @@ fn plan_refusal(findings: &[Finding]) -> Error {
     };
     Error::new(
         convert::finding_error_kind(first.kind),
-        format!("cannot apply the desired state: {}{more}", first.reason),
+        format!(
+            "cannot apply the desired state: {}{more}",
+            remedy::reason(first)
+        ),
     )
 }
 

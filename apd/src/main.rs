@@ -14,6 +14,7 @@ mod engine;
 mod follow_tests;
 mod lock;
 mod ops;
+mod remedy;
 mod restore;
 mod uevents;
 

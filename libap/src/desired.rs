@@ -182,41 +182,7 @@ impl DesiredState {
     pub fn from_toml(text: &str) -> Result<DesiredState, DesiredError> {
         let raw: RawState =
             toml::from_str(text).map_err(|e| DesiredError::Toml(one_line(&e.to_string())))?;
-        let masks = match raw.masks {
-            None => None,
-            Some(m) => {
-                let hex = m.apmask.is_some() || m.aqmask.is_some();
-                let vfio = m.vfio_adapters.is_some() || m.vfio_domains.is_some();
-                if hex && vfio {
-                    return Err(DesiredError::Masks(
-                        "give the masks either as apmask/aqmask or as vfio_adapters/vfio_domains, not both".to_string(),
-                    ));
-                }
-                if vfio {
-                    let clear = |key: &'static str, ids: Option<Vec<i64>>| {
-                        ids.map(|v| {
-                            ids_to_mask(key, &v)
-                                .map(|m| m.complement())
-                                .map_err(|e| DesiredError::Masks(def_err(e)))
-                        })
-                        .transpose()
-                    };
-                    Some(DesiredMasks {
-                        apmask: clear("vfio_adapters", m.vfio_adapters)?,
-                        aqmask: clear("vfio_domains", m.vfio_domains)?,
-                        form: MaskForm::Vfio,
-                    })
-                } else if hex {
-                    Some(DesiredMasks {
-                        apmask: m.apmask.map(|s| absolute("apmask", &s)).transpose()?,
-                        aqmask: m.aqmask.map(|s| absolute("aqmask", &s)).transpose()?,
-                        form: MaskForm::Hex,
-                    })
-                } else {
-                    None
-                }
-            }
-        };
+        let masks = raw.masks.map(masks_of).transpose()?.flatten();
         let mut mdevs = Vec::with_capacity(raw.mdev.len());
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut uuids: HashMap<Uuid, usize> = HashMap::new();
@@ -341,6 +307,42 @@ fn body_len(def: &Definition) -> usize {
     let mut s = String::new();
     def.write_toml_body(&mut s, false);
     s.len()
+}
+
+/// The `[masks]` table: hex masks or the ids vfio_ap gets, never both;
+/// None when it names neither.
+fn masks_of(m: RawMasks) -> Result<Option<DesiredMasks>, DesiredError> {
+    let hex = m.apmask.is_some() || m.aqmask.is_some();
+    let vfio = m.vfio_adapters.is_some() || m.vfio_domains.is_some();
+    if hex && vfio {
+        return Err(DesiredError::Masks(
+            "give the masks either as apmask/aqmask or as vfio_adapters/vfio_domains, not both"
+                .to_string(),
+        ));
+    }
+    Ok(if vfio {
+        let clear = |key: &'static str, ids: Option<Vec<i64>>| {
+            ids.map(|v| {
+                ids_to_mask(key, &v)
+                    .map(|m| m.complement())
+                    .map_err(|e| DesiredError::Masks(def_err(e)))
+            })
+            .transpose()
+        };
+        Some(DesiredMasks {
+            apmask: clear("vfio_adapters", m.vfio_adapters)?,
+            aqmask: clear("vfio_domains", m.vfio_domains)?,
+            form: MaskForm::Vfio,
+        })
+    } else if hex {
+        Some(DesiredMasks {
+            apmask: m.apmask.map(|s| absolute("apmask", &s)).transpose()?,
+            aqmask: m.aqmask.map(|s| absolute("aqmask", &s)).transpose()?,
+            form: MaskForm::Hex,
+        })
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]

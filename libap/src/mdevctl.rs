@@ -171,49 +171,61 @@ pub fn from_json(uuid: Uuid, text: &str, path: &Path) -> Result<Definition, Mdev
         Some(_) => return Err(invalid(path, "attrs must be an array".to_string())),
     };
     for (i, attr) in attrs.iter().enumerate() {
-        let map = attr.as_object().filter(|m| m.len() == 1).ok_or_else(|| {
-            invalid(
-                path,
-                format!("attrs[{i}] must be an object with one attribute"),
-            )
-        })?;
-        for (name, value) in map {
-            let text = match value {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                other => {
-                    return Err(invalid(
-                        path,
-                        format!("attribute {name} has value {other}, expected a string such as \"5\" or \"0x47\""),
-                    ))
-                }
-            };
-            let (mask, add): (&mut ApMask, bool) = match name.as_str() {
-                "assign_adapter" => (&mut def.adapters, true),
-                "unassign_adapter" => (&mut def.adapters, false),
-                "assign_domain" => (&mut def.domains, true),
-                "unassign_domain" => (&mut def.domains, false),
-                "assign_control_domain" => (&mut def.control_domains, true),
-                "unassign_control_domain" => (&mut def.control_domains, false),
-                other => {
-                    return Err(invalid(
-                        path,
-                        format!("unknown attribute {other:?} (vfio_ap knows assign_adapter, assign_domain, assign_control_domain and their unassign_ forms)"),
-                    ))
-                }
-            };
-            let id = kstrtoul(&text)
-                .and_then(|v| u8::try_from(v).ok())
-                .ok_or_else(|| {
-                    invalid(
-                        path,
-                        format!("attribute {name} has value {text:?}, not an id from 0 to 255"),
-                    )
-                })?;
-            mask.set(id, add);
-        }
+        apply_attr(&mut def, i, attr, path)?;
     }
     Ok(def)
+}
+
+/// One entry of `attrs` (an object with one attribute, as mdevctl writes
+/// them, applied in order) onto `def`.
+fn apply_attr(
+    def: &mut Definition,
+    i: usize,
+    attr: &serde_json::Value,
+    path: &Path,
+) -> Result<(), MdevctlError> {
+    let map = attr.as_object().filter(|m| m.len() == 1).ok_or_else(|| {
+        invalid(
+            path,
+            format!("attrs[{i}] must be an object with one attribute"),
+        )
+    })?;
+    for (name, value) in map {
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("attribute {name} has value {other}, expected a string such as \"5\" or \"0x47\""),
+                ))
+            }
+        };
+        let (mask, add): (&mut ApMask, bool) = match name.as_str() {
+            "assign_adapter" => (&mut def.adapters, true),
+            "unassign_adapter" => (&mut def.adapters, false),
+            "assign_domain" => (&mut def.domains, true),
+            "unassign_domain" => (&mut def.domains, false),
+            "assign_control_domain" => (&mut def.control_domains, true),
+            "unassign_control_domain" => (&mut def.control_domains, false),
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("unknown attribute {other:?} (vfio_ap knows assign_adapter, assign_domain, assign_control_domain and their unassign_ forms)"),
+                ))
+            }
+        };
+        let id = kstrtoul(&text)
+            .and_then(|v| u8::try_from(v).ok())
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    format!("attribute {name} has value {text:?}, not an id from 0 to 255"),
+                )
+            })?;
+        mask.set(id, add);
+    }
+    Ok(())
 }
 
 /// The mdevctl JSON for a definition (pretty, as mdevctl writes it, with a

@@ -91,6 +91,7 @@ fn error(kind: FindingKind, mdevs: Vec<(Uuid, Option<String>)>, message: String)
         mdevs,
         reason: message.clone(),
         message,
+        remedy: None,
     }
 }
 
@@ -395,6 +396,36 @@ pub fn plan(
         .chain(pruned.iter().map(|d| &d.uuid))
         .copied()
         .collect();
+    let (def_errors, warnings) = end_state_findings(host, stored, &sim.host, &end_defs, &touched);
+
+    let Simulation {
+        host: end,
+        steps,
+        errors,
+        ..
+    } = sim;
+    if !errors.is_empty() || !def_errors.is_empty() {
+        return Err(refusals(errors, def_errors, warnings));
+    }
+    Ok(Plan {
+        steps,
+        warnings: dedup(warnings),
+        definitions: end_defs,
+        end,
+    })
+}
+
+/// The end state's definitions checked against the end host: (errors,
+/// warnings). An error that was already there before, in definitions the
+/// plan does not touch, is only a warning: reported, but not a reason to
+/// refuse the file.
+fn end_state_findings(
+    host: &Host,
+    stored: &[Definition],
+    end_host: &Host,
+    end_defs: &[Definition],
+    touched: &BTreeSet<Uuid>,
+) -> (Vec<Finding>, Vec<Finding>) {
     // Same order as end_defs, so the same problem gives the same sentence.
     let mut stored_sorted = stored.to_vec();
     stored_sorted.sort_by_key(|d| d.uuid);
@@ -404,50 +435,44 @@ pub fn plan(
         .map(|f| f.message)
         .collect();
     let mut warnings = Vec::new();
-    let mut def_errors = Vec::new();
-    for mut f in validate::check_definitions(Some(&sim.host), &end_defs) {
-        if f.severity == Severity::Error && !touches(&f, &touched) && before.contains(&f.message) {
-            // Already wrong before this apply, in definitions it does not
-            // touch: reported, but not a reason to refuse the file.
+    let mut errors = Vec::new();
+    for mut f in validate::check_definitions(Some(end_host), end_defs) {
+        if f.severity == Severity::Error && !touches(&f, touched) && before.contains(&f.message) {
             f.severity = Severity::Warning;
         }
         match f.severity {
-            Severity::Error => def_errors.push(f),
+            Severity::Error => errors.push(f),
             Severity::Warning => warnings.push(f),
         }
     }
+    (errors, warnings)
+}
 
-    let Simulation {
-        host: end,
-        steps,
-        errors,
-        ..
-    } = sim;
-    if !errors.is_empty() || !def_errors.is_empty() {
-        // A definition that is host-owned or out of range also fails at
-        // each of its assigns; its definition's finding says it once.
-        let said_by_definition = |uuid: &Option<Uuid>, f: &Finding| {
-            matches!(f.kind, FindingKind::HostOwned | FindingKind::OutOfRange)
-                && def_errors
-                    .iter()
-                    .any(|d| d.kind == f.kind && d.mdevs.iter().any(|(u, _)| Some(*u) == *uuid))
-        };
-        let mut all: Vec<Finding> = errors
-            .into_iter()
-            .filter(|(uuid, f)| !said_by_definition(uuid, f))
-            .map(|(_, f)| f)
-            .collect();
-        all.extend(def_errors);
-        let mut all = dedup(all);
-        all.extend(dedup(warnings));
-        return Err(all);
-    }
-    Ok(Plan {
-        steps,
-        warnings: dedup(warnings),
-        definitions: end_defs,
-        end,
-    })
+/// Every finding of a refused plan, errors first, each said once: the
+/// steps' errors (`(mdev, finding)`), the end state's errors, then the
+/// warnings.
+fn refusals(
+    step_errors: Vec<(Option<Uuid>, Finding)>,
+    def_errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+) -> Vec<Finding> {
+    // A definition that is host-owned or out of range also fails at each
+    // of its assigns; its definition's finding says it once.
+    let said_by_definition = |uuid: &Option<Uuid>, f: &Finding| {
+        matches!(f.kind, FindingKind::HostOwned | FindingKind::OutOfRange)
+            && def_errors
+                .iter()
+                .any(|d| d.kind == f.kind && d.mdevs.iter().any(|(u, _)| Some(*u) == *uuid))
+    };
+    let mut all: Vec<Finding> = step_errors
+        .into_iter()
+        .filter(|(uuid, f)| !said_by_definition(uuid, f))
+        .map(|(_, f)| f)
+        .collect();
+    all.extend(def_errors);
+    let mut all = dedup(all);
+    all.extend(dedup(warnings));
+    all
 }
 
 /// Steps 1–3 of a plan: stop and forget pruned mdevs, write definitions,

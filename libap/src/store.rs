@@ -238,6 +238,58 @@ pub struct Store {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// One entry of `mdevs/`: None when it is not a definition (our temporary
+/// file, removed if its writer is dead; a hidden or non-`.toml` file; a
+/// file removed since the listing), else the definition or why it is not
+/// loaded.
+fn load_entry(path: &Path, name: &str) -> Option<Result<Definition, StoreError>> {
+    if let Some(pid) = temp_owner(name) {
+        if !process_alive(pid) {
+            tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted save");
+            let _ = fs::remove_file(path);
+        }
+        return None;
+    }
+    if name.starts_with('.') {
+        return None;
+    }
+    let Some(stem) = name.strip_suffix(".toml") else {
+        tracing::debug!(path = %path.display(), "ignoring a file that is not a definition");
+        return None;
+    };
+    let file_uuid = match Uuid::try_parse(stem) {
+        Ok(u) if u.hyphenated().to_string() == stem => u,
+        _ => {
+            return Some(Err(StoreError::BadFileName {
+                path: path.to_path_buf(),
+            }))
+        }
+    };
+    let text = match read_config(path) {
+        Ok(Some(t)) => t,
+        // Gone since the listing: a concurrent remove.
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let def = match Definition::from_toml(&text) {
+        Ok(d) => d,
+        Err(error) => {
+            return Some(Err(StoreError::Parse {
+                path: path.to_path_buf(),
+                error,
+            }))
+        }
+    };
+    if def.uuid != file_uuid {
+        return Some(Err(StoreError::UuidMismatch {
+            path: path.to_path_buf(),
+            file: file_uuid,
+            content: def.uuid,
+        }));
+    }
+    Some(Ok(def))
+}
+
 /// Our temporary file name for `target` (`.target.tmp.<pid>.<n>`).
 fn temp_name(target: &str) -> String {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -358,51 +410,14 @@ impl Store {
         let mut taken: HashMap<String, PathBuf> = HashMap::new();
         for name in names {
             let path = dir.join(&name);
-            if let Some(pid) = temp_owner(&name) {
-                if !process_alive(pid) {
-                    tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted save");
-                    let _ = fs::remove_file(&path);
-                }
-                continue;
-            }
-            if name.starts_with('.') {
-                continue;
-            }
-            let Some(stem) = name.strip_suffix(".toml") else {
-                tracing::debug!(path = %path.display(), "ignoring a file that is not a definition");
-                continue;
-            };
-            let file_uuid = match Uuid::try_parse(stem) {
-                Ok(u) if u.hyphenated().to_string() == stem => u,
-                _ => {
-                    report.errors.push(StoreError::BadFileName { path });
-                    continue;
-                }
-            };
-            let text = match read_config(&path) {
-                Ok(Some(t)) => t,
-                // Gone since the listing: a concurrent remove.
-                Ok(None) => continue,
-                Err(e) => {
+            let def = match load_entry(&path, &name) {
+                None => continue,
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
                     report.errors.push(e);
                     continue;
                 }
             };
-            let def = match Definition::from_toml(&text) {
-                Ok(d) => d,
-                Err(error) => {
-                    report.errors.push(StoreError::Parse { path, error });
-                    continue;
-                }
-            };
-            if def.uuid != file_uuid {
-                report.errors.push(StoreError::UuidMismatch {
-                    path,
-                    file: file_uuid,
-                    content: def.uuid,
-                });
-                continue;
-            }
             if let Some(n) = &def.name {
                 if let Some(other) = taken.get(n) {
                     report.errors.push(StoreError::DuplicateName {

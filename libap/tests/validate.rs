@@ -6,7 +6,7 @@ mod common;
 use common::{m, seed_with_guests, HostSpec, G1, G2};
 use libap::validate::{
     check_assign, check_definitions, check_mask_change, check_mask_change_named, check_matrix,
-    check_matrix_named, has_errors, AssignKind, AssignVerdict, FindingKind, Severity,
+    check_matrix_named, has_errors, AssignKind, AssignVerdict, FindingKind, Remedy, Severity,
 };
 use libap::{ApMask, Apqn, Definition, Host};
 use std::collections::HashMap;
@@ -119,7 +119,15 @@ fn host_owned_only_with_both_dimensions() {
         "{}",
         f.message
     );
-    assert!(f.message.contains("--apmask -8"), "{}", f.message);
+    // The fix is a mask change; the front end names the command.
+    assert_eq!(
+        f.remedy.as_deref(),
+        Some(&Remedy::GiveToVfioAp {
+            adapters: ApMask::from_ids([8]),
+            domains: ApMask::from_ids([5]),
+        })
+    );
+    assert!(!f.message.contains("apctl"), "{}", f.message);
     // Domain 4 is cleared in aqmask: fine.
     assert_eq!(
         check_assign(&h, &none, uuid(G1), AssignKind::Domain, 4),

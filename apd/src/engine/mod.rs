@@ -30,10 +30,11 @@ use uuid::Uuid;
 
 use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
 use crate::lock::ConfigLock;
+use crate::remedy;
 
 mod state;
 
-pub use state::{with_remedy, Failure, State};
+pub use state::{Failure, State};
 
 #[cfg(test)]
 pub(crate) use state::tests::state as test_state;
@@ -509,7 +510,7 @@ impl Engine {
                     apqn: q.to_string(),
                     in_guest_matrix: u.in_guest,
                     usable: u.why_not.is_none(),
-                    reason: u.why_not.as_ref().map(with_remedy).unwrap_or_default(),
+                    reason: u.why_not.as_ref().map(remedy::unusable).unwrap_or_default(),
                 }
             })
             .collect();

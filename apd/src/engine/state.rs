@@ -10,6 +10,7 @@ use libap::{ApMask, Definition, Host};
 use uuid::Uuid;
 
 use crate::convert::{apqn_strings, id_lists, parse_uuid};
+use crate::remedy;
 
 /// A definition that could not start (or persistent masks that could not
 /// be applied), and the host's generation then: a retry is worth it only
@@ -142,20 +143,21 @@ impl State {
     /// adapter off or outside the LPAR, or nothing (then: start it).
     pub fn inactive_reason(&self, uuid: Uuid, q: libap::Apqn) -> String {
         let who = self.label(uuid);
-        let start = format!(
-            "`apctl start {}`",
-            self.name_of(uuid)
-                .unwrap_or_else(|| uuid.hyphenated().to_string())
+        let start = remedy::start(
+            &self
+                .name_of(uuid)
+                .unwrap_or_else(|| uuid.hyphenated().to_string()),
         );
         let blocker = self.host.start_blocker(uuid, q).map(|b| match b {
             Unusable::HostOwned(_) => format!(
-                "{b}, so {start} would be refused; give it to vfio_ap with `apctl masks`"
+                "{b}, so {start} would be refused; {}",
+                remedy::GIVE_TO_VFIO_AP
             ),
             Unusable::AssignedTo(q, other) => format!(
                 "queue {q} is assigned to {}, so {start} would be refused until that mdev gives it up",
                 self.label(other)
             ),
-            other => with_remedy(&other),
+            other => remedy::unusable(&other),
         });
         match blocker {
             Some(b) => format!("{who} is not active, and {b}"),
@@ -179,15 +181,6 @@ impl State {
             show(&self.persistent_masks.0),
             show(&self.persistent_masks.1),
         )
-    }
-}
-
-/// libap's reason why a guest cannot use an APQN, with the remedy that
-/// names an apctl command where there is one.
-pub fn with_remedy(why: &Unusable) -> String {
-    match why {
-        Unusable::ConfiguredOff(a) => format!("{why}; configure it on with `apctl config {a} on`"),
-        other => other.to_string(),
     }
 }
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::store_failed;
 use crate::convert::{self, matrix_from_ids};
 use crate::engine::Engine;
+use crate::remedy;
 
 /// Kinds of definition findings that refuse a change of definitions: the
 /// definitions could not all work whatever the host does. Host-dependent
@@ -40,7 +41,7 @@ pub(super) fn definition_refusal(
     check_definitions(Some(host), defs)
         .into_iter()
         .find(|f| blocks_definition(f) && f.mdevs.iter().any(|(u, _)| uuids.contains(u)))
-        .map(|f| convert::refused(&f, format!("cannot {action}: {}", f.reason)))
+        .map(|f| convert::refused(&f, format!("cannot {action}: {}", remedy::reason(&f))))
 }
 
 /// A bus definition as a model definition (a new UUID when it has none).

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{kernel_refusal, name_map, store_failed};
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::{touched, Engine};
+use crate::remedy;
 
 /// Mask strings longer than this are refused unread (the kernel takes at
 /// most a page).
@@ -73,7 +74,7 @@ impl Engine {
     ) -> Result<(), Error> {
         let lookup = |u: Uuid| names.get(&u).cloned();
         check_mask_change_named(host, &lookup, new_ap, new_aq)
-            .map_err(|f| convert::refused(&f, f.message.clone()))?;
+            .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         let mut steps = libap::plan::masks(host.apmask, host.aqmask, new_ap, new_aq);
         if let Some((apmask, aqmask)) = store {
             steps.push(Step::StoreMasks { apmask, aqmask });
@@ -96,7 +97,7 @@ impl Engine {
             Err(failure) => {
                 if let Ok(now) = self.sync(Stale::masks().and(Stale::all_mdevs())).await {
                     if let Err(f) = check_mask_change_named(&now, &lookup, new_ap, new_aq) {
-                        return Err(convert::refused(&f, f.message.clone()));
+                        return Err(convert::refused(&f, remedy::message(&f)));
                     }
                 }
                 Err(kernel_refusal("change the masks", &failure))

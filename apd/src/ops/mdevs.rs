@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use apbus::{Error, IdLists, Scope};
+use libap::apply::ApplyError;
 use libap::plan::Step;
 use libap::resync::Stale;
 use libap::validate::{
@@ -17,6 +18,7 @@ use super::definitions::definition_refusal;
 use super::{kernel_refusal, name_map, store_failed, target};
 use crate::convert::{self, matrix_from_ids};
 use crate::engine::{touched, Engine};
+use crate::remedy;
 
 /// What a start did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +75,7 @@ impl Engine {
         let active = host.mdevs.contains_key(&uuid);
         if !active {
             check_vfio_ap(&host, uuid, def.name.as_deref(), Asker::Command)
-                .map_err(|f| convert::refused(&f, f.message.clone()))?;
+                .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         }
         // The definition's matrix against a read of the host: the refusal
         // that names the culprit, before the writes and after a failed one.
@@ -86,7 +88,9 @@ impl Engine {
                 def.domains,
                 def.control_domains,
             )
-            .map_err(|f| convert::refused(&f, format!("cannot start {who}: {}", f.reason)))
+            .map_err(|f| {
+                convert::refused(&f, format!("cannot start {who}: {}", remedy::reason(&f)))
+            })
         };
         if !active {
             refusal(&host)?;
@@ -122,7 +126,7 @@ impl Engine {
         };
         let name = self.state().name_of(uuid);
         check_remove(&host, uuid, name.as_deref(), Asker::Command)
-            .map_err(|f| convert::refused(&f, f.message.clone()))?;
+            .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         let matrix = host.mdevs.get(&uuid).map(|m| m.matrix).unwrap_or_default();
         let result = match self.execute(libap::plan::stop(uuid, name, matrix)).await? {
             Ok(report) if report.nothing_changed() => {
@@ -208,17 +212,7 @@ impl Engine {
                 }
                 Ok(())
             }
-            // The definition stays as it was, so the live change went too.
-            Err(f) if !f.failed_step.is_live() => {
-                let mut msg = format!("cannot {action}: {}", store_failed(&f));
-                if !f.rolled_back {
-                    msg.push_str(
-                        "; undoing the live change failed as well, check with `apctl show`",
-                    );
-                }
-                Err(Error::Failed(msg))
-            }
-            Err(f) => Err(kernel_refusal(&action, &f)),
+            Err(f) => Err(assign_failed(&action, &f)),
         };
         self.refresh(touched).await;
         result
@@ -301,7 +295,7 @@ fn check_assigns(
             match check_assign_to(host, &lookup, uuid, &cur, kind, id) {
                 Ok(AssignVerdict::NoOp) => {}
                 Ok(AssignVerdict::Ok) => cur = changed(&cur, &single(kind, id), true),
-                Err(f) => return Err(convert::refused(&f, f.message.clone())),
+                Err(f) => return Err(convert::refused(&f, remedy::message(&f))),
             }
         }
     }
@@ -315,4 +309,18 @@ fn single(kind: AssignKind, id: u8) -> Matrix {
         AssignKind::Domain => Matrix::new(ApMask::empty(), one, ApMask::empty()),
         AssignKind::ControlDomain => Matrix::new(ApMask::empty(), ApMask::empty(), one),
     }
+}
+
+/// Why an assignment failed: the kernel's refusal of a live write, or the
+/// store's failure (the definition stays as it was, so the live change was
+/// undone with it).
+fn assign_failed(action: &str, f: &ApplyError) -> Error {
+    if f.failed_step.is_live() {
+        return kernel_refusal(action, f);
+    }
+    let mut msg = format!("cannot {action}: {}", store_failed(f));
+    if !f.rolled_back {
+        msg.push_str("; undoing the live change failed as well, check with `apctl show`");
+    }
+    Error::Failed(msg)
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use super::{
-    assigned_elsewhere, assigned_elsewhere_reason, host_owned_apqns, host_owned_reason, list_apqns,
-    no_names, queues_word, Finding, FindingKind, Severity,
+    assigned_elsewhere, assigned_elsewhere_reason, give_to_vfio_ap, host_owned_apqns,
+    host_owned_reason, list_apqns, no_names, queues_word, Finding, FindingKind, Remedy, Severity,
 };
 use crate::apqn::Apqn;
 use crate::definition::{validate_name, Definition};
@@ -29,6 +29,7 @@ fn def_finding(
         mdevs: defs.iter().map(|d| (d.uuid, d.name.clone())).collect(),
         reason: message.clone(),
         message,
+        remedy: None,
     }
 }
 
@@ -118,18 +119,25 @@ fn shape(d: &Definition, out: &mut Vec<Finding>) {
         }
     }
     if d.adapters.is_empty() != d.domains.is_empty() {
-        let (kind, text) = if d.domains.is_empty() {
+        // The mdev as the admin names it, for the remedy's command.
+        let named = d
+            .name
+            .clone()
+            .unwrap_or_else(|| d.uuid.hyphenated().to_string());
+        let (kind, text, remedy) = if d.domains.is_empty() {
             (
                 FindingKind::AdaptersWithoutDomains,
-                format!("{who} has adapters but no domains, so no queue; add domains with `apctl assign {} -d LIST`", d.name.clone().unwrap_or_else(|| d.uuid.hyphenated().to_string())),
+                format!("{who} has adapters but no domains, so no queue"),
+                Remedy::AssignDomains(named),
             )
         } else {
             (
                 FindingKind::DomainsWithoutAdapters,
-                format!("{who} has domains but no adapters, so no queue; add adapters with `apctl assign {} -a LIST`", d.name.clone().unwrap_or_else(|| d.uuid.hyphenated().to_string())),
+                format!("{who} has domains but no adapters, so no queue"),
+                Remedy::AssignAdapters(named),
             )
         };
-        out.push(def_finding(Severity::Warning, kind, Vec::new(), &[d], text));
+        out.push(def_finding(Severity::Warning, kind, Vec::new(), &[d], text).with_remedy(remedy));
     }
     if !d.control_domains.is_empty() && d.domains.is_empty() {
         out.push(def_finding(
@@ -182,13 +190,16 @@ fn against_host(host: &Host, d: &Definition, out: &mut Vec<Finding>) {
     }
     let owned = host_owned_apqns(host, &d.adapters, &d.domains);
     if !owned.is_empty() {
-        out.push(def_finding(
-            Severity::Error,
-            FindingKind::HostOwned,
-            owned.clone(),
-            &[d],
-            format!("{who} cannot start: {}", host_owned_reason(&owned)),
-        ));
+        out.push(
+            def_finding(
+                Severity::Error,
+                FindingKind::HostOwned,
+                owned.clone(),
+                &[d],
+                format!("{who} cannot start: {}", host_owned_reason(&owned)),
+            )
+            .with_remedy(give_to_vfio_ap(&owned)),
+        );
     }
 }
 

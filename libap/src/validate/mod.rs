@@ -9,149 +9,15 @@ use crate::definition::label;
 use crate::host::{apqns_of, Host, Matrix};
 use crate::ids::{format_ids, IdStyle};
 use crate::mask::ApMask;
-use std::fmt;
 use uuid::Uuid;
 
 mod definitions;
+mod finding;
 mod refusals;
 
 pub use definitions::check_definitions;
+pub use finding::{Finding, FindingKind, Refusal, Remedy, Severity};
 pub use refusals::{check_remove, check_vfio_ap, ids_within, Asker};
-
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Severity {
-    /// Refused (by the kernel, or by us because it cannot work).
-    Error,
-    /// Legal but probably not what was meant.
-    Warning,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        })
-    }
-}
-
-/// What a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FindingKind {
-    /// An id above `ap_max_adapter_id`/`ap_max_domain_id` (kernel ENODEV).
-    OutOfRange,
-    /// APQNs the masks give to the host (kernel EADDRNOTAVAIL).
-    HostOwned,
-    /// APQNs already in another mdev's matrix (kernel EADDRINUSE).
-    InUse,
-    /// A mask change would take back APQNs that mdevs hold (kernel EBUSY).
-    MaskBusy,
-    /// Two autostart definitions share APQNs: only one can start.
-    SharedAutostart,
-    /// Two definitions share APQNs: they cannot be active together.
-    SharedManual,
-    /// A control domain the LPAR does not have (ADM): the guest will not get it.
-    ControlDomainNotInHost,
-    /// Control domains but no usage domain.
-    ControlWithoutUsage,
-    /// Adapters but no domain: no APQN.
-    AdaptersWithoutDomains,
-    /// Domains but no adapter: no APQN.
-    DomainsWithoutAdapters,
-    /// Adapters or usage domains the LPAR does not have (legal over-provisioning).
-    OutsideHostConfig,
-    /// Two definitions with one name.
-    DuplicateName,
-    /// Two definitions with one UUID.
-    DuplicateUuid,
-    /// A name that breaks the name rules.
-    InvalidName,
-    /// The vfio_ap module is not loaded: mdevs cannot exist.
-    VfioApNotLoaded,
-}
-
-#[allow(non_upper_case_globals)]
-impl FindingKind {
-    /// Same as [`FindingKind::InUse`]: the APQN is assigned elsewhere.
-    pub const AssignedElsewhere: FindingKind = FindingKind::InUse;
-
-    /// The errno the kernel gives for this refusal, when it is one.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            FindingKind::OutOfRange => Some(libc::ENODEV),
-            FindingKind::HostOwned => Some(libc::EADDRNOTAVAIL),
-            FindingKind::InUse => Some(libc::EADDRINUSE),
-            FindingKind::MaskBusy => Some(libc::EBUSY),
-            _ => None,
-        }
-    }
-
-    /// What kind of refusal the finding is (apd names its D-Bus error
-    /// after it).
-    pub fn refusal(&self) -> Refusal {
-        match self {
-            FindingKind::OutOfRange => Refusal::OutOfRange,
-            FindingKind::HostOwned => Refusal::HostOwned,
-            FindingKind::InUse => Refusal::InUse,
-            FindingKind::MaskBusy => Refusal::Busy,
-            FindingKind::SharedAutostart
-            | FindingKind::SharedManual
-            | FindingKind::DuplicateName
-            | FindingKind::DuplicateUuid => Refusal::Conflict,
-            FindingKind::VfioApNotLoaded => Refusal::Failed,
-            _ => Refusal::Invalid,
-        }
-    }
-}
-
-/// The kinds of refusal a finding can be: an id out of range, a queue
-/// the host or another mdev holds, a mask change the kernel would refuse
-/// as busy, definitions in conflict, invalid input, or a host that cannot
-/// do it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// An id above the host's maximum (ENODEV).
-    OutOfRange,
-    /// The masks give a queue to the host (EADDRNOTAVAIL).
-    HostOwned,
-    /// Another mdev holds a queue (EADDRINUSE).
-    InUse,
-    /// A mask change would take an assigned queue (EBUSY).
-    Busy,
-    /// Definitions conflict with each other.
-    Conflict,
-    /// The input breaks a rule.
-    Invalid,
-    /// The host cannot do it now.
-    Failed,
-}
-
-/// One verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// Error or warning.
-    pub severity: Severity,
-    /// What kind.
-    pub kind: FindingKind,
-    /// The APQNs concerned, ascending.
-    pub apqns: Vec<Apqn>,
-    /// The mdevs concerned (other than the one acted on, for refusals).
-    pub mdevs: Vec<(Uuid, Option<String>)>,
-    /// One sentence: what was refused, why, who is in the way.
-    pub message: String,
-    /// The part after "cannot ... :", for callers composing their own
-    /// sentence (e.g. "cannot start guest1: {reason}").
-    pub reason: String,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Finding {}
 
 /// Which attribute an assignment writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -260,25 +126,42 @@ fn assigned_reason(groups: &[(Uuid, Option<String>, Vec<Apqn>)], verb: &str) -> 
 }
 
 fn host_owned_reason(apqns: &[Apqn]) -> String {
-    let a = ApMask::from_ids(apqns.iter().map(|q| q.adapter));
-    let d = ApMask::from_ids(apqns.iter().map(|q| q.domain));
+    let (adapters, domains) = mask_bits(apqns);
     let (q, is) = queues_word(apqns.len());
     let belong = if is == "is" { "belongs" } else { "belong" };
     let (aw, dw) = (
-        if a.len() == 1 { "adapter" } else { "adapters" },
-        if d.len() == 1 { "domain" } else { "domains" },
+        if adapters.len() == 1 {
+            "adapter"
+        } else {
+            "adapters"
+        },
+        if domains.len() == 1 {
+            "domain"
+        } else {
+            "domains"
+        },
     );
-    let rel_a: Vec<String> = a.iter().map(|i| format!("-{i}")).collect();
-    let rel_d: Vec<String> = d.iter().map(|i| format!("-0x{i:02x}")).collect();
     format!(
-        "{q} {} {belong} to the host ({aw} {} set in apmask, {dw} {} in aqmask); give {} to vfio_ap with `apctl masks --apmask {}` or `apctl masks --aqmask {}`",
+        "{q} {} {belong} to the host ({aw} {} set in apmask, {dw} {} in aqmask)",
         list_apqns(apqns),
-        format_ids(&a, IdStyle::Decimal),
-        format_ids(&d, IdStyle::Hex),
-        if apqns.len() == 1 { "it" } else { "them" },
-        rel_a.join(","),
-        rel_d.join(","),
+        format_ids(&adapters, IdStyle::Decimal),
+        format_ids(&domains, IdStyle::Hex),
     )
+}
+
+/// The adapters and domains of `apqns`: the apmask and aqmask bits that
+/// give them to the host.
+fn mask_bits(apqns: &[Apqn]) -> (ApMask, ApMask) {
+    (
+        ApMask::from_ids(apqns.iter().map(|q| q.adapter)),
+        ApMask::from_ids(apqns.iter().map(|q| q.domain)),
+    )
+}
+
+/// Clearing the bits that give `apqns` to the host.
+fn give_to_vfio_ap(apqns: &[Apqn]) -> Remedy {
+    let (adapters, domains) = mask_bits(apqns);
+    Remedy::GiveToVfioAp { adapters, domains }
 }
 
 fn finding(
@@ -301,6 +184,7 @@ fn finding(
         mdevs,
         message,
         reason,
+        remedy: None,
     }
 }
 
@@ -451,7 +335,8 @@ fn check_new_matrix(
             Vec::new(),
             &action(),
             host_owned_reason(&owned),
-        ));
+        )
+        .with_remedy(give_to_vfio_ap(&owned)));
     }
     let elsewhere = assigned_elsewhere(host, names, target, adapters, domains);
     if !elsewhere.is_empty() {

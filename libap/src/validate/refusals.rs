@@ -28,6 +28,7 @@ fn refusal(kind: FindingKind, uuid: Uuid, name: Option<&str>, message: String) -
         mdevs: vec![(uuid, name.map(str::to_string))],
         reason: message.clone(),
         message,
+        remedy: None,
     }
 }
 

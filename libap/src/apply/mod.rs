@@ -1,0 +1,285 @@
+//! The one executor: runs a list of [`Step`]s (an `apply` [`Plan`], or
+//! the plan of one of apd's commands from [`crate::plan`]) in order
+//! through [`Sysfs`] and the [`Store`]; when one fails, every completed
+//! step is undone in reverse order, so the host and the definitions on
+//! disk are as before. This is the only code that writes AP
+//! configuration, and it writes it one way:
+//!
+//! - an id is written as `0x<hex>\n` to `assign_*`/`unassign_*`, one id
+//!   per write. The assignment is never written through `ap_config`, on
+//!   any kernel: each step of a plan is one write the failure can name
+//!   (`ap_config`, where the kernel has it, is read, never written);
+//! - a mask is written whole (`0x` + 64 hex digits + `\n`), apmask before
+//!   aqmask, only when it changes;
+//! - an mdev is created with its UUID + `\n`, removed with `1\n`.
+//!
+//! Before each step the executor looks whether it is already in place (an
+//! active mdev to create, an assigned id to assign, masks that already
+//! have the value, ...): such a step writes nothing and is reported as
+//! [`Outcome::InPlace`], so a caller can tell no change from a change.
+//!
+//! The caller holds the writer lock (`/run/lock/s390apconfig.lock`);
+//! [`execute`] takes none.
+
+use crate::host::{paths, Host, Matrix};
+use crate::mask::ApMask;
+use crate::plan::{Plan, Step};
+use crate::store::Store;
+use crate::sysfs::Sysfs;
+use crate::validate::AssignKind;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+mod report;
+mod undo;
+
+pub use report::{ApplyCause, ApplyError, ApplyReport, Outcome, StepReport};
+use undo::{
+    create_mdev, read_card_config, read_mask, remove_mdev, snapshot, write_card_config, write_id,
+    Undo,
+};
+
+/// What the executor knows of the live mdevs it touches: each one's
+/// assignment, read once and then kept up to date by its own writes
+/// (None: the mdev does not exist).
+#[derive(Debug, Default)]
+struct Live {
+    mdevs: BTreeMap<Uuid, Option<Matrix>>,
+}
+
+impl Live {
+    fn matrix(&mut self, sysfs: &dyn Sysfs, uuid: Uuid) -> Result<Option<Matrix>, ApplyCause> {
+        if let Some(m) = self.mdevs.get(&uuid) {
+            return Ok(*m);
+        }
+        let m = Host::read_mdev(sysfs, uuid)?.map(|m| m.matrix);
+        self.mdevs.insert(uuid, m);
+        Ok(m)
+    }
+
+    fn ids(m: &mut Matrix, kind: AssignKind) -> &mut ApMask {
+        match kind {
+            AssignKind::Adapter => &mut m.adapters,
+            AssignKind::Domain => &mut m.domains,
+            AssignKind::ControlDomain => &mut m.control_domains,
+        }
+    }
+
+    /// Whether `id` is assigned now (false when the mdev is unknown: the
+    /// write then gets the kernel's answer).
+    fn has(&mut self, sysfs: &dyn Sysfs, uuid: Uuid, kind: AssignKind, id: u8) -> bool {
+        match self.matrix(sysfs, uuid) {
+            Ok(Some(mut m)) => Self::ids(&mut m, kind).contains(id),
+            _ => false,
+        }
+    }
+
+    fn set(&mut self, uuid: Uuid, kind: AssignKind, id: u8, assigned: bool) {
+        if let Some(Some(m)) = self.mdevs.get_mut(&uuid) {
+            let ids = Self::ids(m, kind);
+            if assigned {
+                ids.insert(id);
+            } else {
+                ids.remove(id);
+            }
+        }
+    }
+}
+
+/// Run one step; on success its undo entries are on `undo`.
+fn run_step(
+    step: &Step,
+    sysfs: &dyn Sysfs,
+    store: &Store,
+    live: &mut Live,
+    undo: &mut Vec<Undo>,
+) -> Result<Outcome, ApplyCause> {
+    match step {
+        Step::StoreMasks { .. } | Step::Define(_) | Step::Redefine { .. } | Step::Undefine(_) => {
+            run_store_step(step, store, undo)
+        }
+        Step::SetMasks { apmask, aqmask, .. } => set_masks(sysfs, *apmask, *aqmask, undo),
+        Step::ConfigureAdapter { adapter, on } => configure(sysfs, *adapter, *on, undo),
+        Step::Create { .. } | Step::Remove { .. } | Step::Assign { .. } | Step::Unassign { .. } => {
+            run_mdev_step(step, sysfs, live, undo)
+        }
+    }
+}
+
+/// A step on the definition store. Its undo is pushed before writing, so
+/// a write that fails half-way (renamed but not synced) is restored too.
+fn run_store_step(step: &Step, store: &Store, undo: &mut Vec<Undo>) -> Result<Outcome, ApplyCause> {
+    let path = match step {
+        Step::StoreMasks { .. } => store.masks_path(),
+        Step::Define(def) | Step::Redefine { new: def, .. } | Step::Undefine(def) => {
+            store.path_of(def.uuid)
+        }
+        _ => return Ok(Outcome::InPlace),
+    };
+    let old = snapshot(&path)?;
+    if matches!(step, Step::Undefine(_)) && old.is_none() {
+        return Ok(Outcome::InPlace);
+    }
+    undo.push(Undo::File { old, path });
+    match step {
+        Step::StoreMasks { apmask, aqmask } => store.save_masks(*apmask, *aqmask)?,
+        Step::Define(def) | Step::Redefine { new: def, .. } => store.save(def)?,
+        Step::Undefine(def) => {
+            store.remove(def.uuid)?;
+        }
+        _ => {}
+    }
+    Ok(Outcome::Changed)
+}
+
+/// Writes each mask that differs from `apmask`/`aqmask`, apmask first.
+fn set_masks(
+    sysfs: &dyn Sysfs,
+    apmask: ApMask,
+    aqmask: ApMask,
+    undo: &mut Vec<Undo>,
+) -> Result<Outcome, ApplyCause> {
+    let mut outcome = Outcome::InPlace;
+    for (path, new) in [(paths::APMASK, apmask), (paths::AQMASK, aqmask)] {
+        let old = read_mask(sysfs, path)?;
+        if old != new {
+            sysfs.write(path, format!("{new}\n").as_bytes())?;
+            undo.push(Undo::Mask { path, old });
+            outcome = Outcome::Changed;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Configures an adapter on or off unless it is so already.
+fn configure(
+    sysfs: &dyn Sysfs,
+    adapter: u8,
+    on: bool,
+    undo: &mut Vec<Undo>,
+) -> Result<Outcome, ApplyCause> {
+    let was_on = read_card_config(sysfs, adapter)?;
+    if was_on == on {
+        return Ok(Outcome::InPlace);
+    }
+    write_card_config(sysfs, adapter, on)?;
+    undo.push(Undo::Configured { adapter, was_on });
+    Ok(Outcome::Changed)
+}
+
+/// Creates, removes, assigns to or unassigns from an mdev, unless the
+/// live mdev is so already.
+fn run_mdev_step(
+    step: &Step,
+    sysfs: &dyn Sysfs,
+    live: &mut Live,
+    undo: &mut Vec<Undo>,
+) -> Result<Outcome, ApplyCause> {
+    match *step {
+        Step::Create { uuid, .. } => {
+            if live.matrix(sysfs, uuid)?.is_some() {
+                return Ok(Outcome::InPlace);
+            }
+            create_mdev(sysfs, uuid)?;
+            live.mdevs.insert(uuid, Some(Matrix::default()));
+            undo.push(Undo::Created { uuid });
+        }
+        Step::Remove { uuid, .. } => {
+            // Recreate it as it is now, not as it was when planned.
+            let Some(matrix) = live.matrix(sysfs, uuid)? else {
+                return Ok(Outcome::InPlace);
+            };
+            remove_mdev(sysfs, uuid)?;
+            live.mdevs.insert(uuid, None);
+            undo.push(Undo::Removed { uuid, matrix });
+        }
+        Step::Assign { uuid, kind, id, .. } => {
+            if live.has(sysfs, uuid, kind, id) {
+                return Ok(Outcome::InPlace);
+            }
+            write_id(sysfs, uuid, "assign", kind, id)?;
+            live.set(uuid, kind, id, true);
+            undo.push(Undo::Assigned { uuid, kind, id });
+        }
+        Step::Unassign { uuid, kind, id, .. } => {
+            if !live.has(sysfs, uuid, kind, id) {
+                return Ok(Outcome::InPlace);
+            }
+            write_id(sysfs, uuid, "unassign", kind, id)?;
+            live.set(uuid, kind, id, false);
+            undo.push(Undo::Unassigned { uuid, kind, id });
+        }
+        _ => return Ok(Outcome::InPlace),
+    }
+    Ok(Outcome::Changed)
+}
+
+/// Run `plan` through `sysfs` and `store` ([`execute_steps`]).
+pub fn execute(plan: &Plan, sysfs: &dyn Sysfs, store: &Store) -> Result<ApplyReport, ApplyError> {
+    execute_steps(&plan.steps, sysfs, store)
+}
+
+/// Run `steps` in order. On the first failure every completed step is
+/// undone in reverse order and the error says which step failed, why, and
+/// whether the rollback was complete.
+pub fn execute_steps(
+    steps: &[Step],
+    sysfs: &dyn Sysfs,
+    store: &Store,
+) -> Result<ApplyReport, ApplyError> {
+    // Directories a definition write may create; removed again on rollback
+    // when they were not there before and are empty.
+    let created_dirs: Vec<PathBuf> = [store.mdevs_dir(), store.dir().to_path_buf()]
+        .into_iter()
+        .filter(|d| !d.exists())
+        .collect();
+    let total = steps.len();
+    let mut undo: Vec<Undo> = Vec::new();
+    let mut live = Live::default();
+    let mut report = ApplyReport { steps: Vec::new() };
+    for (i, step) in steps.iter().enumerate() {
+        let cause = match run_step(step, sysfs, store, &mut live, &mut undo) {
+            Ok(outcome) => {
+                tracing::info!(
+                    step = i + 1,
+                    total,
+                    action = step.action(),
+                    target = %step.target(),
+                    in_place = outcome == Outcome::InPlace,
+                    "{}",
+                    step.describe()
+                );
+                report.steps.push(StepReport {
+                    step: step.clone(),
+                    outcome,
+                });
+                continue;
+            }
+            Err(cause) => cause,
+        };
+        tracing::warn!(step = i + 1, total, action = step.action(), target = %step.target(), %cause, "step failed, rolling back");
+        let mut not_rolled_back = Vec::new();
+        while let Some(u) = undo.pop() {
+            if let Err(e) = u.run(sysfs) {
+                tracing::error!(undo = %u.describe(), error = %e, "rollback step failed");
+                not_rolled_back.push(format!("could not {} ({e})", u.describe()));
+            }
+        }
+        if not_rolled_back.is_empty() {
+            for d in &created_dirs {
+                // Only removes an empty directory; anything else stays.
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        return Err(ApplyError {
+            index: i + 1,
+            total,
+            failed_step: Box::new(step.clone()),
+            cause: Box::new(cause),
+            rolled_back: not_rolled_back.is_empty(),
+            not_rolled_back,
+        });
+    }
+    Ok(report)
+}
