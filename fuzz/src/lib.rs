@@ -149,3 +149,19 @@ pub fn topology(data: &[u8]) {
         }
     }
 }
+
+/// A uevent as the socket delivers it: what parses is classified without
+/// a panic, and written back in wire format parses to the same event.
+pub fn uevent(data: &[u8]) {
+    let Ok(ev) = libap::uevent::parse(data) else {
+        return;
+    };
+    let change = ev.classify();
+    let _ = (change.stale(), change.may_unblock_start());
+    let mut wire = format!("{}@{}", ev.action, ev.devpath).into_bytes();
+    for (k, v) in &ev.env {
+        wire.push(0);
+        wire.extend_from_slice(format!("{k}={v}").as_bytes());
+    }
+    assert_eq!(libap::uevent::parse(&wire).as_ref(), Ok(&ev));
+}

@@ -25,6 +25,7 @@ pub mod plan;
 pub mod resync;
 pub mod store;
 pub mod sysfs;
+pub mod uevent;
 pub mod usable;
 pub mod validate;
 

@@ -8,13 +8,11 @@
 //! [`classify`], the sources are [`sources`]; this module merges what
 //! they deliver into bursts.
 
-mod classify;
 mod sources;
-mod wire;
 
-pub use classify::Change;
+pub use libap::uevent::parse;
+pub use libap::uevent::Change;
 pub use sources::{forward_blocking, spawn, Source};
-pub use wire::{parse, Uevent};
 
 use libap::resync::Stale;
 use tokio::sync::mpsc;
@@ -78,29 +76,10 @@ pub async fn next_burst(rx: &mut mpsc::Receiver<Feed>) -> Option<Burst> {
     Some(burst)
 }
 
-/// Helpers the tests of the uevent modules share.
-#[cfg(test)]
-pub(crate) mod test_support {
-    use uuid::Uuid;
-
-    /// guest1 of the seed documents.
-    pub const G1: Uuid = Uuid::from_u128(0x62177883_f1bb_47f0_914d_32a22e3a8804);
-
-    /// A message in the kernel's wire format: the fields, each ended by NUL.
-    pub fn wire(fields: &[&str]) -> Vec<u8> {
-        let mut v = Vec::new();
-        for f in fields {
-            v.extend_from_slice(f.as_bytes());
-            v.push(0);
-        }
-        v
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uevents::test_support::*;
+    use libap::uevent::testing::wire;
 
     /// Thousands of queued events make one burst: one re-read of what
     /// they name, not one per event.

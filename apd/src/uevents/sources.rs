@@ -12,8 +12,8 @@ use nix::sys::socket::{
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-use super::wire::MAX_MESSAGE;
 use super::Feed;
+use libap::uevent::MAX_MESSAGE;
 
 /// Where uevents come from.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// The largest uevent the kernel sends (UEVENT_BUFFER_SIZE is 2048) plus
 /// room for the header; bigger packets are truncated and refused.
-pub(super) const MAX_MESSAGE: usize = 8192;
+pub const MAX_MESSAGE: usize = 8192;
 
 /// One parsed kernel uevent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +87,8 @@ pub fn parse(buf: &[u8]) -> Result<Uevent, UeventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uevents::test_support::*;
-    use crate::uevents::Change;
+    use crate::uevent::testing::wire;
+    use crate::uevent::Change;
     use proptest::prelude::*;
 
     #[test]

@@ -1,9 +1,9 @@
-//! What a uevent means for apd's host model: which device it names, what
+//! What a uevent means for a host model kept by uevents (apd's): which device it names, what
 //! it made stale, and whether it may unblock a failed automatic start.
 
-use libap::host::{parse_card_name, parse_mdev_name};
-use libap::resync::Stale;
-use libap::Apqn;
+use crate::apqn::Apqn;
+use crate::host::{parse_card_name, parse_mdev_name};
+use crate::resync::Stale;
 use uuid::Uuid;
 
 use super::Uevent;
@@ -215,8 +215,12 @@ fn device_of(devpath: &str) -> Device {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uevents::parse;
-    use crate::uevents::test_support::*;
+    use crate::uevent::parse;
+    use crate::uevent::testing::wire;
+    use uuid::Uuid;
+
+    /// guest1 of the seed documents.
+    const G1: Uuid = Uuid::from_u128(0x62177883_f1bb_47f0_914d_32a22e3a8804);
 
     #[test]
     fn classifies_card_queue_matrix_and_mdev_events() {
