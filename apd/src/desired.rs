@@ -172,15 +172,15 @@ impl Engine {
         state: apbus::DesiredState,
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
-        let _w = self.writer().await?;
-        let host = self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        let host = self.sync(Stale::before_change()).await?;
         let plan = self.make_plan(&host, &state, prune)?;
         if plan.is_empty() {
             return Ok(Vec::new());
         }
         let steps = wire(&plan);
         let touched = crate::engine::touched(&plan.steps);
-        let result = self.execute(plan.steps).await;
+        let result = self.execute(w.held(), plan.steps).await;
         // The store changed (or was rolled back): read it again.
         crate::restore::load(self).await;
         self.refresh(touched).await;

@@ -87,12 +87,13 @@ pub async fn apply_persistent_masks(engine: &Engine) {
         return;
     }
     let result = async {
+        let held = engine.config_lock().await?;
         let host = engine.sync(Stale::masks().and(Stale::all_mdevs())).await?;
         let names = name_map(&engine.state());
         let new_ap = pa.unwrap_or(host.apmask);
         let new_aq = pq.unwrap_or(host.aqmask);
         let changed = engine
-            .change_masks(&host, &names, new_ap, new_aq, None)
+            .change_masks(&held, &host, &names, new_ap, new_aq, None)
             .await;
         engine.sync(Stale::masks()).await?;
         changed
@@ -117,18 +118,23 @@ pub async fn apply_persistent_masks(engine: &Engine) {
 /// The mdevs are re-read once, then after each start only the one started:
 /// a boot with K autostart mdevs costs O(K) mdev reads, not O(K²).
 pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, usize, bool) {
-    if let Err(e) = engine.sync(Stale::unannounced()).await {
+    // One lock for all the starts: the restore is one change, decided on
+    // what is read under it.
+    let held = match engine.config_lock().await {
+        Ok(h) => h,
+        Err(e) => {
+            let due = autostart_due(engine, only);
+            tracing::error!(error = %e, mdevs = due.len(), "the automatic starts wait for the s390 AP configuration lock");
+            for uuid in &due {
+                engine.record_failure(Some(*uuid), format!("cannot start it: {}", e.sentence()));
+            }
+            return (0, due.len(), false);
+        }
+    };
+    if let Err(e) = engine.sync(Stale::before_change()).await {
         tracing::error!(error = %e, "cannot re-read the host before the automatic starts");
     }
-    let candidates: Vec<Uuid> = {
-        let s = engine.state();
-        s.defs
-            .values()
-            .filter(|d| d.autostart && !s.host.mdevs.contains_key(&d.uuid))
-            .filter(|d| only.is_none_or(|o| o.contains(&d.uuid)))
-            .map(|d| d.uuid)
-            .collect()
-    };
+    let candidates = autostart_due(engine, only);
     let (mut started, mut failed, mut waiting) = (0, 0, false);
     for uuid in candidates {
         if engine.is_stopping() {
@@ -142,7 +148,7 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
             waiting = true;
             continue;
         }
-        match engine.start_locked(uuid).await {
+        match engine.start_locked(&held, uuid).await {
             Ok(Started::Now) => {
                 started += 1;
                 engine.state().start_failures.remove(&uuid);
@@ -161,6 +167,18 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
         }
     }
     (started, failed, waiting)
+}
+
+/// The autostart definitions that are not active (all, or those in
+/// `only`), by the model.
+fn autostart_due(engine: &Engine, only: Option<&[Uuid]>) -> Vec<Uuid> {
+    let s = engine.state();
+    s.defs
+        .values()
+        .filter(|d| d.autostart && !s.host.mdevs.contains_key(&d.uuid))
+        .filter(|d| only.is_none_or(|o| o.contains(&d.uuid)))
+        .map(|d| d.uuid)
+        .collect()
 }
 
 async fn report_failure(engine: &Engine, uuid: Uuid, e: &Error) {

@@ -81,6 +81,17 @@ impl Stale {
         }
     }
 
+    /// What a change re-reads before it decides, holding the s390 AP
+    /// configuration lock: [`Stale::unannounced`], and the masks, whose
+    /// uevent from another writer's change may not have been followed yet
+    /// (every refusal of kernel spec §5 depends on them).
+    pub fn before_change() -> Stale {
+        Stale {
+            masks: true,
+            ..Stale::unannounced()
+        }
+    }
+
     /// One mdev.
     pub fn mdev(uuid: Uuid) -> Stale {
         Stale {

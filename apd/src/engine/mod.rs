@@ -29,7 +29,7 @@ use libap::{Host, Sysfs};
 use uuid::Uuid;
 
 use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
-use crate::lock::ConfigLock;
+use crate::lock::{ConfigLock, LockGuard};
 use crate::remedy;
 
 mod state;
@@ -110,6 +110,23 @@ pub fn touched(steps: &[Step]) -> Stale {
 
 /// Held while changing anything.
 pub type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+/// Held while changing AP configuration: apd's writer, then the s390 AP
+/// configuration lock shared with s390-tools. A change reads the host and
+/// decides under both, so a foreign holder's writes are seen, never
+/// overwritten by a decision taken before them.
+pub struct ChangeGuard<'a> {
+    /// Released after the lock (fields drop in order: lock first).
+    held: LockGuard,
+    _writer: WriteGuard<'a>,
+}
+
+impl ChangeGuard<'_> {
+    /// The s390 lock, the proof [`Engine::execute`] asks for.
+    pub fn held(&self) -> &LockGuard {
+        &self.held
+    }
+}
 
 impl Engine {
     /// An engine on `sysfs` (`backend` describes it for Status), storing
@@ -252,17 +269,38 @@ impl Engine {
         }
     }
 
-    /// Runs `steps` with libap's executor, all or nothing, under the s390
-    /// configuration lock, as one blocking job (a shutdown waits for it).
-    /// The caller holds the writer and re-reads [`touched`] afterwards.
-    pub async fn execute(&self, steps: Vec<Step>) -> Result<Executed, Error> {
-        let lock = self.lock.clone();
-        let store = self.store.clone();
-        self.blocking(move |fs| {
-            let _guard = lock.acquire().map_err(|e| Error::Busy(e.to_string()))?;
-            Ok::<_, Error>(libap::apply::execute_steps(&steps, fs, &store).map_err(Box::new))
+    /// Takes apd's writer, then the s390 AP configuration lock (waiting
+    /// for another holder, as s390-tools do): every change of AP
+    /// configuration starts here, and reads the host only after.
+    pub async fn change(&self) -> Result<ChangeGuard<'_>, Error> {
+        let writer = self.writer().await?;
+        let held = self.config_lock().await?;
+        Ok(ChangeGuard {
+            held,
+            _writer: writer,
         })
-        .await?
+    }
+
+    /// The s390 AP configuration lock alone, for a caller that holds the
+    /// writer already (the boot restore, the retries after uevents).
+    pub async fn config_lock(&self) -> Result<LockGuard, Error> {
+        let lock = self.lock.clone();
+        tokio::task::spawn_blocking(move || lock.acquire())
+            .await
+            .map_err(|e| {
+                Error::Failed(format!("taking the s390 AP configuration lock failed: {e}"))
+            })?
+            .map_err(|e| Error::Busy(e.to_string()))
+    }
+
+    /// Runs `steps` with libap's executor, all or nothing, as one blocking
+    /// job (a shutdown waits for it). The caller holds the writer and the
+    /// s390 lock (`_held`: it decided on what it read under the lock), and
+    /// re-reads [`touched`] afterwards.
+    pub async fn execute(&self, _held: &LockGuard, steps: Vec<Step>) -> Result<Executed, Error> {
+        let store = self.store.clone();
+        self.blocking(move |fs| libap::apply::execute_steps(&steps, fs, &store).map_err(Box::new))
+            .await
     }
 
     /// Re-reads what `stale` names, against `model`, on a blocking thread.

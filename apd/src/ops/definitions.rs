@@ -92,8 +92,8 @@ pub fn definition_to_bus(d: &Definition) -> apbus::Definition {
 impl Engine {
     /// `Define`.
     pub async fn define(&self, d: apbus::Definition) -> Result<String, Error> {
-        let _w = self.writer().await?;
-        let host = self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        let host = self.sync(Stale::before_change()).await?;
         let def = definition_from_bus(&d, &host)?;
         let who = def.label();
         let all = {
@@ -119,7 +119,10 @@ impl Engine {
         if let Some(e) = definition_refusal(&host, &all, &[def.uuid], &format!("define {who}")) {
             return Err(e);
         }
-        if let Err(e) = self.execute(vec![Step::Define(def.clone())]).await? {
+        if let Err(e) = self
+            .execute(w.held(), vec![Step::Define(def.clone())])
+            .await?
+        {
             return Err(Error::Failed(store_failed(&e)));
         }
         tracing::info!(uuid = %def.uuid, name = def.name.as_deref().unwrap_or(""), "defined");
@@ -130,8 +133,8 @@ impl Engine {
 
     /// `Undefine`.
     pub async fn undefine(&self, arg: &str) -> Result<(), Error> {
-        let _w = self.writer().await?;
-        self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        self.sync(Stale::before_change()).await?;
         let uuid = self.state().resolve(arg)?;
         let label = self.state().label(uuid);
         let Some(def) = self.state().defs.get(&uuid).cloned() else {
@@ -139,7 +142,7 @@ impl Engine {
                 "cannot undefine {label}: it has no definition (it was created by another tool)"
             )));
         };
-        if let Err(e) = self.execute(vec![Step::Undefine(def)]).await? {
+        if let Err(e) = self.execute(w.held(), vec![Step::Undefine(def)]).await? {
             return Err(Error::Failed(store_failed(&e)));
         }
         {
@@ -193,8 +196,8 @@ impl Engine {
                 defs.len()
             )));
         }
-        let _w = self.writer().await?;
-        let host = self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        let host = self.sync(Stale::before_change()).await?;
         let mut new = Vec::new();
         for d in &defs {
             new.push(definition_from_bus(d, &host)?);
@@ -243,7 +246,7 @@ impl Engine {
             return Err(e);
         }
         let steps: Vec<Step> = to_save.iter().cloned().map(Step::Define).collect();
-        if let Err(e) = self.execute(steps).await? {
+        if let Err(e) = self.execute(w.held(), steps).await? {
             return Err(Error::Failed(store_failed(&e)));
         }
         {

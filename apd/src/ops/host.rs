@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{kernel_refusal, name_map, store_failed};
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::{touched, Engine};
+use crate::lock::LockGuard;
 use crate::remedy;
 
 /// Mask strings longer than this are refused unread (the kernel takes at
@@ -36,8 +37,8 @@ impl Engine {
                 )));
             }
         }
-        let _w = self.writer().await?;
-        let host = self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        let host = self.sync(Stale::before_change()).await?;
         let names = name_map(&self.state());
         let parse = |name: &str, cur: ApMask, s: &str| -> Result<ApMask, Error> {
             if s.is_empty() {
@@ -50,7 +51,7 @@ impl Engine {
         let new_aq = parse("aqmask", host.aqmask, aqmask)?;
         let store = persistent.then_some((Some(new_ap), Some(new_aq)));
         let result = self
-            .change_masks(&host, &names, new_ap, new_aq, store)
+            .change_masks(w.held(), &host, &names, new_ap, new_aq, store)
             .await;
         if result.is_ok() && persistent {
             let mut s = self.state();
@@ -66,6 +67,7 @@ impl Engine {
     /// the masks afterwards.
     pub async fn change_masks(
         &self,
+        held: &LockGuard,
         host: &Host,
         names: &BTreeMap<Uuid, String>,
         new_ap: ApMask,
@@ -79,7 +81,7 @@ impl Engine {
         if let Some((apmask, aqmask)) = store {
             steps.push(Step::StoreMasks { apmask, aqmask });
         }
-        match self.execute(steps).await? {
+        match self.execute(held, steps).await? {
             Ok(report) => {
                 let live = report.steps.iter().filter(|r| r.step.is_live());
                 if live.clone().any(|r| r.outcome == Outcome::Changed) {
@@ -107,8 +109,8 @@ impl Engine {
 
     /// `ConfigureAdapter`.
     pub async fn configure_adapter(&self, adapter: u32, on: bool) -> Result<(), Error> {
-        let _w = self.writer().await?;
-        let host = self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        let host = self.sync(Stale::before_change()).await?;
         let state = if on { "on" } else { "off" };
         let id = mask_from_ids(
             &[adapter],
@@ -126,7 +128,7 @@ impl Engine {
         }
         let steps = libap::plan::configure_adapter(id, on);
         let touched = touched(&steps);
-        let result = match self.execute(steps).await? {
+        let result = match self.execute(w.held(), steps).await? {
             Ok(report) if report.nothing_changed() => {
                 tracing::debug!(adapter = id, on, "the adapter was configured so already");
                 Ok(())

@@ -18,6 +18,7 @@ use super::definitions::definition_refusal;
 use super::{kernel_refusal, name_map, store_failed, target};
 use crate::convert::{self, matrix_from_ids};
 use crate::engine::{touched, Engine};
+use crate::lock::LockGuard;
 use crate::remedy;
 
 /// What a start did.
@@ -42,10 +43,10 @@ pub fn changed(current: &Matrix, ids: &Matrix, add: bool) -> Matrix {
 impl Engine {
     /// `Start`.
     pub async fn start(&self, arg: &str) -> Result<(), Error> {
-        let _w = self.writer().await?;
-        self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        self.sync(Stale::before_change()).await?;
         let uuid = self.state().resolve(arg)?;
-        let result = self.start_locked(uuid).await;
+        let result = self.start_locked(w.held(), uuid).await;
         if result.is_ok() {
             // A successful start by hand ends an automatic start's failure.
             self.state().start_failures.remove(&uuid);
@@ -57,7 +58,7 @@ impl Engine {
     /// Creates a defined mdev and assigns its matrix, all or nothing,
     /// checked against the model (the caller holds the writer, has brought
     /// the mdevs up to date, and re-reads this mdev afterwards).
-    pub async fn start_locked(&self, uuid: Uuid) -> Result<Started, Error> {
+    pub async fn start_locked(&self, held: &LockGuard, uuid: Uuid) -> Result<Started, Error> {
         let (host, names) = {
             let s = self.state();
             (s.host.clone(), name_map(&s))
@@ -95,7 +96,7 @@ impl Engine {
         if !active {
             refusal(&host)?;
         }
-        match self.execute(libap::plan::start(&host, &def)).await? {
+        match self.execute(held, libap::plan::start(&host, &def)).await? {
             Ok(report) if !report.changed_at(0) => {
                 tracing::debug!(uuid = %uuid, "already active; nothing to start");
                 Ok(Started::Already)
@@ -117,8 +118,8 @@ impl Engine {
 
     /// `Stop`.
     pub async fn stop(&self, arg: &str) -> Result<(), Error> {
-        let _w = self.writer().await?;
-        let host = self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        let host = self.sync(Stale::before_change()).await?;
         let (uuid, who) = {
             let s = self.state();
             let u = s.resolve(arg)?;
@@ -128,7 +129,10 @@ impl Engine {
         check_remove(&host, uuid, name.as_deref(), Asker::Command)
             .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         let matrix = host.mdevs.get(&uuid).map(|m| m.matrix).unwrap_or_default();
-        let result = match self.execute(libap::plan::stop(uuid, name, matrix)).await? {
+        let result = match self
+            .execute(w.held(), libap::plan::stop(uuid, name, matrix))
+            .await?
+        {
             Ok(report) if report.nothing_changed() => {
                 tracing::debug!(uuid = %uuid, "not active; nothing to stop");
                 Ok(())
@@ -151,8 +155,8 @@ impl Engine {
         scope: Scope,
         add: bool,
     ) -> Result<(), Error> {
-        let _w = self.writer().await?;
-        let host = self.sync(Stale::unannounced()).await?;
+        let w = self.change().await?;
+        let host = self.sync(Stale::before_change()).await?;
         let names = name_map(&self.state());
         let (uuid, who, def) = {
             let s = self.state();
@@ -200,7 +204,7 @@ impl Engine {
             return Ok(());
         }
         let touched = touched(&steps);
-        let result = match self.execute(steps).await? {
+        let result = match self.execute(w.held(), steps).await? {
             Ok(report) => {
                 if let Some(nd) = new_def {
                     self.state().defs.insert(uuid, nd);
