@@ -2,8 +2,6 @@
 //! current state, path resolution through symlinks, and the dispatch of
 //! reads and writes to the store/show functions.
 
-use std::collections::VecDeque;
-
 use super::{BusDev, Dev, Drv, Kernel, Mdev};
 use crate::Errno;
 
@@ -162,7 +160,7 @@ pub(crate) const RW: u32 = 0o644;
 pub(crate) const RO: u32 = 0o444;
 pub(crate) const WO: u32 = 0o200;
 
-const BUS_ATTRS: &[(&str, BusAttr)] = &[
+pub(super) const BUS_ATTRS: &[(&str, BusAttr)] = &[
     ("apmask", BusAttr::Apmask),
     ("aqmask", BusAttr::Aqmask),
     ("ap_adapter_mask", BusAttr::AdapterMask),
@@ -181,7 +179,7 @@ const BUS_ATTRS: &[(&str, BusAttr)] = &[
     ("drivers_probe", BusAttr::DriversProbe),
 ];
 
-const CARD_ATTRS: &[(&str, CardAttr)] = &[
+pub(super) const CARD_ATTRS: &[(&str, CardAttr)] = &[
     ("hwtype", CardAttr::Hwtype),
     ("raw_hwtype", CardAttr::RawHwtype),
     ("type", CardAttr::Type),
@@ -199,7 +197,7 @@ const CARD_ATTRS: &[(&str, CardAttr)] = &[
     ("online", CardAttr::Online),
 ];
 
-const QUEUE_ATTRS: &[(&str, QueueAttr)] = &[
+pub(super) const QUEUE_ATTRS: &[(&str, QueueAttr)] = &[
     ("request_count", QueueAttr::RequestCount),
     ("requestq_count", QueueAttr::RequestqCount),
     ("pendingq_count", QueueAttr::PendingqCount),
@@ -213,14 +211,14 @@ const QUEUE_ATTRS: &[(&str, QueueAttr)] = &[
     ("status", QueueAttr::Status),
 ];
 
-const TYPE_ATTRS: &[(&str, TypeAttr)] = &[
+pub(super) const TYPE_ATTRS: &[(&str, TypeAttr)] = &[
     ("name", TypeAttr::Name),
     ("device_api", TypeAttr::DeviceApi),
     ("available_instances", TypeAttr::AvailableInstances),
     ("create", TypeAttr::Create),
 ];
 
-const MDEV_ATTRS: &[(&str, MdevAttr)] = &[
+pub(super) const MDEV_ATTRS: &[(&str, MdevAttr)] = &[
     ("assign_adapter", MdevAttr::AssignAdapter),
     ("unassign_adapter", MdevAttr::UnassignAdapter),
     ("assign_domain", MdevAttr::AssignDomain),
@@ -235,10 +233,10 @@ const MDEV_ATTRS: &[(&str, MdevAttr)] = &[
 ];
 
 /// An entry built from the mdev whose directory holds it.
-type MdevNode = (&'static str, fn(&Mdev) -> Obj);
+pub(super) type MdevNode = (&'static str, fn(&Mdev) -> Obj);
 
 /// An mdev directory's entries after its attributes, in listing order.
-const MDEV_NODES: &[MdevNode] = &[
+pub(super) const MDEV_NODES: &[MdevNode] = &[
     ("uevent", |m| {
         Obj::Attr(Attr::Uevent(Dev::Mdev(m.uuid.clone())))
     }),
@@ -257,10 +255,10 @@ const MDEV_NODES: &[MdevNode] = &[
 ];
 
 /// A fixed entry and how to build it.
-type Node = (&'static str, fn() -> Obj);
+pub(super) type Node = (&'static str, fn() -> Obj);
 
 /// The matrix device's entries before its mdevs, in listing order.
-const MATRIX_NODES: &[Node] = &[
+pub(super) const MATRIX_NODES: &[Node] = &[
     ("uevent", || Obj::Attr(Attr::Uevent(Dev::Matrix))),
     ("features", || Obj::Attr(Attr::MatrixFeatures)),
     ("mdev_supported_types", || Obj::Dir(Dir::MdevTypes)),
@@ -270,7 +268,7 @@ const MATRIX_NODES: &[Node] = &[
     ("subsystem", || Obj::Link("../../../bus/matrix".to_string())),
 ];
 
-const CONTROL: &[(&str, Ctl)] = &[
+pub(super) const CONTROL: &[(&str, Ctl)] = &[
     ("log", Ctl::Log),
     ("inject", Ctl::Inject),
     ("delay", Ctl::Delay),
@@ -279,7 +277,7 @@ const CONTROL: &[(&str, Ctl)] = &[
     ("vfio_ap", Ctl::VfioAp),
 ];
 
-const AP_DRIVERS: &[Drv] = &[Drv::Cex4Card, Drv::Cex4Queue, Drv::VfioAp];
+pub(super) const AP_DRIVERS: &[Drv] = &[Drv::Cex4Card, Drv::Cex4Queue, Drv::VfioAp];
 
 /// The mode bits sysfs shows for an attribute.
 pub(crate) fn attr_mode(attr: &Attr) -> u32 {
@@ -331,7 +329,7 @@ pub(crate) fn parse_card(name: &str) -> Option<u8> {
 
 /// Parses an IOMMU group name: decimal as the kernel prints it (no sign,
 /// no leading zero).
-fn parse_group(name: &str) -> Option<u32> {
+pub(super) fn parse_group(name: &str) -> Option<u32> {
     let canonical = !name.is_empty()
         && name.bytes().all(|c| c.is_ascii_digit())
         && (name == "0" || !name.starts_with('0'));
@@ -346,7 +344,7 @@ pub(crate) fn parse_queue(name: &str) -> Option<(u8, u8)> {
     Some((a, d))
 }
 
-fn lower_hex(s: &str, width: usize) -> Option<u32> {
+pub(super) fn lower_hex(s: &str, width: usize) -> Option<u32> {
     if s.len() != width
         || !s
             .bytes()
@@ -359,7 +357,7 @@ fn lower_hex(s: &str, width: usize) -> Option<u32> {
 
 /// Link target of a bus device from a directory `up` levels below the root
 /// (`bus/ap/devices`: 3, `bus/ap/drivers/<drv>`: 4).
-fn dev_target(up: usize, dev: BusDev) -> String {
+pub(super) fn dev_target(up: usize, dev: BusDev) -> String {
     let root = "../".repeat(up);
     match dev {
         BusDev::Card(a) => format!("{root}devices/ap/card{a:02x}"),
@@ -370,7 +368,7 @@ fn dev_target(up: usize, dev: BusDev) -> String {
 /// What a directory that lists mdevs by UUID shows for `m`: None if `d`
 /// lists no mdevs, or not this one. `entries` and `child` both build their
 /// mdev entries here.
-fn mdev_entry(d: &Dir, m: &Mdev) -> Option<Obj> {
+pub(super) fn mdev_entry(d: &Dir, m: &Mdev) -> Option<Obj> {
     // From a directory `up` levels below the root to the mdev's own.
     let to_mdev = |up: usize| {
         let root = "../".repeat(up);
@@ -388,12 +386,12 @@ fn mdev_entry(d: &Dir, m: &Mdev) -> Option<Obj> {
     }
 }
 
-fn mdev_attr(m: &Mdev, attr: MdevAttr) -> Obj {
+pub(super) fn mdev_attr(m: &Mdev, attr: MdevAttr) -> Obj {
     Obj::Attr(Attr::Mdev(m.uuid.clone(), attr))
 }
 
 /// Every entry of an mdev's own directory.
-fn mdev_dir_entries(m: &Mdev) -> Vec<(String, Obj)> {
+pub(super) fn mdev_dir_entries(m: &Mdev) -> Vec<(String, Obj)> {
     let attrs = MDEV_ATTRS
         .iter()
         .map(|(n, a)| ((*n).to_string(), mdev_attr(m, *a)));
@@ -404,7 +402,7 @@ fn mdev_dir_entries(m: &Mdev) -> Vec<(String, Obj)> {
 }
 
 /// One entry of an mdev's own directory.
-fn mdev_dir_child(m: &Mdev, name: &str) -> Option<Obj> {
+pub(super) fn mdev_dir_child(m: &Mdev, name: &str) -> Option<Obj> {
     if let Some((_, a)) = MDEV_ATTRS.iter().find(|(n, _)| *n == name) {
         return Some(mdev_attr(m, *a));
     }
@@ -414,352 +412,29 @@ fn mdev_dir_child(m: &Mdev, name: &str) -> Option<Obj> {
         .map(|(_, make)| make(m))
 }
 
-fn group_dir(g: u32) -> Obj {
+pub(super) fn group_dir(g: u32) -> Obj {
     Obj::Dir(Dir::IommuGroup(g))
 }
 
-fn attr_entries<T: Copy>(table: &[(&str, T)], wrap: impl Fn(T) -> Attr) -> Vec<(String, Obj)> {
+pub(super) fn attr_entries<T: Copy>(
+    table: &[(&str, T)],
+    wrap: impl Fn(T) -> Attr,
+) -> Vec<(String, Obj)> {
     table
         .iter()
         .map(|(n, a)| ((*n).to_string(), Obj::Attr(wrap(*a))))
         .collect()
 }
 
-fn link(name: impl Into<String>, target: impl Into<String>) -> (String, Obj) {
+pub(super) fn link(name: impl Into<String>, target: impl Into<String>) -> (String, Obj) {
     (name.into(), Obj::Link(target.into()))
 }
 
-fn dir(name: impl Into<String>, d: Dir) -> (String, Obj) {
+pub(super) fn dir(name: impl Into<String>, d: Dir) -> (String, Obj) {
     (name.into(), Obj::Dir(d))
 }
 
 impl Kernel {
-    fn card_has(&self, a: u8, attr: CardAttr) -> bool {
-        let Some(c) = self.cards.get(&a) else {
-            return false;
-        };
-        let zcrypt = c.driver == Some(Drv::Cex4Card);
-        match attr {
-            // zcrypt's attributes exist while cex4card drives the card.
-            CardAttr::Type | CardAttr::Online | CardAttr::Load => zcrypt,
-            CardAttr::Serialnr => zcrypt && c.card_type.mode != crate::topology::Mode::Accel,
-            _ => true,
-        }
-    }
-
-    fn queue_has(&self, a: u8, d: u8, attr: QueueAttr) -> bool {
-        let Some(q) = self.queues.get(&(a, d)) else {
-            return false;
-        };
-        match attr {
-            QueueAttr::Online => q.driver == Some(Drv::Cex4Queue),
-            QueueAttr::Status => q.driver == Some(Drv::VfioAp),
-            _ => true,
-        }
-    }
-
-    /// Every entry of a directory, in the state as it is now.
-    pub(crate) fn entries(&self, d: &Dir) -> Vec<(String, Obj)> {
-        match d {
-            Dir::Root => vec![
-                dir("bus", Dir::Bus),
-                dir("devices", Dir::Devices),
-                dir("class", Dir::Class),
-                dir("kernel", Dir::SysKernel),
-                dir(".apsim", Dir::Control),
-            ],
-            Dir::Bus => {
-                let mut v = vec![dir("ap", Dir::BusAp), dir("mdev", Dir::BusMdev)];
-                if self.vfio_loaded {
-                    v.push(dir("matrix", Dir::BusMatrix));
-                }
-                v
-            }
-            Dir::BusAp => {
-                let mut v = attr_entries(BUS_ATTRS, Attr::Bus);
-                v.push(dir("devices", Dir::BusApDevices));
-                v.push(dir("drivers", Dir::BusApDrivers));
-                v
-            }
-            Dir::BusApDevices => {
-                let mut v = Vec::with_capacity(self.cards.len() + self.queues.len());
-                for a in self.cards.keys() {
-                    v.push(link(
-                        format!("card{a:02x}"),
-                        dev_target(3, BusDev::Card(*a)),
-                    ));
-                }
-                for (a, d) in self.queues.keys() {
-                    let q = super::apqn(*a, *d);
-                    v.push(link(q, dev_target(3, BusDev::Queue(*a, *d))));
-                }
-                v
-            }
-            Dir::BusApDrivers => AP_DRIVERS
-                .iter()
-                .filter(|drv| **drv != Drv::VfioAp || self.vfio_loaded)
-                .map(|drv| dir(drv.name(), Dir::ApDriver(*drv)))
-                .collect(),
-            Dir::ApDriver(drv) => {
-                let mut v = vec![
-                    ("bind".to_string(), Obj::Attr(Attr::DriverBind(*drv))),
-                    ("unbind".to_string(), Obj::Attr(Attr::DriverUnbind(*drv))),
-                ];
-                for (a, c) in &self.cards {
-                    if c.driver == Some(*drv) {
-                        v.push(link(
-                            format!("card{a:02x}"),
-                            dev_target(4, BusDev::Card(*a)),
-                        ));
-                    }
-                }
-                for ((a, d), q) in &self.queues {
-                    if q.driver == Some(*drv) {
-                        let n = super::apqn(*a, *d);
-                        v.push(link(n, dev_target(4, BusDev::Queue(*a, *d))));
-                    }
-                }
-                v
-            }
-            Dir::BusMatrix => vec![
-                dir("devices", Dir::BusMatrixDevices),
-                dir("drivers", Dir::BusMatrixDrivers),
-            ],
-            Dir::BusMatrixDevices => vec![link("matrix", "../../../devices/vfio_ap/matrix")],
-            Dir::BusMatrixDrivers => vec![dir("vfio_ap", Dir::MatrixDriver)],
-            Dir::MatrixDriver => vec![link("matrix", "../../../../devices/vfio_ap/matrix")],
-            Dir::BusMdev => vec![
-                dir("devices", Dir::BusMdevDevices),
-                dir("drivers", Dir::BusMdevDrivers),
-            ],
-            Dir::BusMdevDevices => self.mdev_entries(d),
-            Dir::BusMdevDrivers => vec![dir("vfio_ap_mdev", Dir::MdevDriver)],
-            Dir::MdevDriver => self.mdev_entries(d),
-            Dir::Devices => {
-                let mut v = vec![dir("ap", Dir::DevAp)];
-                if self.vfio_loaded {
-                    v.push(dir("vfio_ap", Dir::DevVfioAp));
-                }
-                v
-            }
-            Dir::DevAp => {
-                let mut v = vec![("uevent".to_string(), Obj::Attr(Attr::Uevent(Dev::ApRoot)))];
-                for a in self.cards.keys() {
-                    v.push(dir(format!("card{a:02x}"), Dir::Card(*a)));
-                }
-                v
-            }
-            Dir::Card(a) => {
-                let a = *a;
-                let mut v: Vec<(String, Obj)> = CARD_ATTRS
-                    .iter()
-                    .filter(|(_, c)| self.card_has(a, *c))
-                    .map(|(n, c)| ((*n).to_string(), Obj::Attr(Attr::Card(a, *c))))
-                    .collect();
-                v.push(("uevent".to_string(), Obj::Attr(Attr::Uevent(Dev::Card(a)))));
-                v.push(link("subsystem", "../../../bus/ap"));
-                if let Some(drv) = self.cards.get(&a).and_then(|c| c.driver) {
-                    v.push(link(
-                        "driver",
-                        format!("../../../bus/ap/drivers/{}", drv.name()),
-                    ));
-                }
-                for ((_, d), _) in self.queues.range((a, 0)..=(a, 255)) {
-                    v.push(dir(super::apqn(a, *d), Dir::Queue(a, *d)));
-                }
-                v
-            }
-            Dir::Queue(a, d) => {
-                let (a, d) = (*a, *d);
-                let mut v: Vec<(String, Obj)> = QUEUE_ATTRS
-                    .iter()
-                    .filter(|(_, q)| self.queue_has(a, d, *q))
-                    .map(|(n, q)| ((*n).to_string(), Obj::Attr(Attr::Queue(a, d, *q))))
-                    .collect();
-                v.push((
-                    "uevent".to_string(),
-                    Obj::Attr(Attr::Uevent(Dev::Queue(a, d))),
-                ));
-                v.push(link("subsystem", "../../../../bus/ap"));
-                if let Some(drv) = self.queues.get(&(a, d)).and_then(|q| q.driver) {
-                    v.push(link(
-                        "driver",
-                        format!("../../../../bus/ap/drivers/{}", drv.name()),
-                    ));
-                }
-                v
-            }
-            Dir::DevVfioAp => vec![dir("matrix", Dir::Matrix)],
-            Dir::Matrix => {
-                let mut v: Vec<(String, Obj)> = MATRIX_NODES
-                    .iter()
-                    .map(|(n, make)| ((*n).to_string(), make()))
-                    .collect();
-                v.extend(self.mdev_entries(d));
-                v
-            }
-            Dir::MdevTypes => vec![dir("vfio_ap-passthrough", Dir::MdevType)],
-            Dir::MdevType => {
-                let mut v = attr_entries(TYPE_ATTRS, Attr::Type);
-                v.push(dir("devices", Dir::MdevTypeDevices));
-                v
-            }
-            Dir::MdevTypeDevices => self.mdev_entries(d),
-            Dir::Mdev(u) => self.mdevs.get(u).map(mdev_dir_entries).unwrap_or_default(),
-            Dir::Class => vec![dir("mdev_bus", Dir::ClassMdevBus)],
-            Dir::ClassMdevBus => {
-                if self.vfio_loaded {
-                    vec![link("matrix", "../../devices/vfio_ap/matrix")]
-                } else {
-                    Vec::new()
-                }
-            }
-            Dir::SysKernel => vec![dir("iommu_groups", Dir::IommuGroups)],
-            Dir::IommuGroups => self
-                .mdevs
-                .iter()
-                .map(|m| (m.iommu_group.to_string(), group_dir(m.iommu_group)))
-                .collect(),
-            Dir::IommuGroup(g) => vec![dir("devices", Dir::IommuGroupDevices(*g))],
-            Dir::IommuGroupDevices(_) => self.mdev_entries(d),
-            Dir::Control => attr_entries(CONTROL, Attr::Control),
-        }
-    }
-
-    /// The entries for mdevs of a directory that lists them by UUID, in
-    /// creation order.
-    fn mdev_entries(&self, d: &Dir) -> Vec<(String, Obj)> {
-        self.mdevs
-            .iter()
-            .filter_map(|m| mdev_entry(d, m).map(|o| (m.uuid.clone(), o)))
-            .collect()
-    }
-
-    /// One entry of a directory. Large directories (65536 queues, 65536
-    /// mdevs on a big host) are looked up by name instead of listed.
-    pub(crate) fn child(&self, d: &Dir, name: &str) -> Option<Obj> {
-        match d {
-            Dir::BusMdevDevices
-            | Dir::MdevDriver
-            | Dir::MdevTypeDevices
-            | Dir::IommuGroupDevices(_) => mdev_entry(d, self.mdevs.get(name)?),
-            Dir::Matrix => match MATRIX_NODES.iter().find(|(n, _)| *n == name) {
-                Some((_, make)) => Some(make()),
-                None => mdev_entry(d, self.mdevs.get(name)?),
-            },
-            Dir::Mdev(u) => mdev_dir_child(self.mdevs.get(u)?, name),
-            Dir::IommuGroups => {
-                let g = parse_group(name)?;
-                // Groups are not indexed: a scan of integers, no listing.
-                self.mdevs
-                    .iter()
-                    .any(|m| m.iommu_group == g)
-                    .then(|| group_dir(g))
-            }
-            Dir::BusApDevices => {
-                if let Some(a) = parse_card(name) {
-                    return self
-                        .cards
-                        .contains_key(&a)
-                        .then(|| Obj::Link(dev_target(3, BusDev::Card(a))));
-                }
-                let (a, dom) = parse_queue(name)?;
-                self.queues
-                    .contains_key(&(a, dom))
-                    .then(|| Obj::Link(dev_target(3, BusDev::Queue(a, dom))))
-            }
-            Dir::DevAp => match parse_card(name) {
-                Some(a) => self
-                    .cards
-                    .contains_key(&a)
-                    .then_some(Obj::Dir(Dir::Card(a))),
-                None => (name == "uevent").then_some(Obj::Attr(Attr::Uevent(Dev::ApRoot))),
-            },
-            Dir::Card(a) => {
-                if let Some((qa, qd)) = parse_queue(name) {
-                    return (qa == *a && self.queues.contains_key(&(qa, qd)))
-                        .then_some(Obj::Dir(Dir::Queue(qa, qd)));
-                }
-                if let Some((_, c)) = CARD_ATTRS.iter().find(|(n, _)| *n == name) {
-                    return self
-                        .card_has(*a, *c)
-                        .then_some(Obj::Attr(Attr::Card(*a, *c)));
-                }
-                self.cards.get(a)?;
-                self.small_child(d, name)
-            }
-            Dir::ApDriver(drv) => {
-                if let Some(a) = parse_card(name) {
-                    return (self.cards.get(&a)?.driver == Some(*drv))
-                        .then(|| Obj::Link(dev_target(4, BusDev::Card(a))));
-                }
-                if let Some((a, dom)) = parse_queue(name) {
-                    return (self.queues.get(&(a, dom))?.driver == Some(*drv))
-                        .then(|| Obj::Link(dev_target(4, BusDev::Queue(a, dom))));
-                }
-                self.small_child(d, name)
-            }
-            _ => self.small_child(d, name),
-        }
-    }
-
-    fn small_child(&self, d: &Dir, name: &str) -> Option<Obj> {
-        self.entries(d)
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, o)| o)
-    }
-
-    /// Walks a path from the root, following symlinks in the middle and, if
-    /// `follow_last`, at the end. Returns the physical path and the node.
-    pub(crate) fn resolve(&self, path: &str, follow_last: bool) -> Result<(String, Obj), Errno> {
-        let mut todo: VecDeque<String> = split(path).collect();
-        let mut stack: Vec<(String, Dir)> = Vec::new();
-        let mut links = 0;
-        while let Some(name) = todo.pop_front() {
-            if name == ".." {
-                stack.pop();
-                continue;
-            }
-            let cur = stack.last().map_or(Dir::Root, |(_, d)| d.clone());
-            let obj = self.child(&cur, &name).ok_or(libc::ENOENT)?;
-            match obj {
-                Obj::Dir(d) => stack.push((name, d)),
-                Obj::Link(target) if follow_last || !todo.is_empty() => {
-                    links += 1;
-                    if links > 40 {
-                        return Err(libc::ELOOP);
-                    }
-                    if target.starts_with('/') {
-                        stack.clear();
-                    }
-                    for c in split(&target).collect::<Vec<_>>().into_iter().rev() {
-                        todo.push_front(c);
-                    }
-                }
-                other => {
-                    if !todo.is_empty() {
-                        return Err(libc::ENOTDIR);
-                    }
-                    stack.push((name, Dir::Root));
-                    let p = join(&stack);
-                    return Ok((p, other));
-                }
-            }
-        }
-        let d = stack.last().map_or(Dir::Root, |(_, d)| d.clone());
-        Ok((join(&stack), Obj::Dir(d)))
-    }
-
-    /// The physical path a stored control path (inject, delay) means now;
-    /// a path that does not resolve yet stays as written.
-    pub(crate) fn canonical(&self, path: &str) -> String {
-        match self.resolve(path, true) {
-            Ok((p, _)) => p,
-            Err(_) => split(path).collect::<Vec<_>>().join("/"),
-        }
-    }
-
     pub(crate) fn read_attr(&self, attr: &Attr) -> Result<Vec<u8>, Errno> {
         if attr_mode(attr) & 0o444 == 0 {
             return Err(libc::EACCES);
@@ -864,18 +539,4 @@ impl Kernel {
         self.uevent(action, dev, &keys, super::DriverKey::Current);
         Ok(())
     }
-}
-
-fn split(path: &str) -> impl Iterator<Item = String> + '_ {
-    path.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .map(str::to_string)
-}
-
-fn join(stack: &[(String, Dir)]) -> String {
-    stack
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect::<Vec<_>>()
-        .join("/")
 }
