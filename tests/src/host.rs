@@ -188,6 +188,11 @@ impl Host {
         &self.config
     }
 
+    /// apd's `--runtime-dir` (its intent journal) on a FUSE host.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
     /// The simulator's uevent socket (a FUSE host): a `SOCK_SEQPACKET`
     /// client gets every uevent from its connect on.
     pub fn uevent_socket(&self) -> &Path {
@@ -367,6 +372,12 @@ impl Host {
         if !self.apd_args.iter().any(|a| a.starts_with("--lock-file")) {
             cmd.arg("--lock-file")
                 .arg(self.root.join("s390apconfig.lock"));
+        }
+        // The intent journal goes with the kernel: per host, kept across
+        // apd restarts, gone with the host's directory.
+        if self.mode == Mode::Fuse && !self.apd_args.iter().any(|a| a.starts_with("--runtime-dir"))
+        {
+            cmd.arg("--runtime-dir").arg(self.runtime_dir());
         }
         cmd.args(&self.apd_args)
             .env("NOTIFY_SOCKET", &notify_path)
