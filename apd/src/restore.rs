@@ -257,13 +257,21 @@ pub async fn retry(engine: &Engine) {
         )
     };
     // Failures of definitions that are gone, manual now, or active (someone
-    // started them) are over.
+    // started them) are over; but an mdev a failed rollback left stays
+    // reported until it is stopped or matches its definition.
     {
         let mut s = engine.state();
-        let host_mdevs: Vec<Uuid> = s.host.mdevs.keys().copied().collect();
+        let host = s.host.clone();
         let defs = s.defs.clone();
-        s.start_failures
-            .retain(|u, _| defs.get(u).is_some_and(|d| d.autostart) && !host_mdevs.contains(u));
+        s.start_failures.retain(|u, f| {
+            let Some(def) = defs.get(u).filter(|d| d.autostart) else {
+                return false;
+            };
+            match host.mdevs.get(u) {
+                None => true,
+                Some(live) => f.left_behind && live.matrix != def.matrix(),
+            }
+        });
     }
     if masks_due {
         tracing::info!("the host changed; applying the persistent masks again");
