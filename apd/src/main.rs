@@ -97,10 +97,19 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
 
     // The door to the kernel and where its uevents come from.
     // The journal outlives apd only where the kernel does (not --sim).
-    let journal = cli
-        .sim
-        .is_none()
-        .then(|| libap::apply::Journal::new(&cli.runtime_dir));
+    // Without a place for it apd could change nothing: say so at once.
+    let journal = match &cli.sim {
+        Some(_) => None,
+        None => {
+            std::fs::create_dir_all(&cli.runtime_dir).map_err(|e| {
+                format!(
+                    "cannot create {} (--runtime-dir, where apd keeps its intent journal): {e}",
+                    cli.runtime_dir.display()
+                )
+            })?;
+            Some(libap::apply::Journal::new(&cli.runtime_dir))
+        }
+    };
     let (sysfs, backend): (Arc<dyn Sysfs>, String) = match &cli.sim {
         Some(path) => {
             let topo = apsim::Topology::from_file(path)
