@@ -1,12 +1,13 @@
 //! kill -9 of apd in the middle of its changes, at seeded points, over a
 //! FUSE-mounted simulator (the kernel survives apd's death only there).
 //!
-//! Commands: define, undefine, start, stop, assign and unassign (live and
-//! persistent), masks --persistent and apply are each run with every
-//! attribute they write slowed down (`.apsim/delay`); apd is killed once
-//! the seeded number of writes is visible in sysfs (0: at a seeded moment
-//! right after the command was sent, where only files may have changed),
-//! then started again on the same configuration and mount. Afterwards the
+//! Commands: define, undefine, start, stop, assign and unassign (live,
+//! persistent, both), masks (live, and with --persistent) and apply are
+//! each run with every attribute they write slowed down (`.apsim/delay`);
+//! apd is killed once the seeded number of writes is visible in sysfs (0:
+//! at a seeded moment right after the command was sent, where only files
+//! may have changed), then started again on the same configuration and
+//! mount. Afterwards the
 //! masks, every mdev's assignment and every file of the configuration
 //! directory are exactly as before the command, or exactly as the command
 //! makes them (no half-assigned mdev, no temporary file, every definition
@@ -86,6 +87,16 @@ fn commands(apply_file: &str, base_file: &str) -> Vec<Command> {
         command("unassign g2 -a 3 -d 1", &["assign g2 -a 3 -d 1"], &[G2]),
         command("assign g2 -d 8 --live", &["unassign g2 -d 8 --live"], &[G2]),
         command(&masks_then, &[&masks_back], &[]),
+        command(
+            &format!("masks --aqmask 0x00000003{}", &AQMASK[10..]),
+            &[&format!("masks --aqmask {AQMASK}")],
+            &[],
+        ),
+        command(
+            "assign g1 -d 3 --persistent",
+            &["unassign g1 -d 3 --persistent"],
+            &[],
+        ),
         command(
             &format!("define --uuid {G4} --name g4 --manual -a 9 -d 9"),
             &["undefine g4"],
