@@ -57,6 +57,15 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Where apd keeps its intent journal (`apply.journal`): every change
+    /// is announced there, synced, before it is made, so that when apd is
+    /// killed half-way (kill -9, a crash) its next start undoes that change
+    /// (the caller never got an answer) before the boot restore. Runtime
+    /// state, as the kernel's: a reboot must clear it (systemd's
+    /// RuntimeDirectory=apd). Unused with --sim, whose kernel ends with apd.
+    #[arg(long, value_name = "DIR", default_value = "/run/apd")]
+    pub runtime_dir: PathBuf,
+
     /// The s390 AP configuration lock shared with s390-tools (chzdev,
     /// ap-check); held while apd writes.
     #[arg(
@@ -88,7 +97,9 @@ action org.apctl.apd.manage (on a session or private bus also the daemon's own \
 uid).
 
 Signals: SIGTERM and SIGINT end apd after the change in progress has finished \
-or rolled back; no mdev is ever left half created.";
+or rolled back; no mdev is ever left half created. After SIGKILL or a crash in \
+the middle of a change, the next start of apd undoes what that change had done \
+(RUNTIME_DIR/apply.journal), then restores as at boot.";
 
 /// `--bus` as a bus, or the sentence apd exits with (status 2).
 pub fn bus_choice(s: &str) -> Result<BusChoice, String> {
@@ -113,6 +124,7 @@ mod tests {
         assert_eq!(cli.mdevctl_root, PathBuf::from("/"));
         assert_eq!(cli.bus, "system");
         assert_eq!(cli.lock_file, PathBuf::from("/run/lock/s390apconfig.lock"));
+        assert_eq!(cli.runtime_dir, PathBuf::from("/run/apd"));
         assert!(cli.uevent_socket.is_none());
         assert!(cli.sim.is_none());
     }

@@ -1,6 +1,7 @@
 //! apd: the single writer of AP crypto configuration on an s390 host.
 //!
-//! Start-up: read the host, serve org.apctl.Apd1, restore the persistent
+//! Start-up: undo a change an earlier apd was killed in the middle of
+//! (its intent journal), read the host, serve org.apctl.Apd1, restore the persistent
 //! masks and autostart mdevs, tell systemd READY, then follow uevents until
 //! SIGTERM/SIGINT, when the write in progress finishes (or rolls back)
 //! before the bus name is released.
@@ -95,6 +96,20 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     let (tx, rx) = mpsc::channel::<Feed>(4096);
 
     // The door to the kernel and where its uevents come from.
+    // The journal outlives apd only where the kernel does (not --sim).
+    // Without a place for it apd could change nothing: say so at once.
+    let journal = match &cli.sim {
+        Some(_) => None,
+        None => {
+            std::fs::create_dir_all(&cli.runtime_dir).map_err(|e| {
+                format!(
+                    "cannot create {} (--runtime-dir, where apd keeps its intent journal): {e}",
+                    cli.runtime_dir.display()
+                )
+            })?;
+            Some(libap::apply::Journal::new(&cli.runtime_dir))
+        }
+    };
     let (sysfs, backend): (Arc<dyn Sysfs>, String) = match &cli.sim {
         Some(path) => {
             let topo = apsim::Topology::from_file(path)
@@ -122,7 +137,7 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     };
     let store = Store::new(&cli.config_dir).beside_mdevctl(&cli.mdevctl_root);
     let lock = lock::ConfigLock::new(&cli.lock_file, LOCK_WAIT);
-    let engine = Engine::new(sysfs, backend.clone(), store, lock);
+    let engine = Engine::new(sysfs, backend.clone(), store, journal, lock);
 
     let signalled = tokio::spawn({
         let engine = engine.clone();
@@ -138,6 +153,10 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
             why
         }
     });
+
+    // A change an earlier apd was killed in the middle of is undone first:
+    // its caller never got an answer, and the restore then starts afresh.
+    restore::recover(&engine).await;
 
     // The one whole read: from here on uevents and our own writes keep the
     // model current. No AP bus means the wrong root or not an s390 host.

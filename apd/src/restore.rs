@@ -1,6 +1,7 @@
-//! Boot restore and retries: load the definitions, apply the persistent
-//! masks, start every autostart definition that is not active; what cannot
-//! be done now is reported and retried when a uevent changes the host.
+//! Boot restore and retries: undo the change an earlier apd was killed in
+//! the middle of, load the definitions, apply the persistent masks, start
+//! every autostart definition that is not active; what cannot be done now
+//! is reported and retried when a uevent changes the host.
 
 use apbus::Error;
 use libap::resync::Stale;
@@ -13,6 +14,56 @@ use crate::ops::{name_map, Started};
 /// `MDEV_STATE=registered` uevent.
 pub const WAITING_FOR_VFIO_AP: &str =
     "waiting for the vfio_ap module: the mdev is started when it is loaded (MDEV_STATE=registered)";
+
+/// Undoes the change an earlier apd left half done when it was killed
+/// (kill -9, a crash): its intent journal names every write it made or was
+/// about to make; each one found in place is undone, so no mdev stays half
+/// created or half assigned and each definition file has its old content.
+/// Runs before the host is read and the definitions are loaded; a failure
+/// is logged naming what is left, and apd goes on.
+pub async fn recover(engine: &Engine) {
+    let Some(journal) = engine.journal().cloned() else {
+        return;
+    };
+    let path = journal.path().display().to_string();
+    let result = match engine.config_lock().await {
+        Ok(_held) => engine
+            .blocking(move |fs| journal.recover(fs).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.sentence())
+            .and_then(|r| r),
+        Err(e) => Err(e.sentence()),
+    };
+    match result {
+        Ok(None) => {}
+        Ok(Some(r)) if r.earlier_boot => {
+            tracing::info!(journal = %path, "dropped an intent journal of an earlier boot: the reboot undid its changes");
+        }
+        Ok(Some(r)) => {
+            for undone in &r.undone {
+                tracing::warn!(journal = %path, "undone after an interrupted change: {undone}");
+            }
+            for failed in &r.failed {
+                tracing::error!(journal = %path, "an interrupted change is not fully undone: {failed}");
+            }
+            let outcome = if r.failed.is_empty() {
+                "it is undone"
+            } else {
+                "it is only partly undone (see above)"
+            };
+            tracing::warn!(
+                journal = %path,
+                undone = r.undone.len(),
+                not_made = r.absent,
+                failed = r.failed.len(),
+                "apd was stopped in the middle of a change (killed?); {outcome}"
+            );
+        }
+        Err(e) => {
+            tracing::error!(journal = %path, error = %e, "cannot undo the change an earlier apd was interrupted in; its intent journal is kept")
+        }
+    }
+}
 
 /// Loads the store into the model (definitions, load errors, persistent
 /// masks). Never fails: bad files are reported and skipped.
@@ -223,13 +274,21 @@ pub async fn retry(engine: &Engine) {
         )
     };
     // Failures of definitions that are gone, manual now, or active (someone
-    // started them) are over.
+    // started them) are over; but an mdev a failed rollback left stays
+    // reported until it is stopped or matches its definition.
     {
         let mut s = engine.state();
-        let host_mdevs: Vec<Uuid> = s.host.mdevs.keys().copied().collect();
+        let host = s.host.clone();
         let defs = s.defs.clone();
-        s.start_failures
-            .retain(|u, _| defs.get(u).is_some_and(|d| d.autostart) && !host_mdevs.contains(u));
+        s.start_failures.retain(|u, f| {
+            let Some(def) = defs.get(u).filter(|d| d.autostart) else {
+                return false;
+            };
+            match host.mdevs.get(u) {
+                None => true,
+                Some(live) => f.left_behind && live.matrix != def.matrix(),
+            }
+        });
     }
     if masks_due {
         tracing::info!("the host changed; applying the persistent masks again");

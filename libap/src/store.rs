@@ -208,7 +208,7 @@ fn replaceable(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn io_err(path: &Path, op: &'static str, e: &std::io::Error) -> StoreError {
+pub(crate) fn io_err(path: &Path, op: &'static str, e: &std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.to_path_buf(),
         op,
@@ -288,6 +288,22 @@ fn load_entry(path: &Path, name: &str) -> Option<Result<Definition, StoreError>>
         }));
     }
     Some(Ok(def))
+}
+
+/// Removes the temporary files of dead writers directly in `dir` (those of
+/// `apd.toml`, saved in CFG itself); anything else there is left alone.
+fn sweep_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if temp_owner(&name).is_some_and(|pid| !process_alive(pid)) {
+            let path = entry.path();
+            tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted save");
+            let _ = fs::remove_file(&path);
+        }
+    }
 }
 
 /// Our temporary file name for `target` (`.target.tmp.<pid>.<n>`).
@@ -386,10 +402,12 @@ impl Store {
     }
 
     /// Load every definition; bad files become errors, the rest load.
-    /// Temporary files of ours are skipped, and removed when the process
-    /// that made them is gone (an interrupted save).
+    /// Temporary files of ours (in `mdevs/` and, those of `apd.toml`, in
+    /// CFG) are skipped, and removed when the process that made them is
+    /// gone (an interrupted save).
     pub fn load(&self) -> LoadReport {
         let mut report = LoadReport::default();
+        sweep_temp_files(&self.dir);
         let dir = self.mdevs_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,

@@ -3,18 +3,22 @@
 //! states A and B on a small host, applying B from A either is refused by
 //! libap before anything is written, or reaches B with no kernel refusal.
 //! A kernel error injected in the middle of an apply leaves every sysfs file
-//! and every definition file exactly as before.
+//! and every definition file exactly as before; so does a writer killed
+//! before or after any write of an apply, once the next one has recovered
+//! its intent journal.
 
 use apsim::{NodeKind, Sim, Topology};
-use libap::apply::{execute, ApplyCause};
+use libap::apply::{execute, execute_journaled, ApplyCause, Journal};
 use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
 use libap::plan::{plan, Plan, Step};
 use libap::store::Store;
-use libap::sysfs::SimSysfs;
+use libap::sysfs::{SimSysfs, SysfsError};
 use libap::validate::Severity;
+use libap::Sysfs;
 use libap::{ApMask, Definition, Host};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use testkit::{diff, dir_snapshot};
 use uuid::Uuid;
 
@@ -515,4 +519,110 @@ fn a_failing_step_names_itself_and_the_rollback() {
         dir_snapshot(store.dir()).is_empty(),
         "the store dir is gone again"
     );
+}
+
+/// A sysfs whose writer dies (panics) at its write number `at` (0-based):
+/// before the write, or, with `answer_lost`, after the kernel made it.
+#[derive(Debug)]
+struct Dying<'a> {
+    inner: &'a SimSysfs,
+    writes: AtomicUsize,
+    at: usize,
+    answer_lost: bool,
+}
+
+impl Sysfs for Dying<'_> {
+    fn read(&self, path: &str) -> Result<String, SysfsError> {
+        self.inner.read(path)
+    }
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst);
+        if n == self.at && !self.answer_lost {
+            panic!("killed before write {n}");
+        }
+        let r = self.inner.write(path, data);
+        if n == self.at {
+            panic!("killed after write {n}");
+        }
+        r
+    }
+    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
+        self.inner.list(path)
+    }
+    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
+        self.inner.read_link(path)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.inner.exists(path)
+    }
+}
+
+/// Files only: a directory the killed run created may stay (empty).
+fn store_files(store: &Store) -> BTreeMap<String, Vec<u8>> {
+    let mut snap = dir_snapshot(store.dir());
+    snap.retain(|k, _| !k.ends_with('/'));
+    snap
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_writer_killed_at_any_write_is_undone_from_its_journal(
+        a in desired_state(true),
+        b in desired_state(true),
+        prune in any::<bool>(),
+        pick in any::<prop::sample::Index>(),
+        answer_lost in any::<bool>(),
+    ) {
+        let fs = boot();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("cfg"));
+        let journal = Journal::new(dir.path().join("run"));
+        if apply_state(&fs, &store, &a, false)?.is_none() {
+            return Ok(());
+        }
+        let host = read_host(&fs);
+        let defs = stored(&store);
+        let Ok(p) = plan(&host, &defs, store.load_masks().expect("masks"), &b, prune) else {
+            return Ok(());
+        };
+        // At most this many writes (a step in place writes none, a mask
+        // step up to two): a kill point past the last write is no kill.
+        let writes: usize = p
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::SetMasks { .. } => 2,
+                s => usize::from(write_path(s).is_some()),
+            })
+            .sum();
+        if writes == 0 {
+            return Ok(());
+        }
+        let at = pick.index(writes);
+        let sys_before = sysfs_snapshot(&fs);
+        let store_before = store_files(&store);
+        let dying = Dying { inner: &fs, writes: AtomicUsize::new(0), at, answer_lost };
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            execute_journaled(&p.steps, &dying, &store, Some(&journal))
+        }));
+        if killed.is_ok() {
+            prop_assert!(!journal.path().exists(), "a finished run leaves no journal");
+            return Ok(());
+        }
+        prop_assert!(journal.path().exists(), "a killed run leaves its journal");
+        let recovery = journal
+            .recover(&fs)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+            .expect("a journal to recover");
+        prop_assert!(recovery.failed.is_empty(), "{:?}", recovery.failed);
+        prop_assert!(!journal.path().exists(), "the journal is gone after recovery");
+        let d = diff(&sys_before, &sysfs_snapshot(&fs));
+        prop_assert!(d.is_empty(), "sysfs differs after recovery from write {at}: {d:#?}\n{recovery:#?}");
+        let d = diff(&store_before, &store_files(&store));
+        prop_assert!(d.is_empty(), "store differs after recovery from write {at}: {d:#?}");
+        // A second recovery finds nothing.
+        prop_assert!(journal.recover(&fs).map_err(|e| TestCaseError::fail(e.to_string()))?.is_none());
+    }
 }

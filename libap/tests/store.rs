@@ -152,6 +152,28 @@ fn leftover_temp_files_are_ignored_and_cleaned() {
     assert!(foreign.exists());
 }
 
+/// apd killed while it saved the persistent masks: their temporary file
+/// sits in CFG, beside apd.toml, not in CFG/mdevs.
+#[test]
+fn a_dead_writers_temp_file_of_the_masks_is_cleaned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path());
+    store
+        .save_masks(Some(ApMask::full()), None)
+        .expect("save masks");
+    let dead = dir.path().join(".apd.toml.tmp.4294967294.3");
+    fs::write(&dead, "apmask = \"0x").expect("write");
+    let live = dir
+        .path()
+        .join(format!(".apd.toml.tmp.{}.999999", std::process::id()));
+    fs::write(&live, "apmask = \"0x").expect("write");
+    let r = store.load();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(!dead.exists(), "{} is left behind", dead.display());
+    assert!(live.exists());
+    assert_eq!(store.load_masks(), Ok((Some(ApMask::full()), None)));
+}
+
 #[test]
 fn readers_never_see_a_partial_file() {
     let dir = tempfile::tempdir().expect("tempdir");

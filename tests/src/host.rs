@@ -188,6 +188,11 @@ impl Host {
         &self.config
     }
 
+    /// apd's `--runtime-dir` (its intent journal) on a FUSE host.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
     /// The simulator's uevent socket (a FUSE host): a `SOCK_SEQPACKET`
     /// client gets every uevent from its connect on.
     pub fn uevent_socket(&self) -> &Path {
@@ -368,6 +373,12 @@ impl Host {
             cmd.arg("--lock-file")
                 .arg(self.root.join("s390apconfig.lock"));
         }
+        // The intent journal goes with the kernel: per host, kept across
+        // apd restarts, gone with the host's directory.
+        if self.mode == Mode::Fuse && !self.apd_args.iter().any(|a| a.starts_with("--runtime-dir"))
+        {
+            cmd.arg("--runtime-dir").arg(self.runtime_dir());
+        }
         cmd.args(&self.apd_args)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null());
@@ -510,6 +521,37 @@ impl Host {
             }
             thread::sleep(POLL);
         }
+    }
+
+    /// Kills apd with SIGKILL, as a crash would: nothing of it runs on (no
+    /// rollback, no reply); returns once it is reaped and its bus name is
+    /// gone. A write it had sent the kernel may still complete.
+    pub fn kill_apd(&mut self) {
+        let Some(mut apd) = self.apd.take() else {
+            panic!("Host::kill_apd: apd is not running (never spawned, or stopped)");
+        };
+        let pgid = Pid::from_raw(i32::try_from(apd.id()).unwrap_or(i32::MAX));
+        if let Err(e) = killpg(pgid, Signal::SIGKILL) {
+            panic!("cannot send SIGKILL to apd (pid {pgid}): {e}");
+        }
+        self.wait_for("apd to die of SIGKILL", || apd.exited().is_some());
+        self.wait_for("apd's bus name to be released after SIGKILL", || {
+            self.bus().name_has_owner(APD_BUS_NAME) == Ok(false)
+        });
+    }
+
+    /// Starts apctl against this host's bus and returns at once (for a
+    /// command that apd is killed in the middle of).
+    pub fn apctl_spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(bin("apctl"))
+            .args(args)
+            .env("APCTL_BUS", self.bus_address())
+            .env("APCTL_CHZDEV_RULE", self.chzdev_rule())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run apctl {}: {e}", args.join(" ")))
     }
 
     pub fn restart_apd(&mut self) {

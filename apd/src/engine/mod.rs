@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, QueueInfo, Status};
-use libap::apply::{ApplyError, ApplyReport};
+use libap::apply::{ApplyError, ApplyReport, Journal};
 use libap::host::Owner;
 use libap::plan::Step;
 use libap::resync::Stale;
@@ -59,6 +59,8 @@ pub struct Engine {
     sysfs: Arc<dyn Sysfs>,
     backend: String,
     store: Store,
+    /// Where each change is announced before it is made (None: --sim).
+    journal: Option<Journal>,
     lock: ConfigLock,
     writer: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -130,17 +132,20 @@ impl ChangeGuard<'_> {
 
 impl Engine {
     /// An engine on `sysfs` (`backend` describes it for Status), storing
-    /// definitions in `store`, writing under `lock`.
+    /// definitions in `store`, announcing each change in `journal`,
+    /// writing under `lock`.
     pub fn new(
         sysfs: Arc<dyn Sysfs>,
         backend: String,
         store: Store,
+        journal: Option<Journal>,
         lock: ConfigLock,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             sysfs,
             backend,
             store,
+            journal,
             lock,
             writer: tokio::sync::Mutex::new(()),
             state: Mutex::new(State::default()),
@@ -184,6 +189,11 @@ impl Engine {
     /// The definition store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The intent journal (None on the in-process simulator).
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
     }
 
     /// The model, for a short synchronous look.
@@ -294,13 +304,17 @@ impl Engine {
     }
 
     /// Runs `steps` with libap's executor, all or nothing, as one blocking
-    /// job (a shutdown waits for it). The caller holds the writer and the
-    /// s390 lock (`_held`: it decided on what it read under the lock), and
-    /// re-reads [`touched`] afterwards.
+    /// job (a shutdown waits for it), each change announced in the
+    /// journal first (a kill half-way is undone at the next start). The
+    /// caller holds the writer and the s390 lock (`_held`: it decided on
+    /// what it read under the lock), and re-reads [`touched`] afterwards.
     pub async fn execute(&self, _held: &LockGuard, steps: Vec<Step>) -> Result<Executed, Error> {
         let store = self.store.clone();
-        self.blocking(move |fs| libap::apply::execute_steps(&steps, fs, &store).map_err(Box::new))
-            .await
+        let journal = self.journal.clone();
+        self.blocking(move |fs| {
+            libap::apply::execute_journaled(&steps, fs, &store, journal.as_ref()).map_err(Box::new)
+        })
+        .await
     }
 
     /// Re-reads what `stale` names, against `model`, on a blocking thread.

@@ -21,6 +21,9 @@ pub struct Failure {
     pub message: String,
     /// [`State::host_gen`] when it failed.
     pub host_gen: u64,
+    /// The failed start could not be rolled back: the mdev it left stays
+    /// reported while it differs from its definition.
+    pub left_behind: bool,
 }
 
 /// apd's model.

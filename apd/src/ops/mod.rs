@@ -62,9 +62,13 @@ impl Engine {
     /// Records that an automatic start (or the persistent masks) failed.
     pub fn record_failure(&self, uuid: Option<Uuid>, message: String) {
         let mut s = self.state();
+        // An automatic start only meets inactive mdevs: one there now is
+        // what a failed rollback left.
+        let left_behind = uuid.is_some_and(|u| s.host.mdevs.contains_key(&u));
         let f = Failure {
             message,
             host_gen: s.host_gen,
+            left_behind,
         };
         match uuid {
             Some(u) => {

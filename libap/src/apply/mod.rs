@@ -18,6 +18,10 @@
 //! have the value, ...): such a step writes nothing and is reported as
 //! [`Outcome::InPlace`], so a caller can tell no change from a change.
 //!
+//! With a [`Journal`] ([`execute_journaled`]) each change is announced
+//! in it, synced, before it is made, so a writer killed half-way can be
+//! undone by the next one ([`Journal::recover`]).
+//!
 //! The caller holds the writer lock (`/run/lock/s390apconfig.lock`);
 //! [`execute`] takes none.
 
@@ -31,9 +35,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use uuid::Uuid;
 
+mod journal;
 mod report;
 mod undo;
 
+pub use journal::{Journal, Recovery, JOURNAL_FILE};
 pub use report::{ApplyCause, ApplyError, ApplyReport, Outcome, StepReport};
 use undo::{
     create_mdev, read_card_config, read_mask, remove_mdev, snapshot, write_card_config, write_id,
@@ -75,6 +81,13 @@ impl Live {
         }
     }
 
+    /// Drops what is known of the mdev `undo` changed: re-read when next needed.
+    fn forget(&mut self, undo: &Undo) {
+        if let Some(uuid) = undo.mdev() {
+            self.mdevs.remove(&uuid);
+        }
+    }
+
     fn set(&mut self, uuid: Uuid, kind: AssignKind, id: u8, assigned: bool) {
         if let Some(Some(m)) = self.mdevs.get_mut(&uuid) {
             let ids = Self::ids(m, kind);
@@ -87,13 +100,56 @@ impl Live {
     }
 }
 
+/// The changes a run has made, each as its [`Undo`], and the journal
+/// that announces each before it is made.
+#[derive(Debug, Default)]
+struct Changes<'j> {
+    undo: Vec<Undo>,
+    journal: Option<&'j Journal>,
+    recorder: Option<journal::Recorder>,
+}
+
+impl Changes<'_> {
+    /// Announces the change `undo` undoes, before it is made (the journal
+    /// is started with the first one: a plan in place writes none).
+    fn intend(&mut self, undo: &Undo) -> Result<(), ApplyCause> {
+        let Some(journal) = self.journal else {
+            return Ok(());
+        };
+        let recorder = match &mut self.recorder {
+            Some(r) => r,
+            None => self.recorder.insert(journal.begin()?),
+        };
+        recorder.record(undo).map_err(ApplyCause::Store)
+    }
+
+    /// The change is made (or, for a file, may be half made).
+    fn done(&mut self, undo: Undo) {
+        self.undo.push(undo);
+    }
+
+    /// Announces and notes a change before it is made.
+    fn before(&mut self, undo: Undo) -> Result<(), ApplyCause> {
+        self.intend(&undo)?;
+        self.done(undo);
+        Ok(())
+    }
+
+    /// The run has ended, done or rolled back: its journal goes.
+    fn finish(self) {
+        if let Some(r) = self.recorder {
+            r.finish();
+        }
+    }
+}
+
 /// Run one step; on success its undo entries are on `undo`.
 fn run_step(
     step: &Step,
     sysfs: &dyn Sysfs,
     store: &Store,
     live: &mut Live,
-    undo: &mut Vec<Undo>,
+    undo: &mut Changes<'_>,
 ) -> Result<Outcome, ApplyCause> {
     match step {
         Step::StoreMasks { .. } | Step::Define(_) | Step::Redefine { .. } | Step::Undefine(_) => {
@@ -109,7 +165,11 @@ fn run_step(
 
 /// A step on the definition store. Its undo is pushed before writing, so
 /// a write that fails half-way (renamed but not synced) is restored too.
-fn run_store_step(step: &Step, store: &Store, undo: &mut Vec<Undo>) -> Result<Outcome, ApplyCause> {
+fn run_store_step(
+    step: &Step,
+    store: &Store,
+    undo: &mut Changes<'_>,
+) -> Result<Outcome, ApplyCause> {
     let path = match step {
         Step::StoreMasks { .. } => store.masks_path(),
         Step::Define(def) | Step::Redefine { new: def, .. } | Step::Undefine(def) => {
@@ -121,7 +181,7 @@ fn run_store_step(step: &Step, store: &Store, undo: &mut Vec<Undo>) -> Result<Ou
     if matches!(step, Step::Undefine(_)) && old.is_none() {
         return Ok(Outcome::InPlace);
     }
-    undo.push(Undo::File { old, path });
+    undo.before(Undo::File { old, path })?;
     match step {
         Step::StoreMasks { apmask, aqmask } => store.save_masks(*apmask, *aqmask)?,
         Step::Define(def) | Step::Redefine { new: def, .. } => store.save(def)?,
@@ -138,14 +198,16 @@ fn set_masks(
     sysfs: &dyn Sysfs,
     apmask: ApMask,
     aqmask: ApMask,
-    undo: &mut Vec<Undo>,
+    undo: &mut Changes<'_>,
 ) -> Result<Outcome, ApplyCause> {
     let mut outcome = Outcome::InPlace;
     for (path, new) in [(paths::APMASK, apmask), (paths::AQMASK, aqmask)] {
         let old = read_mask(sysfs, path)?;
         if old != new {
+            let u = Undo::Mask { path, old, new };
+            undo.intend(&u)?;
             sysfs.write(path, format!("{new}\n").as_bytes())?;
-            undo.push(Undo::Mask { path, old });
+            undo.done(u);
             outcome = Outcome::Changed;
         }
     }
@@ -157,14 +219,16 @@ fn configure(
     sysfs: &dyn Sysfs,
     adapter: u8,
     on: bool,
-    undo: &mut Vec<Undo>,
+    undo: &mut Changes<'_>,
 ) -> Result<Outcome, ApplyCause> {
     let was_on = read_card_config(sysfs, adapter)?;
     if was_on == on {
         return Ok(Outcome::InPlace);
     }
+    let u = Undo::Configured { adapter, was_on };
+    undo.intend(&u)?;
     write_card_config(sysfs, adapter, on)?;
-    undo.push(Undo::Configured { adapter, was_on });
+    undo.done(u);
     Ok(Outcome::Changed)
 }
 
@@ -174,41 +238,49 @@ fn run_mdev_step(
     step: &Step,
     sysfs: &dyn Sysfs,
     live: &mut Live,
-    undo: &mut Vec<Undo>,
+    undo: &mut Changes<'_>,
 ) -> Result<Outcome, ApplyCause> {
     match *step {
         Step::Create { uuid, .. } => {
             if live.matrix(sysfs, uuid)?.is_some() {
                 return Ok(Outcome::InPlace);
             }
+            let u = Undo::Created { uuid };
+            undo.intend(&u)?;
             create_mdev(sysfs, uuid)?;
             live.mdevs.insert(uuid, Some(Matrix::default()));
-            undo.push(Undo::Created { uuid });
+            undo.done(u);
         }
         Step::Remove { uuid, .. } => {
             // Recreate it as it is now, not as it was when planned.
             let Some(matrix) = live.matrix(sysfs, uuid)? else {
                 return Ok(Outcome::InPlace);
             };
+            let u = Undo::Removed { uuid, matrix };
+            undo.intend(&u)?;
             remove_mdev(sysfs, uuid)?;
             live.mdevs.insert(uuid, None);
-            undo.push(Undo::Removed { uuid, matrix });
+            undo.done(u);
         }
         Step::Assign { uuid, kind, id, .. } => {
             if live.has(sysfs, uuid, kind, id) {
                 return Ok(Outcome::InPlace);
             }
+            let u = Undo::Assigned { uuid, kind, id };
+            undo.intend(&u)?;
             write_id(sysfs, uuid, "assign", kind, id)?;
             live.set(uuid, kind, id, true);
-            undo.push(Undo::Assigned { uuid, kind, id });
+            undo.done(u);
         }
         Step::Unassign { uuid, kind, id, .. } => {
             if !live.has(sysfs, uuid, kind, id) {
                 return Ok(Outcome::InPlace);
             }
+            let u = Undo::Unassigned { uuid, kind, id };
+            undo.intend(&u)?;
             write_id(sysfs, uuid, "unassign", kind, id)?;
             live.set(uuid, kind, id, false);
-            undo.push(Undo::Unassigned { uuid, kind, id });
+            undo.done(u);
         }
         _ => return Ok(Outcome::InPlace),
     }
@@ -220,13 +292,25 @@ pub fn execute(plan: &Plan, sysfs: &dyn Sysfs, store: &Store) -> Result<ApplyRep
     execute_steps(&plan.steps, sysfs, store)
 }
 
-/// Run `steps` in order. On the first failure every completed step is
-/// undone in reverse order and the error says which step failed, why, and
-/// whether the rollback was complete.
+/// Run `steps` in order, without a journal ([`execute_journaled`]).
 pub fn execute_steps(
     steps: &[Step],
     sysfs: &dyn Sysfs,
     store: &Store,
+) -> Result<ApplyReport, ApplyError> {
+    execute_journaled(steps, sysfs, store, None)
+}
+
+/// Run `steps` in order, each change announced in `journal` (if any)
+/// before it is made. On the first failure every completed step is
+/// undone in reverse order and the error says which step failed, why, and
+/// whether the rollback was complete. The journal is removed when the run
+/// ends either way: only a writer killed half-way leaves one.
+pub fn execute_journaled(
+    steps: &[Step],
+    sysfs: &dyn Sysfs,
+    store: &Store,
+    journal: Option<&Journal>,
 ) -> Result<ApplyReport, ApplyError> {
     // Directories a definition write may create; removed again on rollback
     // when they were not there before and are empty.
@@ -235,7 +319,10 @@ pub fn execute_steps(
         .filter(|d| !d.exists())
         .collect();
     let total = steps.len();
-    let mut undo: Vec<Undo> = Vec::new();
+    let mut undo = Changes {
+        journal,
+        ..Changes::default()
+    };
     let mut live = Live::default();
     let mut report = ApplyReport { steps: Vec::new() };
     for (i, step) in steps.iter().enumerate() {
@@ -260,7 +347,7 @@ pub fn execute_steps(
         };
         tracing::warn!(step = i + 1, total, action = step.action(), target = %step.target(), %cause, "step failed, rolling back");
         let mut not_rolled_back = Vec::new();
-        while let Some(u) = undo.pop() {
+        while let Some(u) = undo.undo.pop() {
             if let Err(e) = u.run(sysfs) {
                 tracing::error!(undo = %u.describe(), error = %e, "rollback step failed");
                 not_rolled_back.push(format!("could not {} ({e})", u.describe()));
@@ -272,6 +359,7 @@ pub fn execute_steps(
                 let _ = std::fs::remove_dir(d);
             }
         }
+        undo.finish();
         return Err(ApplyError {
             index: i + 1,
             total,
@@ -281,5 +369,6 @@ pub fn execute_steps(
             not_rolled_back,
         });
     }
+    undo.finish();
     Ok(report)
 }

@@ -13,8 +13,12 @@ use uuid::Uuid;
 /// How to undo one completed change.
 #[derive(Debug, Clone)]
 pub(super) enum Undo {
-    /// Write the old mask back.
-    Mask { path: &'static str, old: ApMask },
+    /// Write the old mask back (`new`: what the step wrote).
+    Mask {
+        path: &'static str,
+        old: ApMask,
+        new: ApMask,
+    },
     /// Put the old file content back (None: the file did not exist).
     File { path: PathBuf, old: Option<Vec<u8>> },
     /// Remove the mdev we created.
@@ -129,10 +133,21 @@ pub(super) fn restore_file(path: &Path, old: &Option<Vec<u8>>) -> Result<(), Str
 }
 
 impl Undo {
+    /// The mdev the change is on, if any.
+    pub(super) fn mdev(&self) -> Option<Uuid> {
+        match self {
+            Undo::Created { uuid }
+            | Undo::Removed { uuid, .. }
+            | Undo::Assigned { uuid, .. }
+            | Undo::Unassigned { uuid, .. } => Some(*uuid),
+            Undo::Mask { .. } | Undo::File { .. } | Undo::Configured { .. } => None,
+        }
+    }
+
     /// What the undo does, for the report when it fails.
     pub(super) fn describe(&self) -> String {
         match self {
-            Undo::Mask { path, old } => format!("restore {path} to {old}"),
+            Undo::Mask { path, old, .. } => format!("restore {path} to {old}"),
             Undo::File { path, old: Some(_) } => {
                 format!("restore the old content of {}", path.display())
             }
@@ -161,7 +176,9 @@ impl Undo {
     pub(super) fn run(&self, sysfs: &dyn Sysfs) -> Result<(), String> {
         let s = |e: SysfsError| e.to_string();
         match self {
-            Undo::Mask { path, old } => sysfs.write(path, format!("{old}\n").as_bytes()).map_err(s),
+            Undo::Mask { path, old, .. } => {
+                sysfs.write(path, format!("{old}\n").as_bytes()).map_err(s)
+            }
             Undo::File { path, old } => restore_file(path, old),
             Undo::Created { uuid } => remove_mdev(sysfs, *uuid).map_err(s),
             Undo::Assigned { uuid, kind, id } => {
