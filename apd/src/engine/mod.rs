@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
 use crate::lock::ConfigLock;
 
-mod queues;
+pub(crate) mod queues;
 mod state;
 
 pub use state::{with_remedy, Failure, State};
@@ -66,6 +66,7 @@ pub struct Engine {
     stop_requested: tokio::sync::Notify,
     refresh_pending: AtomicBool,
     refresh_wanted: tokio::sync::Notify,
+    queue_states: queues::QueueStates,
 }
 
 /// A change of the model the engine tells its subscriber (apd's D-Bus
@@ -131,6 +132,7 @@ impl Engine {
             stop_requested: tokio::sync::Notify::new(),
             refresh_pending: AtomicBool::new(false),
             refresh_wanted: tokio::sync::Notify::new(),
+            queue_states: queues::QueueStates::default(),
         })
     }
 
@@ -280,6 +282,7 @@ impl Engine {
         if stale.is_empty() {
             return Ok(self.state().host.clone());
         }
+        self.queue_states.forget(&stale);
         let snapshot = self.state().host.clone();
         match self.read_stale(snapshot, stale.clone()).await? {
             Ok(delta) => {
@@ -289,6 +292,7 @@ impl Engine {
             }
             Err(e) if !stale.everything => {
                 tracing::warn!(error = %e, ?stale, "a partial re-read failed; reading the whole host");
+                self.queue_states.forget(&Stale::everything());
                 let host = self.read_host().await?;
                 self.state().set_host(host);
             }
