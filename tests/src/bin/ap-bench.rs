@@ -21,9 +21,13 @@ use e2e::{bin, describe, fuse_available, liveness_timeout, tail, Host, HostOptio
 use futures_lite::StreamExt;
 use tokio::runtime::Runtime;
 
+#[path = "ap_bench/scale.rs"]
+mod scale;
+
 const USAGE: &str =
     "usage: ap-bench [--smoke] [--runs N] [--heavy-runs N] [--backend fuse|in-process]
-                [--boot-budget SECS] [--fuse-big | --fuse-big-list] [--write FILE]
+                [--boot-budget SECS] [--skip-fuse-big | --fuse-big]
+                [--no-scale | --scale-only] [--idle-secs N] [--write FILE]
 
 End-to-end timings of apctl, apd's D-Bus calls, boot restore and uevent
 handling, on the big host (256 adapters x 256 domains), the seed host and a
@@ -40,10 +44,19 @@ in-process simulator. Build first: cargo build --release --workspace
   --boot-budget S    a boot restore of K mdevs is skipped when the two K before
                      it, at twice their slope, project more than S seconds
                      (default 40)
-  --fuse-big         also start apd on the FUSE-mounted big host (READY only;
-                     it takes many minutes: apd reads every attribute of its
-                     65,536 queues through FUSE, tens of FUSE requests each)
-  --fuse-big-list    --fuse-big, then one `apctl list` and one adapter removal
+  --skip-fuse-big    skip apd on the FUSE-mounted big host (by default it
+                     starts there, then one `apctl list` and one adapter
+                     removal)
+  --fuse-big         on the FUSE-mounted big host only apd's start
+  --no-scale         skip the scale section (issue 17): apd's start and its
+                     FUSE requests on 16x16, 64x64, 256x256 hosts; boot
+                     restore of 10, 100, 1,000 autostart mdevs beside the
+                     bare writes of the same end state; `list` beside bare
+                     reads; `queues`; `start` and `list -d` beside mdevctl's
+                     (when installed under target/mdevctl); apd idle
+  --scale-only       only the scale section
+  --idle-secs N      how long apd is watched idle in the scale section
+                     (default 60)
   --write FILE       also replace the section between the ap-bench markers in
                      FILE (appended when FILE has none)";
 
@@ -84,6 +97,9 @@ struct Opts {
     backends: Vec<Mode>,
     boot_budget: Duration,
     fuse_big: FuseBig,
+    /// The scale section, unless `--no-scale`.
+    scale: Option<scale::ScaleOpts>,
+    scale_only: bool,
     write: Option<PathBuf>,
 }
 
@@ -101,7 +117,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
         heavy_runs: 3,
         backends: vec![Mode::Fuse, Mode::InProcess],
         boot_budget: Duration::from_secs(40),
-        fuse_big: FuseBig::Skip,
+        fuse_big: FuseBig::List,
+        scale: Some(scale::ScaleOpts {
+            ks: vec![10, 100, 1000],
+            runs: 3,
+            idle: Duration::from_secs(60),
+        }),
+        scale_only: false,
         write: None,
     };
     let mut runs = None;
@@ -124,8 +146,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
                     _ => return Err(format!("--backend {v:?}: give fuse or in-process")),
                 };
             }
+            "--skip-fuse-big" => opts.fuse_big = FuseBig::Skip,
             "--fuse-big" => opts.fuse_big = FuseBig::Ready,
             "--fuse-big-list" => opts.fuse_big = FuseBig::List,
+            "--no-scale" => opts.scale = None,
+            "--scale-only" => opts.scale_only = true,
+            "--idle-secs" => {
+                let secs = positive("--idle-secs", &value("--idle-secs")?)?;
+                if let Some(s) = opts.scale.as_mut() {
+                    s.idle = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX));
+                }
+            }
             "--write" => opts.write = Some(PathBuf::from(value("--write")?)),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -134,6 +165,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
     if opts.smoke {
         opts.backends = vec![Mode::InProcess];
         opts.fuse_big = FuseBig::Skip;
+        opts.scale = None;
+    }
+    if opts.scale_only && opts.scale.is_none() {
+        return Err("--scale-only and --no-scale (or --smoke) exclude each other".to_owned());
     }
     opts.runs = runs.unwrap_or(if opts.smoke { 2 } else { 20 });
     Ok(opts)
@@ -1299,6 +1334,14 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
         }
         backends.push(mode);
     }
+    if opts.scale_only {
+        if let Some(s) = &opts.scale {
+            if backends.contains(&Mode::Fuse) {
+                scale::run(&mut report, rt, s)?;
+            }
+        }
+        return Ok(report);
+    }
     let (big, seed, wide) = (HostSpec::big(), HostSpec::seed(), HostSpec::wide());
     let specs: Vec<&HostSpec> = if opts.smoke {
         vec![&seed]
@@ -1313,8 +1356,7 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
                         mode,
                         spec.label,
                         "apd spawn → READY, and every command",
-                        "minutes for apd's one whole read at start (65,536 queues through FUSE, no lookup cache); `--fuse-big`"
-                            .to_owned(),
+                        "`--skip-fuse-big`".to_owned(),
                     );
                 } else {
                     fuse_big(&mut report, rt, spec, opts.fuse_big)?;
@@ -1344,6 +1386,11 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
                 continue;
             }
             boot_restore(&mut report, rt, spec, mode, ks, opts.boot_budget, &sizes)?;
+        }
+    }
+    if let Some(s) = &opts.scale {
+        if backends.contains(&Mode::Fuse) {
+            scale::run(&mut report, rt, s)?;
         }
     }
     Ok(report)
@@ -1496,7 +1543,22 @@ mod tests {
             (2, vec![Mode::InProcess])
         );
         assert_eq!(smoke.fuse_big, FuseBig::Skip);
-        assert_eq!(parse(&[]).expect("defaults").fuse_big, FuseBig::Skip);
+        let defaults = parse(&[]).expect("defaults");
+        assert_eq!(
+            defaults.fuse_big,
+            FuseBig::List,
+            "the big FUSE host by default"
+        );
+        assert!(defaults.scale.is_some() && !defaults.scale_only);
+        assert!(smoke.scale.is_none());
+        assert_eq!(
+            parse(&["--skip-fuse-big"]).expect("args").fuse_big,
+            FuseBig::Skip
+        );
+        let idle = parse(&["--scale-only", "--idle-secs", "5"]).expect("args");
+        assert!(idle.scale_only);
+        assert_eq!(idle.scale.map(|s| s.idle), Some(Duration::from_secs(5)));
+        assert!(parse(&["--scale-only", "--no-scale"]).is_err());
         assert_eq!(
             parse(&["--fuse-big"]).expect("args").fuse_big,
             FuseBig::Ready
