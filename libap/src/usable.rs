@@ -166,7 +166,7 @@ impl Host {
         } else if queue.is_none() {
             Unusable::NoQueue(apqn)
         } else if !self.is_vfio_bound(apqn) {
-            match queue.and_then(|q| q.driver.clone()) {
+            match queue.and_then(|q| q.driver.as_deref().map(str::to_string)) {
                 Some(drv) => Unusable::BoundTo(apqn, drv),
                 None => Unusable::Unbound(apqn),
             }

@@ -186,7 +186,7 @@ impl Engine {
                         .online
                         .unwrap_or_else(|| state.config && card.is_some_and(|c| c.online)),
                     chkstop: state.chkstop,
-                    driver: q.driver.clone().unwrap_or_default(),
+                    driver: q.driver.as_deref().unwrap_or_default().to_string(),
                     owner: owner.to_string(),
                     owner_uuid,
                     owner_name,

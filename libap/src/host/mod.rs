@@ -183,10 +183,11 @@ pub struct Card {
 pub struct Queue {
     /// The APQN.
     pub apqn: Apqn,
-    /// Driver name (basename of the `driver` link), None when unbound.
+    /// Driver name (basename of the `driver` link), None when unbound;
+    /// one shared string per driver, not a copy per queue (65,536 queues).
     /// (A vfio_ap queue's `status` is not kept: it changes without a
     /// uevent when an mdev is assigned or opened; see [`Mdev::in_use`].)
-    pub driver: Option<String>,
+    pub driver: Option<std::sync::Arc<str>>,
 }
 
 /// A queue's state attributes, read when a report shows them

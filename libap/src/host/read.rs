@@ -7,6 +7,7 @@ use crate::matrix::{parse_ap_config, parse_control_domains, parse_matrix, Matrix
 use crate::resync::VfioPart;
 use crate::sysfs::{Sysfs, SysfsError};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
@@ -333,7 +334,7 @@ pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostErro
 /// Which driver each queue is bound to, from the drivers' own directories
 /// (`bus/ap/drivers/<driver>/XX.YYYY`, kernel spec §3): one listing per AP
 /// driver instead of one `driver` link per queue.
-pub(crate) fn read_bindings(fs: &dyn Sysfs) -> Result<BTreeMap<Apqn, String>, HostError> {
+pub(crate) fn read_bindings(fs: &dyn Sysfs) -> Result<BTreeMap<Apqn, Arc<str>>, HostError> {
     let gone = |e: &SysfsError| e.errno == libc::ENOENT || e.errno == libc::ENOTDIR;
     let drivers = match fs.list(paths::AP_DRIVERS) {
         Ok(d) => d,
@@ -348,6 +349,7 @@ pub(crate) fn read_bindings(fs: &dyn Sysfs) -> Result<BTreeMap<Apqn, String>, Ho
             Err(e) if gone(&e) => continue,
             Err(e) => return Err(e.into()),
         };
+        let driver: Arc<str> = driver.into();
         for name in names {
             if let Ok(apqn) = name.parse::<Apqn>() {
                 bound.insert(apqn, driver.clone());
@@ -359,14 +361,14 @@ pub(crate) fn read_bindings(fs: &dyn Sysfs) -> Result<BTreeMap<Apqn, String>, Ho
 
 /// The driver of a queue (basename of its `driver` link); None when
 /// unbound or gone.
-pub(crate) fn read_driver(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<String>, HostError> {
+pub(crate) fn read_driver(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Arc<str>>, HostError> {
     match fs.read_link(&format!("{}/driver", paths::queue(apqn))) {
         Ok(target) => Ok(target
             .trim_end_matches('/')
             .rsplit('/')
             .next()
-            .map(str::to_string)
-            .filter(|s| !s.is_empty())),
+            .filter(|s| !s.is_empty())
+            .map(Arc::from)),
         Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINVAL => Ok(None),
         Err(e) => Err(e.into()),
     }
