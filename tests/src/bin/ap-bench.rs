@@ -1278,13 +1278,17 @@ fn section(report: &Report, total: Duration) -> String {
          the write until `PropertiesChanged` shows the result; boot rows run \
          from apd's spawn to its `READY=1` on NOTIFY_SOCKET (apd starts every \
          autostart mdev before it); a K whose projection (twice the slope of \
-         the two K before it) exceeds the budget is skipped. Where apd's one whole \
-         read of the host (at its start) takes seconds through FUSE (wide host) a row has 1-3 runs and no warm-up; \
-         elsewhere one untimed warm-up run came first. p90 is nearest rank. FUSE = apd on a \
+         the two K before it) exceeds the budget is skipped. Where a FUSE run \
+         takes seconds (big and wide hosts, the scale rows) a row has 1-3 runs \
+         and no warm-up; elsewhere one untimed warm-up run came first. p90 is nearest rank. FUSE = apd on a \
          FUSE-mounted apsim (the real sysfs code path), in-process = `apd --sim`. \
          Hosts: big = `apsim/examples/big.toml` (256 adapters x 256 domains), \
          seed = `apsim/examples/seed.toml` (7 x 5), wide = 256 adapters x 4 \
-         domains (generated; room for 1,000 disjoint mdevs). 1,000 defined = \
+         domains (generated; room for 1,000 disjoint mdevs); the scale rows \
+         (issue 17) run on generated 16x16 and 64x64 hosts and on the big one \
+         (256x256): a bare row is this process writing or reading only what \
+         is needed (open, write or read, close per attribute, as echo and cat), \
+         the boot anchor on a fresh mount of the same host. 1,000 defined = \
          imported mdevctl definitions, inactive.\n\n",
     );
     s.push_str(&report.table());
