@@ -199,3 +199,33 @@ fn a_changed_value_reads_changed_at_once() {
         assert_eq!(m.read("bus/ap/apmask"), before);
     }
 }
+
+/// `.apsim/requests` counts the FUSE requests the mount served: it only
+/// grows, each `cat` costs at least its open and read, and it is
+/// read-only.
+#[test]
+fn the_mount_counts_the_requests_it_serves() {
+    require_fuse!();
+    let m = Mount::seed();
+    let count = |m: &Mount| -> u64 {
+        m.read(".apsim/requests")
+            .trim()
+            .parse()
+            .expect("a decimal count")
+    };
+    let before = count(&m);
+    for _ in 0..10 {
+        m.read("bus/ap/apmask");
+    }
+    let after = count(&m);
+    assert!(
+        after >= before + 20,
+        "10 reads of apmask: {before} -> {after} requests"
+    );
+    assert!(count(&m) > after, "reading the count is a request too");
+    assert_eq!(
+        m.write_raw(".apsim/requests", b"0\n")
+            .expect_err("read-only"),
+        libc::EACCES
+    );
+}

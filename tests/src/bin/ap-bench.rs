@@ -701,7 +701,9 @@ fn ready_after(host: &Host) -> Res<(Instant, Duration)> {
 }
 
 /// read(2) calls apsim has made so far: each is one FUSE request taken
-/// from /dev/fuse (plus a handful on its uevent socket). None in-process.
+/// from /dev/fuse (plus a handful on its uevent socket); apsim's own
+/// `.apsim/requests` agrees within a few, and reading it would cost
+/// requests of its own. None in-process.
 fn apsim_reads(host: &Host) -> Option<u64> {
     if host.mode() != Mode::Fuse {
         return None;
