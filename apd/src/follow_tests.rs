@@ -5,7 +5,8 @@
 //! rule against the simulator, which sends uevents as kernel spec §9 says:
 //! after random writes and LPAR/module changes, the model kept from the
 //! uevents (plus `Stale::after_write` for the writes, as apd does for its
-//! own) equals `Host::read`.
+//! own) equals `Host::read`; and the queue states apd keeps for its
+//! reports (dropped by what the uevents name) equal a fresh read.
 
 use std::sync::mpsc::Receiver;
 
@@ -16,6 +17,7 @@ use libap::sysfs::{SimSysfs, Sysfs};
 use libap::Host;
 use proptest::prelude::*;
 
+use crate::engine::queues::{read_states, QueueStates};
 use crate::uevents;
 
 const SEED: &str = include_str!("../../apsim/examples/seed.toml");
@@ -86,6 +88,7 @@ proptest! {
         let rx = sim.subscribe();
         let fs = SimSysfs(sim);
         let mut model = Host::read(&fs).expect("read");
+        let states = QueueStates::default();
         for o in &seq {
             let accepted = fs.write(&o.path, o.data.as_bytes()).is_ok();
             let mut stale = drain(&rx);
@@ -103,6 +106,16 @@ proptest! {
             model.refresh(&fs, &stale).expect("re-read");
             let whole = Host::read(&fs).expect("read");
             prop_assert_eq!(&model, &whole, "after writing {:?} to {} (stale: {:?})", o.data, o.path, stale);
+            // Every queue's state: kept ones (not dropped by the uevents)
+            // and the rest read now, against all read now.
+            states.forget(&stale);
+            let mut lookup = states.lookup(whole.queues.keys().copied());
+            let missing = std::mem::take(&mut lookup.missing);
+            let kept = states.keep(lookup, read_states(&fs, &missing).expect("read"));
+            let apqns: Vec<_> = whole.queues.keys().copied().collect();
+            let fresh: std::collections::BTreeMap<_, _> =
+                read_states(&fs, &apqns).expect("read").into_iter().collect();
+            prop_assert_eq!(&kept, &fresh, "queue states after writing {:?} to {} (stale: {:?})", o.data, o.path, stale);
         }
     }
 }

@@ -83,7 +83,8 @@ fn main() -> ExitCode {
     };
     // Every write ended under the writer before `run` returned; what may
     // still run on a blocking thread is an abandoned read of the host,
-    // which dropping the runtime would wait for (minutes on a big host).
+    // which dropping the runtime would wait for (a second or more on a big
+    // host through FUSE).
     runtime.shutdown_background();
     code
 }

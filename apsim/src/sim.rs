@@ -226,6 +226,13 @@ impl Sim {
         self.lock().removals
     }
 
+    /// Counts one FUSE request served by the mount (`.apsim/requests`
+    /// shows the count: what a client's reads cost, a figure no machine's
+    /// noise changes).
+    pub fn count_fuse_request(&self) {
+        self.lock().fuse_requests += 1;
+    }
+
     /// The kernel log ring, oldest first.
     pub fn log(&self) -> Vec<String> {
         self.lock().log_lines()

@@ -146,3 +146,86 @@ fn a_client_that_hears_remove_finds_the_name_gone() {
     gone(&m, &mdev_paths());
     writer.join().expect("writer").expect("remove");
 }
+
+/// Read a value (so the kernel holds its name and attributes), change it,
+/// read it again: a value is never served from a cache (issue 17: no stale
+/// read observable through the mount), nor is a directory's listing.
+#[test]
+fn a_changed_value_reads_changed_at_once() {
+    require_fuse!();
+    let m = Mount::seed();
+    let q = "devices/ap/card05/05.0004";
+    let mdev = format!("devices/vfio_ap/matrix/{G1}");
+    for round in 0..3 {
+        // A mask, and the listings of the drivers that rebind.
+        let before = m.read("bus/ap/apmask");
+        warm(&m, &["bus/ap/apmask".to_string(), format!("{q}/online")]);
+        assert!(m.ls("bus/ap/drivers/cex4queue").contains(&"05.0004".into()));
+        assert!(!m.ls("bus/ap/drivers/vfio_ap").contains(&"05.0004".into()));
+        m.ok("bus/ap/apmask", "-5");
+        assert_ne!(m.read("bus/ap/apmask"), before, "round {round}");
+        assert!(m.ls("bus/ap/drivers/vfio_ap").contains(&"05.0004".into()));
+        assert!(!m.ls("bus/ap/drivers/cex4queue").contains(&"05.0004".into()));
+
+        // An mdev's matrix and a queue's status.
+        m.ok(CREATE, G1);
+        let matrix = format!("{mdev}/matrix");
+        let status = format!("{q}/status");
+        warm(&m, &[matrix.clone(), status.clone()]);
+        assert_eq!(m.read(&matrix), "");
+        assert_eq!(m.read(&status), "unassigned\n");
+        m.ok(&format!("{mdev}/assign_adapter"), "5");
+        m.ok(&format!("{mdev}/assign_domain"), "4");
+        assert_eq!(m.read(&matrix), "05.0004\n");
+        assert_eq!(m.read(&status), "assigned\n");
+
+        // A card's config, and its queue's that follows.
+        let (card_config, queue_config) = (
+            "devices/ap/card06/config",
+            "devices/ap/card06/06.0004/config",
+        );
+        assert_eq!(m.read(card_config), "1\n");
+        assert_eq!(m.read(queue_config), "1\n");
+        m.ok(card_config, "0");
+        assert_eq!(m.read(card_config), "0\n");
+        assert_eq!(m.read(queue_config), "0\n");
+        m.ok(card_config, "1");
+        assert_eq!(m.read(queue_config), "1\n");
+
+        // Back to the start for the next round.
+        m.ok(&format!("{mdev}/remove"), "1");
+        assert_eq!(m.read(&status), "unassigned\n");
+        m.ok("bus/ap/apmask", "+5");
+        assert_eq!(m.read("bus/ap/apmask"), before);
+    }
+}
+
+/// `.apsim/requests` counts the FUSE requests the mount served: it only
+/// grows, each `cat` costs at least its open and read, and it is
+/// read-only.
+#[test]
+fn the_mount_counts_the_requests_it_serves() {
+    require_fuse!();
+    let m = Mount::seed();
+    let count = |m: &Mount| -> u64 {
+        m.read(".apsim/requests")
+            .trim()
+            .parse()
+            .expect("a decimal count")
+    };
+    let before = count(&m);
+    for _ in 0..10 {
+        m.read("bus/ap/apmask");
+    }
+    let after = count(&m);
+    assert!(
+        after >= before + 20,
+        "10 reads of apmask: {before} -> {after} requests"
+    );
+    assert!(count(&m) > after, "reading the count is a request too");
+    assert_eq!(
+        m.write_raw(".apsim/requests", b"0\n")
+            .expect_err("read-only"),
+        libc::EACCES
+    );
+}

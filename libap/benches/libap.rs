@@ -33,9 +33,6 @@ fn full_host(mdevs: usize) -> Host {
                 apqn,
                 Queue {
                     apqn,
-                    config: true,
-                    chkstop: false,
-                    online: None,
                     driver: Some("vfio_ap".into()),
                 },
             );

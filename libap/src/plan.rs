@@ -271,12 +271,14 @@ impl Simulation<'_> {
     fn rebind(&mut self) {
         let (apmask, aqmask, loaded) =
             (self.host.apmask, self.host.aqmask, self.host.vfio_ap_loaded);
+        let (cex4queue, vfio_ap): (std::sync::Arc<str>, std::sync::Arc<str>) =
+            ("cex4queue".into(), paths::VFIO_AP_DRIVER.into());
         for q in self.host.queues.values_mut() {
             let host_owned = apmask.contains(q.apqn.adapter) && aqmask.contains(q.apqn.domain);
             let driver = if host_owned {
-                Some("cex4queue".to_string())
+                Some(cex4queue.clone())
             } else if loaded {
-                Some(paths::VFIO_AP_DRIVER.to_string())
+                Some(vfio_ap.clone())
             } else {
                 None
             };

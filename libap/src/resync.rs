@@ -5,7 +5,9 @@
 //! those parts into a [`Delta`] — on a blocking thread, against a snapshot
 //! of the model, so the model stays readable meanwhile — and
 //! [`Host::apply`] puts the delta in. A whole read of a 256×256 host is
-//! some 330,000 sysfs reads; the re-read after one uevent is a handful.
+//! some 2,000 sysfs reads (the cards' files and directory listings; queue
+//! attributes are read by the reports that show them); the re-read after
+//! one uevent is a handful.
 //!
 //! Rules of thumb from kernel spec: a mask change rebinds the queues whose
 //! bits flipped; a card or queue change moves the guest matrix of every mdev
@@ -19,8 +21,9 @@ use uuid::Uuid;
 
 use crate::apqn::Apqn;
 use crate::host::{
-    list_queues, parse_card_name, parse_mdev_name, paths, read_card, read_mask, read_mdev_from,
-    read_queue, read_vfio_part, Card, Features, Host, HostError, Mdev, Queue, RawConfig,
+    list_queues, parse_card_name, parse_mdev_name, paths, read_card, read_driver, read_mask,
+    read_mdev_from, read_queue, read_vfio_part, Card, Features, Host, HostError, Mdev, Queue,
+    RawConfig,
 };
 use crate::mask::ApMask;
 use crate::sysfs::Sysfs;
@@ -294,11 +297,12 @@ impl Host {
                 delta.cards.push((*a, None, Vec::new()));
                 continue;
             };
+            // Just listed: only the driver is read (a queue gone meanwhile
+            // reads as unbound; its remove uevent follows).
             let mut qs = Vec::new();
             for apqn in list_queues(fs, *a)? {
-                if let Some(q) = read_queue(fs, apqn)? {
-                    qs.push(q);
-                }
+                let driver = read_driver(fs, apqn)?;
+                qs.push(Queue { apqn, driver });
             }
             delta.cards.push((*a, Some(card), qs));
         }

@@ -219,6 +219,30 @@ impl DirSysfs {
     }
 }
 
+/// A sysfs attribute shows at most a page, whole, in its first read(2):
+/// a short read is the end, so no second read(2) (one more FUSE round
+/// trip on a mounted simulator) is spent to find it. Only a full buffer
+/// reads on.
+fn read_attribute(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        let n = match file.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        len += n;
+        if n == 0 || len < buf.len() {
+            buf.truncate(len);
+            return Ok(buf);
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
 fn errno_of(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
@@ -226,8 +250,8 @@ fn errno_of(e: &std::io::Error) -> i32 {
 impl Sysfs for DirSysfs {
     fn read(&self, path: &str) -> Result<String, SysfsError> {
         let full = self.resolve(SysfsOp::Read, path)?;
-        let bytes =
-            std::fs::read(&full).map_err(|e| SysfsError::new(SysfsOp::Read, path, errno_of(&e)))?;
+        let bytes = read_attribute(&full)
+            .map_err(|e| SysfsError::new(SysfsOp::Read, path, errno_of(&e)))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -309,6 +333,19 @@ forward_sysfs!(&T, std::sync::Arc<T>, Box<T>);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_read_whole_whatever_their_size() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fs = DirSysfs::new(dir.path());
+        for len in [0usize, 1, 4095, 4096, 4097, 10_000] {
+            let text: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            std::fs::write(dir.path().join("attr"), &text).expect("write");
+            assert_eq!(fs.read("attr").expect("read"), text, "{len} bytes");
+        }
+    }
 
     #[test]
     fn display_names_the_write() {

@@ -3,7 +3,7 @@
 //! Remedies that name commands are the caller's to add.
 
 use crate::apqn::Apqn;
-use crate::host::{Host, Owner};
+use crate::host::{Host, Owner, QueueState};
 use std::fmt;
 use uuid::Uuid;
 
@@ -99,8 +99,10 @@ pub struct Usability {
 impl Host {
     /// For `apctl show`: whether `apqn` of the active mdev `uuid` is in its
     /// guest matrix, and why the guest cannot use it (in the guest matrix,
-    /// adapter configured and not check-stopped is usable).
-    pub fn usable(&self, uuid: Uuid, apqn: Apqn) -> Usability {
+    /// adapter configured and not check-stopped is usable). `queue` is the
+    /// queue's state as read for this report ([`QueueState::read`]; the
+    /// model does not keep it), None when not read: then the card decides.
+    pub fn usable(&self, uuid: Uuid, apqn: Apqn, queue: Option<&QueueState>) -> Usability {
         let Some(mdev) = self.mdevs.get(&uuid) else {
             return Usability {
                 in_guest: false,
@@ -113,17 +115,24 @@ impl Host {
         let why_not = if !mdev.matrix.contains(apqn) {
             Some(Unusable::NotInMatrix(apqn))
         } else if in_guest {
-            self.in_guest_problem(apqn)
+            self.in_guest_problem(apqn, queue)
         } else {
             Some(self.left_out_reason(uuid, apqn))
         };
         Usability { in_guest, why_not }
     }
 
-    /// The same as [`Host::usable`] in words: (in guest, usable, why not).
+    /// The same as [`Host::usable`] in words, with the queue's state read
+    /// through `fs`: (in guest, usable, why not).
     #[cfg(any(test, feature = "testing"))]
-    pub fn usability(&self, uuid: Uuid, apqn: Apqn) -> (bool, bool, Option<String>) {
-        let u = self.usable(uuid, apqn);
+    pub fn usability(
+        &self,
+        fs: &dyn crate::sysfs::Sysfs,
+        uuid: Uuid,
+        apqn: Apqn,
+    ) -> (bool, bool, Option<String>) {
+        let state = QueueState::read(fs, apqn).ok().flatten();
+        let u = self.usable(uuid, apqn, state.as_ref());
         (
             u.in_guest,
             u.why_not.is_none(),
@@ -133,9 +142,8 @@ impl Host {
 
     /// What keeps a guest from an APQN of its guest matrix (§7: a
     /// configured-off adapter stays in the guest matrix).
-    fn in_guest_problem(&self, apqn: Apqn) -> Option<Unusable> {
+    fn in_guest_problem(&self, apqn: Apqn, queue: Option<&QueueState>) -> Option<Unusable> {
         let card = self.cards.get(&apqn.adapter);
-        let queue = self.queues.get(&apqn);
         if card.is_some_and(|c| !c.config) || queue.is_some_and(|q| !q.config) {
             Some(Unusable::ConfiguredOff(apqn.adapter))
         } else if card.is_some_and(|c| c.chkstop) || queue.is_some_and(|q| q.chkstop) {
@@ -158,7 +166,7 @@ impl Host {
         } else if queue.is_none() {
             Unusable::NoQueue(apqn)
         } else if !self.is_vfio_bound(apqn) {
-            match queue.and_then(|q| q.driver.clone()) {
+            match queue.and_then(|q| q.driver.as_deref().map(str::to_string)) {
                 Some(drv) => Unusable::BoundTo(apqn, drv),
                 None => Unusable::Unbound(apqn),
             }

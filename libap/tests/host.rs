@@ -5,6 +5,7 @@ mod common;
 
 use common::{m, seed_with_guests, HostSpec, G1, G2};
 use libap::host::{CardMode, Owner};
+use libap::resync::Stale;
 use libap::{ApMask, Apqn, DirSysfs, Host, HostError, Sysfs};
 use uuid::Uuid;
 
@@ -90,34 +91,36 @@ fn usability_reasons() {
     let mut spec = seed_with_guests();
     // Adapter 6 configured off: still in the guest matrix, not usable.
     spec.adapters[1].2 = false;
-    let host = Host::read(&spec.fake()).expect("read");
-    let (in_g, usable, why) = host.usability(uuid(G1), Apqn::new(6, 4));
+    let fs = spec.fake();
+    let host = Host::read(&fs).expect("read");
+    let (in_g, usable, why) = host.usability(&fs, uuid(G1), Apqn::new(6, 4));
     assert!(in_g);
     assert!(!usable);
     assert!(why.expect("reason").contains("configured off"));
-    let (in_g, usable, why) = host.usability(uuid(G1), Apqn::new(5, 4));
+    let (in_g, usable, why) = host.usability(&fs, uuid(G1), Apqn::new(5, 4));
     assert!(in_g && usable && why.is_none());
 
     // Queue bound to cex4queue (host-owned) and an adapter outside the LPAR.
     let mut spec = HostSpec::seed();
     spec.mdevs
         .push((G1.into(), m(&[5, 9]), m(&[4, 5]), ApMask::empty()));
-    let mut host = Host::read(&spec.fake()).expect("read");
-    let (in_g, usable, why) = host.usability(uuid(G1), Apqn::new(9, 4));
+    let fs = spec.fake();
+    let mut host = Host::read(&fs).expect("read");
+    let (in_g, usable, why) = host.usability(&fs, uuid(G1), Apqn::new(9, 4));
     assert!(!in_g && !usable);
     assert!(
         why.expect("reason").contains("outside the LPAR"),
         "adapter 9"
     );
-    let (_, _, why) = host.usability(uuid(G1), Apqn::new(5, 5));
+    let (_, _, why) = host.usability(&fs, uuid(G1), Apqn::new(5, 5));
     assert!(why.expect("reason").contains("domain 0x05 is outside"));
     // Host-owned reason when the configuration knows the domain.
     host.config.usage_domains.insert(5);
     host.aqmask.insert(5);
     host.apmask.insert(5);
-    let (_, _, why) = host.usability(uuid(G1), Apqn::new(5, 5));
+    let (_, _, why) = host.usability(&fs, uuid(G1), Apqn::new(5, 5));
     assert!(why.expect("reason").contains("belongs to the host"));
-    let (in_g, _, why) = host.usability(uuid(G1), Apqn::new(0, 0));
+    let (in_g, _, why) = host.usability(&fs, uuid(G1), Apqn::new(0, 0));
     assert!(!in_g);
     assert!(why.is_some());
 }
@@ -126,20 +129,22 @@ fn usability_reasons() {
 fn unbound_queue_drops_its_adapter() {
     let spec = seed_with_guests();
     let fs = spec.fake();
+    // Unbound, as the kernel unbinds: both links go.
     fs.remove_tree("devices/ap/card06/06.00ab/driver");
+    fs.remove_tree("bus/ap/drivers/vfio_ap/06.00ab");
     let host = Host::read(&fs).expect("read");
     assert_eq!(host.queues[&Apqn::new(6, 0xab)].driver, None);
     let (a, d) = libap::guest::guest_matrix(&host, m(&[5, 6]), m(&[4, 0xab]));
     assert_eq!((a, d), (m(&[5]), m(&[4, 0xab])));
     // The guest_matrix file the fake wrote still holds adapter 6 (the
     // kernel updates it incrementally); without it the full filter decides.
-    let (in_g, _, _) = host.usability(uuid(G1), Apqn::new(6, 4));
+    let (in_g, _, _) = host.usability(&fs, uuid(G1), Apqn::new(6, 4));
     assert!(in_g);
     let mut h2 = host.clone();
     if let Some(mdev) = h2.mdevs.get_mut(&uuid(G1)) {
         mdev.guest_matrix = None;
     }
-    let (in_g, _, why) = h2.usability(uuid(G1), Apqn::new(6, 4));
+    let (in_g, _, why) = h2.usability(&fs, uuid(G1), Apqn::new(6, 4));
     assert!(!in_g);
     assert!(why.expect("reason").contains("06.00ab is not bound"));
 }
@@ -245,4 +250,129 @@ fn card_mode_sources() {
     assert_eq!(CardMode::from_functions(0x9200_0000), Some(CardMode::Cca));
     assert_eq!(CardMode::from_functions(0x0800_0000), Some(CardMode::Accel));
     assert_eq!(CardMode::from_functions(0x0400_0000), Some(CardMode::Ep11));
+}
+
+#[test]
+fn a_queue_state_is_read_when_a_report_asks_for_it() {
+    let spec = seed_with_guests();
+    let fs = spec.fake();
+    let host = Host::read(&fs).expect("read");
+    let q = Apqn::new(5, 4);
+    let (in_g, usable, _) = host.usability(&fs, uuid(G1), q);
+    assert!(in_g && usable);
+    // The queue alone changes (its card does not), and the model is not
+    // re-read: the report reads the queue and sees it.
+    fs.file("devices/ap/card05/05.0004/chkstop", "1\n");
+    let (in_g, usable, why) = host.usability(&fs, uuid(G1), q);
+    assert!(in_g && !usable);
+    assert!(why.expect("reason").contains("check-stopped"));
+    fs.file("devices/ap/card05/05.0004/config", "0\n");
+    let (_, usable, why) = host.usability(&fs, uuid(G1), q);
+    assert!(!usable);
+    assert!(why.expect("reason").contains("configured off"));
+    assert_eq!(
+        libap::host::QueueState::read(&fs, q).expect("read"),
+        Some(libap::host::QueueState {
+            config: false,
+            chkstop: true,
+            online: None
+        })
+    );
+    assert_eq!(
+        libap::host::QueueState::read(&fs, Apqn::new(9, 4)).expect("read"),
+        None,
+        "no such queue"
+    );
+}
+
+/// Counts every access through it and keeps the paths read.
+#[derive(Debug)]
+struct Counting<'a> {
+    inner: &'a dyn Sysfs,
+    accesses: std::sync::atomic::AtomicUsize,
+    reads: std::sync::Mutex<Vec<String>>,
+}
+
+impl Counting<'_> {
+    fn count(&self, path: &str) {
+        self.accesses
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.reads.lock().expect("lock").push(path.to_string());
+    }
+}
+
+impl Sysfs for Counting<'_> {
+    fn read(&self, path: &str) -> Result<String, libap::SysfsError> {
+        self.count(path);
+        self.inner.read(path)
+    }
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), libap::SysfsError> {
+        self.count(path);
+        self.inner.write(path, data)
+    }
+    fn list(&self, path: &str) -> Result<Vec<String>, libap::SysfsError> {
+        self.count(path);
+        self.inner.list(path)
+    }
+    fn read_link(&self, path: &str) -> Result<String, libap::SysfsError> {
+        self.count(path);
+        self.inner.read_link(path)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.count(path);
+        self.inner.exists(path)
+    }
+}
+
+/// apd's read at start grows with the cards, not the queues (issue 17):
+/// the cards' files, one listing per card and per driver, the mdevs;
+/// nothing under a queue's directory. On the simulator (the referee), with
+/// half the queues given to vfio_ap, so both drivers hold queues.
+#[test]
+fn the_whole_read_touches_no_queue() {
+    let adapters: Vec<String> = (0..32)
+        .map(|a| format!("[[adapter]]\nid = {a}\ntype = \"CEX7C\"\n"))
+        .collect();
+    let domains: Vec<String> = (0..64).map(|d| d.to_string()).collect();
+    let toml = format!(
+        "usage_domains = [{d}]\ncontrol_domains = [{d}]\n\
+         aqmask = \"0x{half}{zeros}\"\n{a}",
+        d = domains.join(", "),
+        half = "ffffffff",
+        zeros = "0".repeat(56),
+        a = adapters.join("\n"),
+    );
+    let sim = libap::sysfs::SimSysfs(apsim::Sim::new(
+        apsim::Topology::from_toml_str(&toml).expect("topology"),
+    ));
+    let counting = Counting {
+        inner: &sim,
+        accesses: 0.into(),
+        reads: Vec::new().into(),
+    };
+    let host = Host::read(&counting).expect("read");
+    assert_eq!(host.queues.len(), 32 * 64);
+    let vfio = host.queues.values().filter(|q| q.is_vfio()).count();
+    assert_eq!(vfio, 32 * 32, "domains 32..63 go to vfio_ap");
+    assert!(host
+        .queues
+        .values()
+        .all(|q| q.driver.is_some() && (q.is_vfio() == (q.apqn.domain >= 32))));
+    let reads = counting.reads.lock().expect("lock");
+    let under_queue: Vec<&String> = reads
+        .iter()
+        .filter(|p| p.split('/').any(|part| part.parse::<Apqn>().is_ok()))
+        .collect();
+    assert!(under_queue.is_empty(), "{under_queue:?}");
+    // About ten accesses per card and a few dozen for the rest, where a
+    // read of every queue would take thousands.
+    let accesses = counting.accesses.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(accesses <= 10 * 32 + 40, "{accesses} accesses");
+    // The drivers' listings agree with each queue's own `driver` link,
+    // which a card's re-read (after its uevent) follows.
+    let mut by_links = host.clone();
+    let every_card = (0..32).fold(Stale::none(), |s, a| s.and(Stale::card(a)));
+    let changed = by_links.refresh(&sim, &every_card).expect("re-read");
+    assert!(!changed);
+    assert_eq!(by_links, host);
 }

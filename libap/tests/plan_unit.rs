@@ -64,9 +64,6 @@ fn seed_host() -> Host {
                 apqn,
                 Queue {
                     apqn,
-                    config: true,
-                    chkstop: false,
-                    online: Some(true),
                     driver: Some("cex4queue".into()),
                 },
             );

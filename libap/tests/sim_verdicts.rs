@@ -120,7 +120,7 @@ fn seed_walkthrough_reads_back() {
     assert_eq!(partial, full);
     assert!(!full.cards[&6].config);
     assert_eq!(full.queues[&Apqn::new(5, 4)].driver, None);
-    let (in_g, usable, why) = full.usability(g1, Apqn::new(6, 4));
+    let (in_g, usable, why) = full.usability(&fs, g1, Apqn::new(6, 4));
     assert!(!usable, "{in_g} {why:?}");
     assert!(why.is_some());
     // Reading one mdev again gives the same as the full read.

@@ -19,9 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, QueueInfo, Status};
+use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, Status};
 use libap::apply::{ApplyError, ApplyReport, Journal};
-use libap::host::Owner;
 use libap::plan::Step;
 use libap::resync::Stale;
 use libap::store::Store;
@@ -32,6 +31,7 @@ use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
 use crate::lock::{ConfigLock, LockGuard};
 use crate::remedy;
 
+pub(crate) mod queues;
 mod state;
 
 pub use state::{Failure, State};
@@ -69,6 +69,7 @@ pub struct Engine {
     stop_requested: tokio::sync::Notify,
     refresh_pending: AtomicBool,
     refresh_wanted: tokio::sync::Notify,
+    queue_states: queues::QueueStates,
 }
 
 /// A change of the model the engine tells its subscriber (apd's D-Bus
@@ -154,6 +155,7 @@ impl Engine {
             stop_requested: tokio::sync::Notify::new(),
             refresh_pending: AtomicBool::new(false),
             refresh_wanted: tokio::sync::Notify::new(),
+            queue_states: queues::QueueStates::default(),
         })
     }
 
@@ -333,6 +335,7 @@ impl Engine {
         if stale.is_empty() {
             return Ok(self.state().host.clone());
         }
+        self.queue_states.forget(&stale);
         let snapshot = self.state().host.clone();
         match self.read_stale(snapshot, stale.clone()).await? {
             Ok(delta) => {
@@ -342,6 +345,7 @@ impl Engine {
             }
             Err(e) if !stale.everything => {
                 tracing::warn!(error = %e, ?stale, "a partial re-read failed; reading the whole host");
+                self.queue_states.forget(&Stale::everything());
                 let host = self.read_host().await?;
                 self.state().set_host(host);
             }
@@ -545,6 +549,10 @@ impl Engine {
             (None, None) => libap::Matrix::default(),
         };
         let active = v.host.mdevs.contains_key(&uuid);
+        // Where a queue's own state decides (in the guest matrix of an
+        // active mdev), read it.
+        let guest = v.host.guest_matrix_of(&uuid).map(|g| g.apqns());
+        let states = self.queue_states(guest.unwrap_or_default()).await?;
         let apqns = matrix
             .apqns()
             .into_iter()
@@ -557,7 +565,7 @@ impl Engine {
                         reason: v.inactive_reason(uuid, q),
                     };
                 }
-                let u = v.host.usable(uuid, q);
+                let u = v.host.usable(uuid, q, states.get(&q));
                 ApqnInfo {
                     apqn: q.to_string(),
                     in_guest_matrix: u.in_guest,
@@ -567,49 +575,6 @@ impl Engine {
             })
             .collect();
         Ok((info, apqns))
-    }
-
-    /// `apctl queues`.
-    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
-        let v = self.peek_view(Stale::unannounced()).await?;
-        let h = &v.host;
-        let owners = h.mdev_owners();
-        Ok(h.queues
-            .values()
-            .map(|q| {
-                let card = h.cards.get(&q.apqn.adapter);
-                let (owner, owner_uuid, owner_name) = match h.owner(q.apqn) {
-                    Owner::Host { .. } => ("host", String::new(), String::new()),
-                    Owner::Free | Owner::Mdev { .. } => match owners.get(q.apqn) {
-                        Some(u) => (
-                            "mdev",
-                            u.hyphenated().to_string(),
-                            v.name_of(*u).unwrap_or_default(),
-                        ),
-                        None => ("free", String::new(), String::new()),
-                    },
-                };
-                QueueInfo {
-                    apqn: q.apqn.to_string(),
-                    card_type: card.map(|c| c.type_name.clone()).unwrap_or_default(),
-                    mode: card
-                        .and_then(|c| c.mode)
-                        .map(|m| m.as_str().to_string())
-                        .unwrap_or_default(),
-                    config: q.config,
-                    // Only cex4queue-bound queues have `online`; others
-                    // follow their card.
-                    online: q
-                        .online
-                        .unwrap_or_else(|| q.config && card.is_some_and(|c| c.online)),
-                    chkstop: q.chkstop,
-                    driver: q.driver.clone().unwrap_or_default(),
-                    owner: owner.to_string(),
-                    owner_uuid,
-                    owner_name,
-                }
-            })
-            .collect())
     }
 
     /// Every adapter (card) of the host.

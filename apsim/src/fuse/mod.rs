@@ -139,8 +139,11 @@ impl SysfsFs {
     }
 }
 
+/// Every request an operation below answers is counted first
+/// (`.apsim/requests`): what a client's sysfs accesses cost the mount.
 impl Filesystem for SysfsFs {
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        self.sim.count_fuse_request();
         let Some(name) = name.to_str() else {
             return reply.error(libc::ENOENT);
         };
@@ -167,6 +170,7 @@ impl Filesystem for SysfsFs {
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+        self.sim.count_fuse_request();
         match self.stat_ino(ino) {
             Ok(a) => reply.attr(&self.names.attr(ino), &a),
             Err(e) => reply.error(e),
@@ -192,6 +196,7 @@ impl Filesystem for SysfsFs {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
+        self.sim.count_fuse_request();
         match self.stat_ino(ino) {
             Ok(a) => reply.attr(&Duration::ZERO, &a),
             Err(e) => reply.error(e),
@@ -199,6 +204,7 @@ impl Filesystem for SysfsFs {
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+        self.sim.count_fuse_request();
         match self.path(ino).and_then(|p| self.sim.readlink(&p)) {
             Ok(t) => reply.data(t.as_bytes()),
             Err(e) => reply.error(e),
@@ -206,6 +212,7 @@ impl Filesystem for SysfsFs {
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        self.sim.count_fuse_request();
         let path = match self.path(ino) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
@@ -243,6 +250,7 @@ impl Filesystem for SysfsFs {
         _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
+        self.sim.count_fuse_request();
         let Some(Handle::File { path, text }) = self.handles.get_mut(&fh) else {
             return reply.error(libc::EBADF);
         };
@@ -270,6 +278,7 @@ impl Filesystem for SysfsFs {
         _lock_owner: Option<u64>,
         reply: ReplyWrite,
     ) {
+        self.sim.count_fuse_request();
         let Some(Handle::File { path, .. }) = self.handles.get(&fh) else {
             return reply.error(libc::EBADF);
         };
@@ -304,11 +313,13 @@ impl Filesystem for SysfsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.sim.count_fuse_request();
         self.handles.remove(&fh);
         reply.ok();
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+        self.sim.count_fuse_request();
         let path = match self.path(ino) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
@@ -344,6 +355,7 @@ impl Filesystem for SysfsFs {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
+        self.sim.count_fuse_request();
         let Some(Handle::Dir(entries)) = self.handles.get(&fh) else {
             return reply.error(libc::EBADF);
         };
@@ -364,6 +376,7 @@ impl Filesystem for SysfsFs {
         _flags: i32,
         reply: ReplyEmpty,
     ) {
+        self.sim.count_fuse_request();
         self.handles.remove(&fh);
         reply.ok();
     }
@@ -376,7 +389,11 @@ impl Filesystem for SysfsFs {
         _lock_owner: u64,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        self.sim.count_fuse_request();
+        // sysfs has nothing to flush (a store's error comes with its
+        // write): ENOSYS tells the kernel so once, and it stops sending a
+        // FLUSH on every close.
+        reply.error(libc::ENOSYS);
     }
 
     fn getxattr(
@@ -387,10 +404,12 @@ impl Filesystem for SysfsFs {
         _size: u32,
         reply: ReplyXattr,
     ) {
+        self.sim.count_fuse_request();
         reply.error(libc::ENODATA);
     }
 
     fn listxattr(&mut self, _req: &Request<'_>, _ino: u64, size: u32, reply: ReplyXattr) {
+        self.sim.count_fuse_request();
         if size == 0 {
             reply.size(0);
         } else {
@@ -400,10 +419,12 @@ impl Filesystem for SysfsFs {
 
     /// Nothing in sysfs can be removed or renamed by hand.
     fn unlink(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
+        self.sim.count_fuse_request();
         reply.error(libc::EPERM);
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
+        self.sim.count_fuse_request();
         reply.error(libc::EPERM);
     }
 
@@ -416,6 +437,7 @@ impl Filesystem for SysfsFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        self.sim.count_fuse_request();
         reply.error(libc::EPERM);
     }
 
@@ -430,6 +452,7 @@ impl Filesystem for SysfsFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        self.sim.count_fuse_request();
         reply.error(libc::EACCES);
     }
 }

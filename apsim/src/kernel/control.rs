@@ -91,6 +91,7 @@ impl Kernel {
         match c {
             Ctl::Log => self.log_lines().iter().map(|l| format!("{l}\n")).collect(),
             Ctl::VfioAp => format!("{}\n", u8::from(self.vfio_loaded)),
+            Ctl::Requests => format!("{}\n", self.fuse_requests),
             _ => String::new(),
         }
     }
@@ -98,7 +99,7 @@ impl Kernel {
     pub(crate) fn store_control(&mut self, c: Ctl, data: &[u8]) -> Result<(), Errno> {
         let w = words(data)?;
         match c {
-            Ctl::Log => Err(libc::EACCES),
+            Ctl::Log | Ctl::Requests => Err(libc::EACCES),
             Ctl::Inject => self.ctl_inject(&w),
             Ctl::Delay => self.ctl_delay(&w),
             Ctl::Lpar => self.ctl_lpar(&w),

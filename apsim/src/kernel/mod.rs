@@ -259,6 +259,8 @@ pub(crate) struct Kernel {
     /// How many uevents so far said that names left the tree (a device
     /// removed or unbound, the matrix device unregistered): the FUSE
     /// mount invalidates what the kernel cached when this moves.
+    /// FUSE requests served by the mount (`.apsim/requests`).
+    pub(crate) fuse_requests: u64,
     pub(crate) removals: u64,
     subscribers: Vec<Sender<Vec<u8>>>,
     log: VecDeque<String>,
@@ -298,6 +300,7 @@ impl Kernel {
             complete_count: 0,
             probed: true,
             seqnum: 0,
+            fuse_requests: 0,
             removals: 0,
             subscribers: Vec::new(),
             log: VecDeque::new(),

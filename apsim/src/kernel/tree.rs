@@ -125,6 +125,7 @@ pub(crate) enum Ctl {
     Lpar,
     InUse,
     VfioAp,
+    Requests,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,6 +276,7 @@ pub(super) const CONTROL: &[(&str, Ctl)] = &[
     ("lpar", Ctl::Lpar),
     ("in_use", Ctl::InUse),
     ("vfio_ap", Ctl::VfioAp),
+    ("requests", Ctl::Requests),
 ];
 
 pub(super) const AP_DRIVERS: &[Drv] = &[Drv::Cex4Card, Drv::Cex4Queue, Drv::VfioAp];
@@ -314,7 +316,7 @@ pub(crate) fn attr_mode(attr: &Attr) -> u32 {
             _ => WO,
         },
         Attr::Control(c) => match c {
-            Ctl::Log => RO,
+            Ctl::Log | Ctl::Requests => RO,
             Ctl::VfioAp => RW,
             _ => WO,
         },

@@ -13,7 +13,8 @@ mod read;
 
 pub use owners::{Owner, OwnerIndex};
 pub(crate) use read::{
-    list_queues, read_card, read_mask, read_mdev_from, read_queue, read_vfio_part, RawConfig,
+    list_queues, read_card, read_driver, read_mask, read_mdev_from, read_queue, read_vfio_part,
+    RawConfig,
 };
 pub use read::{parse_card_name, parse_mdev_name};
 
@@ -48,6 +49,8 @@ pub mod paths {
     pub const SCANS: &str = "bus/ap/scans";
     /// Card and queue devices.
     pub const AP_DEVICES: &str = "devices/ap";
+    /// The AP drivers, each directory listing the devices bound to it.
+    pub const AP_DRIVERS: &str = "bus/ap/drivers";
     /// The vfio_ap matrix device (present while vfio_ap is loaded).
     pub const MATRIX: &str = "devices/vfio_ap/matrix";
     /// Features of the matrix device.
@@ -171,21 +174,32 @@ pub struct Card {
     pub chkstop: bool,
 }
 
-/// A queue (APQN) device.
+/// A queue (APQN) device, as the model keeps it: that it exists and its
+/// driver, both from directory listings (the card's, the drivers'). Its
+/// state attributes are not kept: reading them is three files a queue, six
+/// figures of reads at start on a full LPAR, and nothing apd decides needs
+/// them; a report that shows them reads them ([`QueueState`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queue {
     /// The APQN.
     pub apqn: Apqn,
+    /// Driver name (basename of the `driver` link), None when unbound;
+    /// one shared string per driver, not a copy per queue (65,536 queues).
+    /// (A vfio_ap queue's `status` is not kept: it changes without a
+    /// uevent when an mdev is assigned or opened; see [`Mdev::in_use`].)
+    pub driver: Option<std::sync::Arc<str>>,
+}
+
+/// A queue's state attributes, read when a report shows them
+/// ([`QueueState::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
     /// `config`.
     pub config: bool,
     /// `chkstop`.
     pub chkstop: bool,
     /// `online` (only cex4queue-bound queues have it).
     pub online: Option<bool>,
-    /// Driver name (basename of the `driver` link), None when unbound.
-    /// (A vfio_ap queue's `status` is not kept: it changes without a
-    /// uevent when an mdev is assigned or opened; see [`Mdev::in_use`].)
-    pub driver: Option<String>,
 }
 
 impl Queue {
@@ -352,7 +366,7 @@ pub struct Host {
     pub features: Option<Features>,
     /// Cards by adapter id.
     pub cards: BTreeMap<u8, Card>,
-    /// Queues by APQN.
+    /// Queues by APQN (existence and driver; see [`Queue`]).
     pub queues: BTreeMap<Apqn, Queue>,
     /// vfio_ap mdevs by UUID.
     pub mdevs: BTreeMap<Uuid, Mdev>,

@@ -7,10 +7,12 @@ use crate::matrix::{parse_ap_config, parse_control_domains, parse_matrix, Matrix
 use crate::resync::VfioPart;
 use crate::sysfs::{Sysfs, SysfsError};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
     paths, Card, CardMode, Features, GuestMatrix, Host, HostConfig, HostError, Matrix, Mdev, Queue,
+    QueueState,
 };
 
 fn read_opt(fs: &dyn Sysfs, path: &str) -> Result<Option<String>, SysfsError> {
@@ -160,12 +162,16 @@ impl Host {
         Ok(host)
     }
 
+    /// The cards (a few files each), which queues exist (one listing per
+    /// card) and their drivers (one listing per driver): O(cards) reads,
+    /// whatever the number of queues.
     fn read_devices(&mut self, fs: &dyn Sysfs) -> Result<(), HostError> {
         let entries = match fs.list(paths::AP_DEVICES) {
             Ok(e) => e,
             Err(e) if e.errno == libc::ENOENT => Vec::new(),
             Err(e) => return Err(e.into()),
         };
+        let mut present = Vec::new();
         for name in entries {
             let Some(id) = parse_card_name(&name) else {
                 continue;
@@ -175,11 +181,12 @@ impl Host {
                 continue;
             };
             self.cards.insert(id, card);
-            for apqn in list_queues(fs, id)? {
-                if let Some(queue) = read_queue(fs, apqn)? {
-                    self.queues.insert(apqn, queue);
-                }
-            }
+            present.extend(list_queues(fs, id)?);
+        }
+        let mut bindings = read_bindings(fs)?;
+        for apqn in present {
+            let driver = bindings.remove(&apqn);
+            self.queues.insert(apqn, Queue { apqn, driver });
         }
         Ok(())
     }
@@ -324,31 +331,80 @@ pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostErro
     }))
 }
 
-pub(crate) fn read_queue(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Queue>, HostError> {
-    let dir = paths::queue(apqn);
-    if !fs.exists(&dir) {
-        return Ok(None);
+/// Which driver each queue is bound to, from the drivers' own directories
+/// (`bus/ap/drivers/<driver>/XX.YYYY`, kernel spec §3): one listing per AP
+/// driver instead of one `driver` link per queue.
+pub(crate) fn read_bindings(fs: &dyn Sysfs) -> Result<BTreeMap<Apqn, Arc<str>>, HostError> {
+    let gone = |e: &SysfsError| e.errno == libc::ENOENT || e.errno == libc::ENOTDIR;
+    let drivers = match fs.list(paths::AP_DRIVERS) {
+        Ok(d) => d,
+        Err(e) if gone(&e) => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut bound = BTreeMap::new();
+    for driver in drivers {
+        // A driver may be unloaded between the two listings.
+        let names = match fs.list(&format!("{}/{driver}", paths::AP_DRIVERS)) {
+            Ok(n) => n,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let driver: Arc<str> = driver.into();
+        for name in names {
+            if let Ok(apqn) = name.parse::<Apqn>() {
+                bound.insert(apqn, driver.clone());
+            }
+        }
     }
-    let attr = |name: &str| read_opt(fs, &format!("{dir}/{name}"));
-    let driver = match fs.read_link(&format!("{dir}/driver")) {
-        Ok(target) => target
+    Ok(bound)
+}
+
+/// The driver of a queue (basename of its `driver` link); None when
+/// unbound or gone.
+pub(crate) fn read_driver(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Arc<str>>, HostError> {
+    match fs.read_link(&format!("{}/driver", paths::queue(apqn))) {
+        Ok(target) => Ok(target
             .trim_end_matches('/')
             .rsplit('/')
             .next()
-            .map(str::to_string)
-            .filter(|s| !s.is_empty()),
-        Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINVAL => None,
-        Err(e) => return Err(e.into()),
-    };
+            .filter(|s| !s.is_empty())
+            .map(Arc::from)),
+        Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINVAL => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One queue as the model keeps it; None when its directory is gone.
+pub(crate) fn read_queue(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<Queue>, HostError> {
+    if !fs.exists(&paths::queue(apqn)) {
+        return Ok(None);
+    }
     Ok(Some(Queue {
         apqn,
-        config: attr("config")?.and_then(|s| parse_bool(&s)).unwrap_or(true),
-        chkstop: attr("chkstop")?
-            .and_then(|s| parse_bool(&s))
-            .unwrap_or(false),
-        online: attr("online")?.and_then(|s| parse_bool(&s)),
-        driver,
+        driver: read_driver(fs, apqn)?,
     }))
+}
+
+impl QueueState {
+    /// Reads a queue's `config`, `chkstop` and `online` (three files);
+    /// None when the queue is gone. Kernels without `config` have no
+    /// standby state (configured), a queue without `online` is not bound
+    /// to cex4queue.
+    pub fn read(fs: &dyn Sysfs, apqn: Apqn) -> Result<Option<QueueState>, HostError> {
+        let dir = paths::queue(apqn);
+        let attr = |name: &str| read_opt(fs, &format!("{dir}/{name}"));
+        let config = attr("config")?;
+        if config.is_none() && !fs.exists(&dir) {
+            return Ok(None);
+        }
+        Ok(Some(QueueState {
+            config: config.and_then(|s| parse_bool(&s)).unwrap_or(true),
+            chkstop: attr("chkstop")?
+                .and_then(|s| parse_bool(&s))
+                .unwrap_or(false),
+            online: attr("online")?.and_then(|s| parse_bool(&s)),
+        }))
+    }
 }
 
 pub(crate) fn read_mdev_from(

@@ -216,6 +216,7 @@ impl HostSpec {
                         format!("{q}/driver"),
                         "../../../../bus/ap/drivers/cex4queue".into(),
                     ));
+                    links.push(driver_entry("cex4queue", apqn));
                 } else if self.vfio_ap_loaded {
                     let assigned = self
                         .mdevs
@@ -234,6 +235,7 @@ impl HostSpec {
                         format!("{q}/driver"),
                         "../../../../bus/ap/drivers/vfio_ap".into(),
                     ));
+                    links.push(driver_entry("vfio_ap", apqn));
                 }
             }
         }
@@ -323,6 +325,14 @@ impl HostSpec {
             }
         }
     }
+}
+
+/// A driver's directory lists each queue bound to it (kernel spec §3).
+fn driver_entry(driver: &str, apqn: Apqn) -> (String, String) {
+    (
+        format!("bus/ap/drivers/{driver}/{apqn}"),
+        format!("../../../../devices/ap/card{:02x}/{apqn}", apqn.adapter),
+    )
 }
 
 pub const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";

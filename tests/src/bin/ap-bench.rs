@@ -21,9 +21,13 @@ use e2e::{bin, describe, fuse_available, liveness_timeout, tail, Host, HostOptio
 use futures_lite::StreamExt;
 use tokio::runtime::Runtime;
 
+#[path = "ap_bench/scale.rs"]
+mod scale;
+
 const USAGE: &str =
     "usage: ap-bench [--smoke] [--runs N] [--heavy-runs N] [--backend fuse|in-process]
-                [--boot-budget SECS] [--fuse-big | --fuse-big-list] [--write FILE]
+                [--boot-budget SECS] [--skip-fuse-big | --fuse-big]
+                [--no-scale | --scale-only] [--idle-secs N] [--write FILE]
 
 End-to-end timings of apctl, apd's D-Bus calls, boot restore and uevent
 handling, on the big host (256 adapters x 256 domains), the seed host and a
@@ -40,10 +44,19 @@ in-process simulator. Build first: cargo build --release --workspace
   --boot-budget S    a boot restore of K mdevs is skipped when the two K before
                      it, at twice their slope, project more than S seconds
                      (default 40)
-  --fuse-big         also start apd on the FUSE-mounted big host (READY only;
-                     it takes many minutes: apd reads every attribute of its
-                     65,536 queues through FUSE, tens of FUSE requests each)
-  --fuse-big-list    --fuse-big, then one `apctl list` and one adapter removal
+  --skip-fuse-big    skip apd on the FUSE-mounted big host (by default it
+                     starts there, then one `apctl list` and one adapter
+                     removal)
+  --fuse-big         on the FUSE-mounted big host only apd's start
+  --no-scale         skip the scale section (issue 17): apd's start and its
+                     FUSE requests on 16x16, 64x64, 256x256 hosts; boot
+                     restore of 10, 100, 1,000 autostart mdevs beside the
+                     bare writes of the same end state; `list` beside bare
+                     reads; `queues`; `start` and `list -d` beside mdevctl's
+                     (when installed under target/mdevctl); apd idle
+  --scale-only       only the scale section
+  --idle-secs N      how long apd is watched idle in the scale section
+                     (default 60)
   --write FILE       also replace the section between the ap-bench markers in
                      FILE (appended when FILE has none)";
 
@@ -84,6 +97,9 @@ struct Opts {
     backends: Vec<Mode>,
     boot_budget: Duration,
     fuse_big: FuseBig,
+    /// The scale section, unless `--no-scale`.
+    scale: Option<scale::ScaleOpts>,
+    scale_only: bool,
     write: Option<PathBuf>,
 }
 
@@ -101,7 +117,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
         heavy_runs: 3,
         backends: vec![Mode::Fuse, Mode::InProcess],
         boot_budget: Duration::from_secs(40),
-        fuse_big: FuseBig::Skip,
+        fuse_big: FuseBig::List,
+        scale: Some(scale::ScaleOpts {
+            ks: vec![10, 100, 1000],
+            runs: 3,
+            idle: Duration::from_secs(60),
+        }),
+        scale_only: false,
         write: None,
     };
     let mut runs = None;
@@ -124,8 +146,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
                     _ => return Err(format!("--backend {v:?}: give fuse or in-process")),
                 };
             }
+            "--skip-fuse-big" => opts.fuse_big = FuseBig::Skip,
             "--fuse-big" => opts.fuse_big = FuseBig::Ready,
             "--fuse-big-list" => opts.fuse_big = FuseBig::List,
+            "--no-scale" => opts.scale = None,
+            "--scale-only" => opts.scale_only = true,
+            "--idle-secs" => {
+                let secs = positive("--idle-secs", &value("--idle-secs")?)?;
+                if let Some(s) = opts.scale.as_mut() {
+                    s.idle = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX));
+                }
+            }
             "--write" => opts.write = Some(PathBuf::from(value("--write")?)),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -134,6 +165,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
     if opts.smoke {
         opts.backends = vec![Mode::InProcess];
         opts.fuse_big = FuseBig::Skip;
+        opts.scale = None;
+    }
+    if opts.scale_only && opts.scale.is_none() {
+        return Err("--scale-only and --no-scale (or --smoke) exclude each other".to_owned());
     }
     opts.runs = runs.unwrap_or(if opts.smoke { 2 } else { 20 });
     Ok(opts)
@@ -144,8 +179,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
 struct HostSpec {
     label: &'static str,
     toml: String,
-    /// 65,536 queues: apd's one whole read (at start) takes minutes
-    /// through FUSE, so that backend is opt-in here.
+    /// 65,536 queues: through FUSE only apd's start, one `list` and one
+    /// adapter burst run here (`fuse_big`); the scale section covers the
+    /// rest at this size.
     heavy: bool,
     /// The LPAR's adapters and usage domains: boot-restore mdev i gets
     /// adapter `adapters[i % len]` and domain `domains[i / len]`.
@@ -267,9 +303,9 @@ impl Sizes {
                 heavy: false,
             };
         }
-        // Through FUSE every queue attribute costs tens of round trips, and
-        // apd's start-up read takes seconds to minutes there. In process,
-        // only that one read grows with the host; the rest follows uevents.
+        // Through FUSE every file costs several round trips, and the first
+        // `queues` reads three files a queue. In process, only that and
+        // apd's start-up read grow with the host; the rest follows uevents.
         if mode == Mode::Fuse && spec.queues() > 100 {
             let runs = opts.heavy_runs;
             return Sizes {
@@ -665,7 +701,9 @@ fn ready_after(host: &Host) -> Res<(Instant, Duration)> {
 }
 
 /// read(2) calls apsim has made so far: each is one FUSE request taken
-/// from /dev/fuse (plus a handful on its uevent socket). None in-process.
+/// from /dev/fuse (plus a handful on its uevent socket); apsim's own
+/// `.apsim/requests` agrees within a few, and reading it would cost
+/// requests of its own. None in-process.
 fn apsim_reads(host: &Host) -> Option<u64> {
     if host.mode() != Mode::Fuse {
         return None;
@@ -1243,13 +1281,17 @@ fn section(report: &Report, total: Duration) -> String {
          the write until `PropertiesChanged` shows the result; boot rows run \
          from apd's spawn to its `READY=1` on NOTIFY_SOCKET (apd starts every \
          autostart mdev before it); a K whose projection (twice the slope of \
-         the two K before it) exceeds the budget is skipped. Where apd's one whole \
-         read of the host (at its start) takes seconds through FUSE (wide host) a row has 1-3 runs and no warm-up; \
-         elsewhere one untimed warm-up run came first. p90 is nearest rank. FUSE = apd on a \
+         the two K before it) exceeds the budget is skipped. Where a FUSE run \
+         takes seconds (big and wide hosts, the scale rows) a row has 1-3 runs \
+         and no warm-up; elsewhere one untimed warm-up run came first. p90 is nearest rank. FUSE = apd on a \
          FUSE-mounted apsim (the real sysfs code path), in-process = `apd --sim`. \
          Hosts: big = `apsim/examples/big.toml` (256 adapters x 256 domains), \
          seed = `apsim/examples/seed.toml` (7 x 5), wide = 256 adapters x 4 \
-         domains (generated; room for 1,000 disjoint mdevs). 1,000 defined = \
+         domains (generated; room for 1,000 disjoint mdevs); the scale rows \
+         (issue 17) run on generated 16x16 and 64x64 hosts and on the big one \
+         (256x256): a bare row is this process writing or reading only what \
+         is needed (open, write or read, close per attribute, as echo and cat), \
+         the boot anchor on a fresh mount of the same host. 1,000 defined = \
          imported mdevctl definitions, inactive.\n\n",
     );
     s.push_str(&report.table());
@@ -1299,6 +1341,14 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
         }
         backends.push(mode);
     }
+    if opts.scale_only {
+        if let Some(s) = &opts.scale {
+            if backends.contains(&Mode::Fuse) {
+                scale::run(&mut report, rt, s)?;
+            }
+        }
+        return Ok(report);
+    }
     let (big, seed, wide) = (HostSpec::big(), HostSpec::seed(), HostSpec::wide());
     let specs: Vec<&HostSpec> = if opts.smoke {
         vec![&seed]
@@ -1313,8 +1363,7 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
                         mode,
                         spec.label,
                         "apd spawn → READY, and every command",
-                        "minutes for apd's one whole read at start (65,536 queues through FUSE, no lookup cache); `--fuse-big`"
-                            .to_owned(),
+                        "`--skip-fuse-big`".to_owned(),
                     );
                 } else {
                     fuse_big(&mut report, rt, spec, opts.fuse_big)?;
@@ -1338,12 +1387,17 @@ fn run(opts: &Opts, rt: &Runtime) -> Res<Report> {
         for &mode in &backends {
             let sizes = Sizes::new(opts, spec, mode);
             if sizes.heavy && mode == Mode::Fuse {
-                // Every apd start reads the whole host once: 1,024 or 65,536
-                // queues through FUSE (tens of seconds to many minutes); the
-                // seed host shows the FUSE boot path.
+                // The scale section restores 10, 100 and 1,000 mdevs through
+                // FUSE on 64x64 and 256x256 hosts, beside the bare writes;
+                // here the seed host shows the FUSE boot path and reboot.
                 continue;
             }
             boot_restore(&mut report, rt, spec, mode, ks, opts.boot_budget, &sizes)?;
+        }
+    }
+    if let Some(s) = &opts.scale {
+        if backends.contains(&Mode::Fuse) {
+            scale::run(&mut report, rt, s)?;
         }
     }
     Ok(report)
@@ -1496,7 +1550,22 @@ mod tests {
             (2, vec![Mode::InProcess])
         );
         assert_eq!(smoke.fuse_big, FuseBig::Skip);
-        assert_eq!(parse(&[]).expect("defaults").fuse_big, FuseBig::Skip);
+        let defaults = parse(&[]).expect("defaults");
+        assert_eq!(
+            defaults.fuse_big,
+            FuseBig::List,
+            "the big FUSE host by default"
+        );
+        assert!(defaults.scale.is_some() && !defaults.scale_only);
+        assert!(smoke.scale.is_none());
+        assert_eq!(
+            parse(&["--skip-fuse-big"]).expect("args").fuse_big,
+            FuseBig::Skip
+        );
+        let idle = parse(&["--scale-only", "--idle-secs", "5"]).expect("args");
+        assert!(idle.scale_only);
+        assert_eq!(idle.scale.map(|s| s.idle), Some(Duration::from_secs(5)));
+        assert!(parse(&["--scale-only", "--no-scale"]).is_err());
         assert_eq!(
             parse(&["--fuse-big"]).expect("args").fuse_big,
             FuseBig::Ready
