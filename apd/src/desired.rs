@@ -173,7 +173,9 @@ impl Engine {
         prune: bool,
     ) -> Result<Vec<apbus::PlanStep>, Error> {
         let w = self.change().await?;
-        let host = self.sync(Stale::before_change()).await?;
+        let host = self
+            .sync(Stale::before_change().and(Stale::all_mdevs()))
+            .await?;
         let plan = self.make_plan(&host, &state, prune)?;
         if plan.is_empty() {
             return Ok(Vec::new());

@@ -182,7 +182,10 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
             return (0, due.len(), false);
         }
     };
-    if let Err(e) = engine.sync(Stale::before_change()).await {
+    if let Err(e) = engine
+        .sync(Stale::before_change().and(Stale::all_mdevs()))
+        .await
+    {
         tracing::error!(error = %e, "cannot re-read the host before the automatic starts");
     }
     let candidates = autostart_due(engine, only);

@@ -85,13 +85,18 @@ impl Stale {
     }
 
     /// What a change re-reads before it decides, holding the s390 AP
-    /// configuration lock: [`Stale::unannounced`], and the masks, whose
-    /// uevent from another writer's change may not have been followed yet
-    /// (every refusal of kernel spec §5 depends on them).
+    /// configuration lock: the masks, whose uevent from another writer's
+    /// change may not have been followed yet (every refusal of kernel spec
+    /// §5 depends on them), and the LPAR's configuration (no uevent). The
+    /// caller adds the mdev it changes ([`Stale::mdev`]); another mdev an
+    /// other tool wrote to without a uevent is met by the kernel's refusal,
+    /// after which a re-read of every mdev names it. So a change costs what
+    /// it touches, not one read per mdev on the host.
     pub fn before_change() -> Stale {
         Stale {
             masks: true,
-            ..Stale::unannounced()
+            config: true,
+            ..Stale::default()
         }
     }
 

@@ -46,6 +46,7 @@ impl Engine {
         let w = self.change().await?;
         self.sync(Stale::before_change()).await?;
         let uuid = self.state().resolve(arg)?;
+        self.sync(Stale::mdev(uuid)).await?;
         let result = self.start_locked(w.held(), uuid).await;
         if result.is_ok() {
             // A successful start by hand ends an automatic start's failure.
@@ -119,10 +120,12 @@ impl Engine {
     /// `Stop`.
     pub async fn stop(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
-        let host = self.sync(Stale::before_change()).await?;
+        self.sync(Stale::before_change()).await?;
+        let uuid = self.state().resolve(arg)?;
+        let host = self.sync(Stale::mdev(uuid)).await?;
         let (uuid, who) = {
             let s = self.state();
-            let u = s.resolve(arg)?;
+            let u = uuid;
             (u, target(&s, u))
         };
         let name = self.state().name_of(uuid);
@@ -156,11 +159,13 @@ impl Engine {
         add: bool,
     ) -> Result<(), Error> {
         let w = self.change().await?;
-        let host = self.sync(Stale::before_change()).await?;
+        self.sync(Stale::before_change()).await?;
+        let uuid = self.state().resolve(arg)?;
+        let host = self.sync(Stale::mdev(uuid)).await?;
         let names = name_map(&self.state());
         let (uuid, who, def) = {
             let s = self.state();
-            let u = s.resolve(arg)?;
+            let u = uuid;
             (u, target(&s, u), s.defs.get(&u).cloned())
         };
         let verb = if add { "assign to" } else { "unassign from" };
@@ -216,10 +221,37 @@ impl Engine {
                 }
                 Ok(())
             }
-            Err(f) => Err(assign_failed(&action, &f)),
+            Err(f) => Err(self
+                .assign_refusal(&f, add, uuid, &names, &want, &action)
+                .await),
         };
         self.refresh(touched).await;
         result
+    }
+
+    /// Why an assignment failed. A live assign the kernel refused may meet
+    /// what another tool assigned to some other mdev without a uevent since
+    /// apd last read it: a fresh read of every mdev names who holds the
+    /// queue.
+    async fn assign_refusal(
+        &self,
+        f: &ApplyError,
+        add: bool,
+        uuid: Uuid,
+        names: &BTreeMap<Uuid, String>,
+        want: &Matrix,
+        action: &str,
+    ) -> Error {
+        if add && f.failed_step.is_live() {
+            if let Ok(now) = self.sync(Stale::unannounced()).await {
+                if let Some(m) = now.mdevs.get(&uuid) {
+                    if let Err(e) = check_assigns(&now, names, uuid, m.matrix, want) {
+                        return e;
+                    }
+                }
+            }
+        }
+        assign_failed(action, f)
     }
 
     /// The definition `d` with `want` added or removed, checked with the
