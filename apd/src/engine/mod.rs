@@ -19,9 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, QueueInfo, Status};
+use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, Status};
 use libap::apply::{ApplyError, ApplyReport};
-use libap::host::Owner;
 use libap::plan::Step;
 use libap::resync::Stale;
 use libap::store::Store;
@@ -31,8 +30,10 @@ use uuid::Uuid;
 use crate::convert::{adapter_info, apqn_strings, id_lists, parse_uuid};
 use crate::lock::ConfigLock;
 
+mod queues;
 mod state;
 
+pub use queues::QueueList;
 pub use state::{with_remedy, Failure, State};
 
 #[cfg(test)]
@@ -514,49 +515,6 @@ impl Engine {
             })
             .collect();
         Ok((info, apqns))
-    }
-
-    /// `apctl queues`.
-    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
-        let v = self.peek_view(Stale::unannounced()).await?;
-        let h = &v.host;
-        let owners = h.mdev_owners();
-        Ok(h.queues
-            .values()
-            .map(|q| {
-                let card = h.cards.get(&q.apqn.adapter);
-                let (owner, owner_uuid, owner_name) = match h.owner(q.apqn) {
-                    Owner::Host { .. } => ("host", String::new(), String::new()),
-                    Owner::Free | Owner::Mdev { .. } => match owners.get(q.apqn) {
-                        Some(u) => (
-                            "mdev",
-                            u.hyphenated().to_string(),
-                            v.name_of(*u).unwrap_or_default(),
-                        ),
-                        None => ("free", String::new(), String::new()),
-                    },
-                };
-                QueueInfo {
-                    apqn: q.apqn.to_string(),
-                    card_type: card.map(|c| c.type_name.clone()).unwrap_or_default(),
-                    mode: card
-                        .and_then(|c| c.mode)
-                        .map(|m| m.as_str().to_string())
-                        .unwrap_or_default(),
-                    config: q.config,
-                    // Only cex4queue-bound queues have `online`; others
-                    // follow their card.
-                    online: q
-                        .online
-                        .unwrap_or_else(|| q.config && card.is_some_and(|c| c.online)),
-                    chkstop: q.chkstop,
-                    driver: q.driver.clone().unwrap_or_default(),
-                    owner: owner.to_string(),
-                    owner_uuid,
-                    owner_name,
-                }
-            })
-            .collect())
     }
 
     /// Every adapter (card) of the host.

@@ -1,0 +1,208 @@
+//! apd's socket to the bus, with a bound on the replies zbus itself builds.
+//!
+//! `Introspect` and `GetManagedObjects` are answered by zbus, not by apd's
+//! code, so [`super::gate`] cannot hold them; and they grow with the mdevs
+//! (zbus introspects the whole tree below a node: 2.6 MB from the root
+//! with 1,000 mdevs). zbus answers each call in a task of its own and
+//! writes every reply to one socket, so under a flood finished replies
+//! wait for the socket by the hundred (a flood of `Introspect` alone took
+//! apd past 500 MiB). Here the socket's read half lets at most
+//! [`TREE_READS`] such calls in at once: the next one is read only when a
+//! reply to one of them has been written (seen by the write half). Until
+//! then apd reads nothing more from the bus (the bus daemon keeps it), so
+//! a change waits for at most one of these replies, never for a queue of
+//! them.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use zbus::address::transport::{Transport, UnixSocket};
+use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
+use zbus::connection::AuthMechanism;
+use zbus::connection::Socket;
+use zbus::fdo::ConnectionCredentials;
+use zbus::message::{Flags, Message, Type as MessageType};
+
+/// Calls answered by zbus whose replies grow with the tree, in at once.
+pub const TREE_READS: usize = 2;
+
+/// The interfaces whose calls zbus answers with the whole tree.
+const TREE_INTERFACES: [&str; 2] = [
+    "org.freedesktop.DBus.Introspectable",
+    "org.freedesktop.DBus.ObjectManager",
+];
+
+/// Calls let in and not yet answered, by (caller, serial).
+#[derive(Debug)]
+struct InFlight {
+    permits: Arc<Semaphore>,
+    calls: Mutex<HashMap<(String, u32), OwnedSemaphorePermit>>,
+}
+
+impl InFlight {
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), OwnedSemaphorePermit>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The caller and serial of a call zbus will answer with the whole tree
+/// (and a reply: a call that wants none is not held).
+fn tree_call(msg: &Message) -> Option<(String, u32)> {
+    let hdr = msg.header();
+    if hdr.message_type() != MessageType::MethodCall
+        || hdr.primary().flags().contains(Flags::NoReplyExpected)
+    {
+        return None;
+    }
+    let iface = hdr.interface()?;
+    if !TREE_INTERFACES.contains(&iface.as_str()) {
+        return None;
+    }
+    Some((hdr.sender()?.to_string(), hdr.primary().serial_num().get()))
+}
+
+/// The call a reply answers: (its destination, the serial it replies to).
+fn answered(msg: &Message) -> Option<(String, u32)> {
+    let hdr = msg.header();
+    if !matches!(
+        hdr.message_type(),
+        MessageType::MethodReturn | MessageType::Error
+    ) {
+        return None;
+    }
+    Some((hdr.destination()?.to_string(), hdr.reply_serial()?.get()))
+}
+
+#[derive(Debug)]
+pub struct GatedRead<R> {
+    inner: R,
+    in_flight: Arc<InFlight>,
+}
+
+#[derive(Debug)]
+pub struct GatedWrite<W> {
+    inner: W,
+    in_flight: Arc<InFlight>,
+}
+
+#[async_trait::async_trait]
+impl<R: ReadHalf> ReadHalf for GatedRead<R> {
+    async fn receive_message(
+        &mut self,
+        seq: u64,
+        already_received_bytes: &mut Vec<u8>,
+        already_received_fds: &mut Vec<OwnedFd>,
+    ) -> zbus::Result<Message> {
+        let msg = self
+            .inner
+            .receive_message(seq, already_received_bytes, already_received_fds)
+            .await?;
+        if let Some(call) = tree_call(&msg) {
+            // Nothing more is read until one of those in flight is answered.
+            let permit = self
+                .in_flight
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| zbus::Error::Failure("apd's bus reader is closed".to_string()))?;
+            self.in_flight.calls().insert(call, permit);
+        }
+        Ok(msg)
+    }
+
+    async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+        self.inner.recvmsg(buf).await
+    }
+
+    fn can_pass_unix_fd(&self) -> bool {
+        self.inner.can_pass_unix_fd()
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
+        self.inner.peer_credentials().await
+    }
+
+    fn auth_mechanism(&self) -> AuthMechanism {
+        self.inner.auth_mechanism()
+    }
+}
+
+#[async_trait::async_trait]
+impl<W: WriteHalf> WriteHalf for GatedWrite<W> {
+    async fn send_message(&mut self, msg: &Message) -> zbus::Result<()> {
+        let sent = self.inner.send_message(msg).await;
+        // Written (or failed): either way that call is over.
+        if let Some(call) = answered(msg) {
+            let permit = self.in_flight.calls().remove(&call);
+            drop(permit);
+        }
+        sent
+    }
+
+    async fn sendmsg(&mut self, buffer: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        self.inner.sendmsg(buffer, fds).await
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.inner.close().await
+    }
+
+    fn can_pass_unix_fd(&self) -> bool {
+        self.inner.can_pass_unix_fd()
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
+        self.inner.peer_credentials().await
+    }
+}
+
+/// The unix socket of `address`, connected and gated; `None` for an
+/// address that is not a unix socket (then zbus connects as usual).
+pub async fn connect(address: &zbus::Address) -> io::Result<Option<BoxedSplit>> {
+    let Transport::Unix(unix) = address.transport() else {
+        return Ok(None);
+    };
+    let stream = match unix.path() {
+        UnixSocket::File(path) => tokio::net::UnixStream::connect(path).await?,
+        UnixSocket::Abstract(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            use std::os::unix::ffi::OsStrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            let s = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+            s.set_nonblocking(true)?;
+            tokio::net::UnixStream::from_std(s)?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(GatedStream(stream).into()))
+}
+
+/// A unix stream whose halves hold the tree calls.
+#[derive(Debug)]
+struct GatedStream(tokio::net::UnixStream);
+
+impl Socket for GatedStream {
+    type ReadHalf = GatedRead<tokio::net::unix::OwnedReadHalf>;
+    type WriteHalf = GatedWrite<tokio::net::unix::OwnedWriteHalf>;
+
+    fn split(self) -> Split<Self::ReadHalf, Self::WriteHalf> {
+        let (read, write) = self.0.into_split();
+        let in_flight = Arc::new(InFlight {
+            permits: Arc::new(Semaphore::new(TREE_READS)),
+            calls: Mutex::new(HashMap::new()),
+        });
+        let read = GatedRead {
+            inner: read,
+            in_flight: in_flight.clone(),
+        };
+        let write = GatedWrite {
+            inner: write,
+            in_flight,
+        };
+        Split::new(read, write)
+    }
+}
