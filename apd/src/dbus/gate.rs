@@ -29,7 +29,7 @@ use zbus::zvariant::{Signature, Type};
 use crate::engine::State;
 
 /// Estimated bytes of replies under way at once, in KiB.
-pub const BUDGET_KIB: u32 = 12 * 1024;
+pub const BUDGET_KIB: u32 = 8 * 1024;
 /// Reads under way or waiting, in total.
 pub const MAX_ADMITTED: usize = 64;
 /// Reads under way or waiting, per connection (a client waits for its

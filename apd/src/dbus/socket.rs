@@ -29,6 +29,10 @@ use zbus::message::{Flags, Message, Type as MessageType};
 /// Calls answered by zbus whose replies grow with the tree, in at once.
 pub const TREE_READS: usize = 2;
 
+/// How long the reader waits for a tree reply to be written before it
+/// lets the next tree call in regardless.
+const TREE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The interfaces whose calls zbus answers with the whole tree.
 const TREE_INTERFACES: [&str; 2] = [
     "org.freedesktop.DBus.Introspectable",
@@ -88,7 +92,7 @@ pub struct GatedWrite<W> {
     in_flight: Arc<InFlight>,
 }
 
-#[async_trait::async_trait]
+#[zbus::export::async_trait::async_trait]
 impl<R: ReadHalf> ReadHalf for GatedRead<R> {
     async fn receive_message(
         &mut self,
@@ -101,15 +105,24 @@ impl<R: ReadHalf> ReadHalf for GatedRead<R> {
             .receive_message(seq, already_received_bytes, already_received_fds)
             .await?;
         if let Some(call) = tree_call(&msg) {
-            // Nothing more is read until one of those in flight is answered.
-            let permit = self
-                .in_flight
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| zbus::Error::Failure("apd's bus reader is closed".to_string()))?;
-            self.in_flight.calls().insert(call, permit);
+            // Nothing more is read until one of those in flight is answered;
+            // should an answer never be written (a zbus failure), the wait
+            // ends anyway rather than deafen apd for good.
+            let wait = self.in_flight.permits.clone().acquire_owned();
+            match tokio::time::timeout(TREE_WAIT, wait).await {
+                Ok(Ok(permit)) => {
+                    self.in_flight.calls().insert(call, permit);
+                }
+                Ok(Err(_)) => {
+                    return Err(zbus::Error::Failure(
+                        "apd's bus reader is closed".to_string(),
+                    ))
+                }
+                Err(_) => tracing::warn!(
+                    caller = call.0,
+                    "no reply to the last introspections was written for {TREE_WAIT:?}; letting one more in"
+                ),
+            }
         }
         Ok(msg)
     }
@@ -131,14 +144,17 @@ impl<R: ReadHalf> ReadHalf for GatedRead<R> {
     }
 }
 
-#[async_trait::async_trait]
+#[zbus::export::async_trait::async_trait]
 impl<W: WriteHalf> WriteHalf for GatedWrite<W> {
     async fn send_message(&mut self, msg: &Message) -> zbus::Result<()> {
         let sent = self.inner.send_message(msg).await;
         // Written (or failed): either way that call is over.
         if let Some(call) = answered(msg) {
-            let permit = self.in_flight.calls().remove(&call);
-            drop(permit);
+            let mut calls = self.in_flight.calls();
+            if calls.remove(&call).is_some() && calls.is_empty() {
+                // The tree replies are freed: hand their memory back.
+                drop(tokio::task::spawn_blocking(crate::memory::give_back));
+            }
         }
         sent
     }
