@@ -115,8 +115,10 @@ pub async fn connect(bus: &BusChoice) -> zbus::Result<Connection> {
         BusChoice::Address(a) => a.parse(),
     };
     if let Ok(address) = address {
-        if let Some(split) = socket::connect(&address).await? {
-            return zbus::connection::Builder::socket(split).build().await;
+        if let Some((split, refused)) = socket::connect(&address).await? {
+            let conn = zbus::connection::Builder::socket(split).build().await?;
+            tokio::spawn(socket::answer_refused(conn.clone(), refused));
+            return Ok(conn);
         }
     }
     tracing::warn!(%bus, "the bus is not a unix socket: introspection and GetManagedObjects are not bounded");

@@ -7,18 +7,17 @@
 //! writes every reply to one socket, so under a flood finished replies
 //! wait for the socket by the hundred (a flood of `Introspect` alone took
 //! apd past 500 MiB). Here the socket's read half lets at most
-//! [`TREE_READS`] such calls in at once: the next one is read only when a
-//! reply to one of them has been written (seen by the write half). Until
-//! then apd reads nothing more from the bus (the bus daemon keeps it), so
-//! a change waits for at most one of these replies, never for a queue of
-//! them.
+//! [`TREE_READS`] such calls in at once, until a reply to one of them has
+//! been written (seen by the write half); one more is refused as Busy
+//! (by [`answer_refused`]) and never reaches zbus. The reader never waits
+//! for them: a change behind them is read at once.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use zbus::address::transport::{Transport, UnixSocket};
 use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
 use zbus::connection::AuthMechanism;
@@ -29,9 +28,9 @@ use zbus::message::{Flags, Message, Type as MessageType};
 /// Calls answered by zbus whose replies grow with the tree, in at once.
 pub const TREE_READS: usize = 2;
 
-/// How long the reader waits for a tree reply to be written before it
-/// lets the next tree call in regardless.
-const TREE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Refused tree calls waiting for their Busy answer; past this, one is
+/// dropped (its caller's own timeout answers it).
+const REFUSED_QUEUE: usize = 1024;
 
 /// The interfaces whose calls zbus answers with the whole tree.
 const TREE_INTERFACES: [&str; 2] = [
@@ -44,6 +43,8 @@ const TREE_INTERFACES: [&str; 2] = [
 struct InFlight {
     permits: Arc<Semaphore>,
     calls: Mutex<HashMap<(String, u32), OwnedSemaphorePermit>>,
+    /// Calls refused, for [`answer_refused`] to answer.
+    refused: mpsc::Sender<Message>,
 }
 
 impl InFlight {
@@ -100,31 +101,35 @@ impl<R: ReadHalf> ReadHalf for GatedRead<R> {
         already_received_bytes: &mut Vec<u8>,
         already_received_fds: &mut Vec<OwnedFd>,
     ) -> zbus::Result<Message> {
-        let msg = self
-            .inner
-            .receive_message(seq, already_received_bytes, already_received_fds)
-            .await?;
-        if let Some(call) = tree_call(&msg) {
-            // Nothing more is read until one of those in flight is answered;
-            // should an answer never be written (a zbus failure), the wait
-            // ends anyway rather than deafen apd for good.
-            let wait = self.in_flight.permits.clone().acquire_owned();
-            match tokio::time::timeout(TREE_WAIT, wait).await {
-                Ok(Ok(permit)) => {
+        loop {
+            let msg = self
+                .inner
+                .receive_message(seq, already_received_bytes, already_received_fds)
+                .await?;
+            let Some(call) = tree_call(&msg) else {
+                return Ok(msg);
+            };
+            match self.in_flight.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
                     self.in_flight.calls().insert(call, permit);
+                    return Ok(msg);
                 }
-                Ok(Err(_)) => {
+                Err(TryAcquireError::NoPermits) => {
+                    // Answered Busy aside; the next message is read at once.
+                    if self.in_flight.refused.try_send(msg).is_err() {
+                        tracing::debug!(
+                            caller = call.0,
+                            "a tree call dropped: too many refused at once"
+                        );
+                    }
+                }
+                Err(TryAcquireError::Closed) => {
                     return Err(zbus::Error::Failure(
                         "apd's bus reader is closed".to_string(),
                     ))
                 }
-                Err(_) => tracing::warn!(
-                    caller = call.0,
-                    "no reply to the last introspections was written for {TREE_WAIT:?}; letting one more in"
-                ),
             }
         }
-        Ok(msg)
     }
 
     async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
@@ -178,7 +183,9 @@ impl<W: WriteHalf> WriteHalf for GatedWrite<W> {
 
 /// The unix socket of `address`, connected and gated; `None` for an
 /// address that is not a unix socket (then zbus connects as usual).
-pub async fn connect(address: &zbus::Address) -> io::Result<Option<BoxedSplit>> {
+pub async fn connect(
+    address: &zbus::Address,
+) -> io::Result<Option<(BoxedSplit, mpsc::Receiver<Message>)>> {
     let Transport::Unix(unix) = address.transport() else {
         return Ok(None);
     };
@@ -194,22 +201,44 @@ pub async fn connect(address: &zbus::Address) -> io::Result<Option<BoxedSplit>> 
         }
         _ => return Ok(None),
     };
-    Ok(Some(GatedStream(stream).into()))
+    let (refused, calls) = mpsc::channel(REFUSED_QUEUE);
+    Ok(Some((GatedStream { stream, refused }.into(), calls)))
+}
+
+/// Answers the tree calls the reader refused, Busy, until the connection
+/// ends.
+pub async fn answer_refused(conn: zbus::Connection, mut calls: mpsc::Receiver<Message>) {
+    let busy = format!("{}.Busy", apbus::ERROR_PREFIX);
+    let sentence = format!(
+        "apd is answering {TREE_READS} introspections or object listings; try again in a moment"
+    );
+    while let Some(call) = calls.recv().await {
+        if let Err(e) = conn
+            .reply_error(&call.header(), busy.as_str(), &(sentence.as_str(),))
+            .await
+        {
+            tracing::debug!(error = %e, "cannot answer a refused introspection");
+        }
+    }
 }
 
 /// A unix stream whose halves hold the tree calls.
 #[derive(Debug)]
-struct GatedStream(tokio::net::UnixStream);
+struct GatedStream {
+    stream: tokio::net::UnixStream,
+    refused: mpsc::Sender<Message>,
+}
 
 impl Socket for GatedStream {
     type ReadHalf = GatedRead<tokio::net::unix::OwnedReadHalf>;
     type WriteHalf = GatedWrite<tokio::net::unix::OwnedWriteHalf>;
 
     fn split(self) -> Split<Self::ReadHalf, Self::WriteHalf> {
-        let (read, write) = self.0.into_split();
+        let (read, write) = self.stream.into_split();
         let in_flight = Arc::new(InFlight {
             permits: Arc::new(Semaphore::new(TREE_READS)),
             calls: Mutex::new(HashMap::new()),
+            refused: self.refused,
         });
         let read = GatedRead {
             inner: read,
