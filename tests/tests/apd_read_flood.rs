@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -274,6 +274,96 @@ fn flood(host: &Host, done: &Arc<AtomicUsize>) -> Tally {
     tally
 }
 
+/// One call of every read, so apd's first-use allocations are made
+/// before its idle RSS is taken.
+fn warm_up(host: &Host) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let warm = rt
+        .block_on(async {
+            let conn = zbus::connection::Builder::address(host.bus_address())?
+                .build()
+                .await?;
+            let mut t = Tally::default();
+            for read in READS {
+                t.note(read, call(&conn, read, &uuid(0)).await);
+            }
+            Ok::<_, zbus::Error>(t)
+        })
+        .expect("warm-up");
+    assert!(warm.failures.is_empty(), "{:?}", warm.failures);
+}
+
+/// The admin's start and stop during the flood, with their latencies.
+struct Admin {
+    start: std::process::Output,
+    start_latency: std::time::Duration,
+    answered_before: usize,
+    stop: std::process::Output,
+    stop_latency: std::time::Duration,
+}
+
+/// Starts and stops [`ADMIN_MDEV`] once the flood is under way.
+fn admin(host: &Host, done: &AtomicUsize) -> Admin {
+    host.wait_for("the flood to start", || {
+        done.load(Ordering::SeqCst) >= CLIENTS
+    });
+    let t = Instant::now();
+    let start = host.apctl(&["start", ADMIN_MDEV]);
+    let start_latency = t.elapsed();
+    let answered_before = done.load(Ordering::SeqCst);
+    let t = Instant::now();
+    let stop = host.apctl(&["stop", ADMIN_MDEV]);
+    Admin {
+        start,
+        start_latency,
+        answered_before,
+        stop,
+        stop_latency: t.elapsed(),
+    }
+}
+
+/// apd's RSS once it is at most `settle` KiB, or when the liveness bound
+/// passes (a hang bound, not a speed verdict).
+fn settled_rss(apd: u32, settle: u64) -> u64 {
+    let deadline = Instant::now() + e2e::liveness_timeout();
+    let mut rss = memory_kib(apd).0;
+    while rss > settle && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        rss = memory_kib(apd).0;
+    }
+    rss
+}
+
+fn print_tally(tally: &Tally) {
+    for (read, (ok, busy, bytes)) in &tally.per_read {
+        eprintln!("e2e:   {read}: {ok} answered ({bytes} bytes), {busy} busy");
+    }
+    if let Some(s) = &tally.busy_sentence {
+        eprintln!("e2e:   Busy: {s}");
+    }
+}
+
+fn assert_answered(tally: &Tally, admin: &Admin) {
+    assert!(tally.failures.is_empty(), "{:#?}", tally.failures);
+    assert_eq!(
+        tally.per_read.values().map(|v| v.0 + v.1).sum::<usize>(),
+        CLIENTS * READS.iter().filter(|r| chosen(**r)).count()
+    );
+    for (read, (ok, _, _)) in &tally.per_read {
+        assert!(*ok > 0, "no {read} call was answered during the flood");
+    }
+    for (what, out) in [("start", &admin.start), ("stop", &admin.stop)] {
+        assert!(
+            out.status.success(),
+            "the admin's {what} failed during the flood: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn a_read_flood_keeps_apd_bounded_and_changes_still_run() {
     let cfg = tempfile::tempdir().expect("a config dir");
@@ -290,54 +380,21 @@ fn a_read_flood_keeps_apd_bounded_and_changes_still_run() {
     let active = mdevs.iter().filter(|m| m["active"] == true).count();
     assert_eq!(active, DEFINED / 4, "the autostart mdevs run");
 
-    // Idle: after one call of every read, so first-use allocations are made.
-    let done = Arc::new(AtomicUsize::new(0));
-    let warm = {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let conn = zbus::connection::Builder::address(host.bus_address())?
-                .build()
-                .await?;
-            let mut t = Tally::default();
-            for read in READS {
-                t.note(read, call(&conn, read, &uuid(0)).await);
-            }
-            Ok::<_, zbus::Error>(t)
-        })
-        .expect("warm-up")
-    };
-    assert!(warm.failures.is_empty(), "{:?}", warm.failures);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    warm_up(&host);
     let (idle, _) = memory_kib(apd);
     let peak_reset = reset_peak(apd);
-
+    let done = Arc::new(AtomicUsize::new(0));
     let stop = AtomicBool::new(false);
-    let max_rss = AtomicUsize::new(0);
+    let max_rss = AtomicU64::new(0);
     let started = Instant::now();
     let (tally, admin) = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
             while !stop.load(Ordering::SeqCst) {
-                let (rss, _) = memory_kib(apd);
-                max_rss.fetch_max(usize::try_from(rss).unwrap_or(usize::MAX), Ordering::SeqCst);
+                max_rss.fetch_max(memory_kib(apd).0, Ordering::SeqCst);
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         });
-        let admin = s.spawn(|| {
-            // Once the flood is under way.
-            host.wait_for("the flood to start", || {
-                done.load(Ordering::SeqCst) >= CLIENTS
-            });
-            let t = Instant::now();
-            let out = host.apctl(&["start", ADMIN_MDEV]);
-            let start_latency = t.elapsed();
-            let busy_when_started = done.load(Ordering::SeqCst);
-            let t = Instant::now();
-            let stop_out = host.apctl(&["stop", ADMIN_MDEV]);
-            (out, start_latency, busy_when_started, stop_out, t.elapsed())
-        });
+        let admin = s.spawn(|| admin(&host, &done));
         let tally = flood(&host, &done);
         let admin = admin.join().expect("the admin");
         stop.store(true, Ordering::SeqCst);
@@ -345,51 +402,26 @@ fn a_read_flood_keeps_apd_bounded_and_changes_still_run() {
         (tally, admin)
     });
     let flood_time = started.elapsed();
-    let (_, hwm) = memory_kib(apd);
-    let sampled_peak = max_rss.load(Ordering::SeqCst) as u64;
-    let peak = if peak_reset { hwm } else { sampled_peak };
-
-    // Given back soon; waiting is bounded by the liveness bound only.
+    let sampled = max_rss.load(Ordering::SeqCst);
+    let peak = if peak_reset {
+        memory_kib(apd).1
+    } else {
+        sampled
+    };
     let settle = idle + SETTLE_SLACK_MIB * 1024;
-    let deadline = Instant::now() + e2e::liveness_timeout();
-    let mut after = memory_kib(apd).0;
-    while after > settle && Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        after = memory_kib(apd).0;
-    }
+    let after = settled_rss(apd, settle);
 
-    let (start_out, start_latency, calls_before, stop_out, stop_latency) = admin;
     eprintln!(
         "e2e: read flood: {CLIENTS} clients x {} reads in {flood_time:.1?}; apd RSS idle {idle} KiB, \
-         peak {peak} KiB (VmHWM reset: {peak_reset}; sampled {sampled_peak} KiB), after {after} KiB; \
-         admin `apctl start` {start_latency:.1?} (after {calls_before} reads had been answered), \
-         `apctl stop` {stop_latency:.1?}",
-        READS.len()
+         peak {peak} KiB (VmHWM reset: {peak_reset}; sampled {sampled} KiB), after {after} KiB; \
+         admin `apctl start` {:.1?} (after {} reads had been answered), `apctl stop` {:.1?}",
+        READS.len(),
+        admin.start_latency,
+        admin.answered_before,
+        admin.stop_latency
     );
-    for (read, (ok, busy, bytes)) in &tally.per_read {
-        eprintln!("e2e:   {read}: {ok} answered ({bytes} bytes), {busy} busy");
-    }
-    if let Some(s) = &tally.busy_sentence {
-        eprintln!("e2e:   Busy: {s}");
-    }
-    assert!(tally.failures.is_empty(), "{:#?}", tally.failures);
-    assert_eq!(
-        tally.per_read.values().map(|v| v.0 + v.1).sum::<usize>(),
-        CLIENTS * READS.iter().filter(|r| chosen(**r)).count()
-    );
-    for (read, (ok, _, _)) in &tally.per_read {
-        assert!(*ok > 0, "no {read} call was answered during the flood");
-    }
-    assert!(
-        start_out.status.success(),
-        "the admin's start failed during the flood: {}",
-        String::from_utf8_lossy(&start_out.stderr)
-    );
-    assert!(
-        stop_out.status.success(),
-        "the admin's stop failed during the flood: {}",
-        String::from_utf8_lossy(&stop_out.stderr)
-    );
+    print_tally(&tally);
+    assert_answered(&tally, &admin);
     assert!(
         peak <= PEAK_BOUND_MIB * 1024,
         "apd's peak RSS was {peak} KiB under the flood (bound {PEAK_BOUND_MIB} MiB, idle {idle} KiB)"
