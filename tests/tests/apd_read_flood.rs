@@ -434,3 +434,97 @@ fn a_read_flood_keeps_apd_bounded_and_changes_still_run() {
     let list = host.apctl_json(&["list"]);
     assert_eq!(list.as_array().map(Vec::len), Some(DEFINED));
 }
+
+/// A client that sends `calls` and never reads its socket: D-Bus's
+/// EXTERNAL handshake by hand, `Hello`, then the calls, raw.
+fn never_reading_client(address: &str, calls: &[zbus::Message]) -> std::os::unix::net::UnixStream {
+    use std::io::{Read, Write};
+    let path = address
+        .strip_prefix("unix:path=")
+        .and_then(|p| p.split(',').next())
+        .expect("a unix:path= bus address");
+    let mut s = std::os::unix::net::UnixStream::connect(path).expect("connect to the bus");
+    let uid: String = nix::unistd::getuid()
+        .as_raw()
+        .to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    s.write_all(format!("\0AUTH EXTERNAL {uid}\r\n").as_bytes())
+        .expect("AUTH");
+    let mut ok = [0u8; 128];
+    let n = s.read(&mut ok).expect("the bus's answer");
+    assert!(
+        ok[..n].starts_with(b"OK "),
+        "{:?}",
+        String::from_utf8_lossy(&ok[..n])
+    );
+    s.write_all(b"BEGIN\r\n").expect("BEGIN");
+    let hello = zbus::Message::method_call("/org/freedesktop/DBus", "Hello")
+        .and_then(|b| b.destination("org.freedesktop.DBus"))
+        .and_then(|b| b.interface("org.freedesktop.DBus"))
+        .and_then(|b| b.build(&()))
+        .expect("Hello");
+    s.write_all(hello.data()).expect("Hello sent");
+    for c in calls {
+        s.write_all(c.data()).expect("a call sent");
+    }
+    s
+}
+
+#[test]
+fn clients_that_never_read_their_replies_cost_apd_nothing_lasting() {
+    let cfg = tempfile::tempdir().expect("a config dir");
+    write_config(cfg.path());
+    let mut host = Host::start_with(HostOptions {
+        mode: Mode::InProcess,
+        config_dir: Some(cfg.path().to_path_buf()),
+        ..HostOptions::new(BIG_HOST)
+    });
+    let apd = *host.pids().last().expect("apd's pid");
+    warm_up(&host);
+    let (idle, _) = memory_kib(apd);
+    let peak_reset = reset_peak(apd);
+    let calls: Vec<zbus::Message> = (0..50)
+        .map(|_| {
+            zbus::Message::method_call(apbus::ROOT_PATH, "ListQueues")
+                .and_then(|b| b.destination(apbus::BUS_NAME))
+                .and_then(|b| b.interface(apbus::MANAGER_INTERFACE))
+                .and_then(|b| b.build(&()))
+                .expect("ListQueues")
+        })
+        .collect();
+    // Three of them, 50 calls each (6 MB a reply), none reading. apd
+    // admits four per connection and writes their replies to the bus
+    // daemon, which keeps them; more silent clients than that (dbus-daemon
+    // stops reading a sender once 127 MB of its messages wait for their
+    // recipients) would stall apd's socket: see RELIABILITY.md.
+    let sockets: Vec<_> = (0..3)
+        .map(|_| never_reading_client(host.bus_address(), &calls))
+        .collect();
+    // apd answers others meanwhile: it holds no queue for the silent ones.
+    for _ in 0..3 {
+        let status = host.apctl_json(&["status"]);
+        assert!(status.is_object(), "{status}");
+    }
+    host.apctl_ok(&["start", ADMIN_MDEV]);
+    host.apctl_ok(&["stop", ADMIN_MDEV]);
+    drop(sockets);
+    let after = settled_rss(apd, idle + SETTLE_SLACK_MIB * 1024);
+    let peak = memory_kib(apd).1;
+    eprintln!(
+        "e2e: 3 clients x 50 ListQueues never read: apd RSS idle {idle} KiB, peak {peak} KiB \
+         (VmHWM reset: {peak_reset}), after {after} KiB"
+    );
+    if peak_reset {
+        assert!(
+            peak <= PEAK_BOUND_MIB * 1024,
+            "apd's peak RSS was {peak} KiB (bound {PEAK_BOUND_MIB} MiB)"
+        );
+    }
+    assert!(
+        after <= idle + SETTLE_SLACK_MIB * 1024,
+        "apd kept {after} KiB"
+    );
+    assert!(host.apd_running(), "apd exited");
+}
