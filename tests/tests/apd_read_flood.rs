@@ -494,26 +494,36 @@ fn clients_that_never_read_their_replies_cost_apd_nothing_lasting() {
                 .expect("ListQueues")
         })
         .collect();
-    // Three of them, 50 calls each (6 MB a reply), none reading. apd
-    // admits four per connection and writes their replies to the bus
-    // daemon, which keeps them; more silent clients than that (dbus-daemon
-    // stops reading a sender once 127 MB of its messages wait for their
-    // recipients) would stall apd's socket: see RELIABILITY.md.
-    let sockets: Vec<_> = (0..3)
+    // Ten of them, 50 calls each (6 MB a reply), none reading. The bus
+    // daemon keeps what apd answers them, and stops reading apd once
+    // 127 MB of its messages wait (dbus-daemon's max_incoming_bytes): apd
+    // refuses large replies while the daemon holds 48 MiB of its.
+    let sockets: Vec<_> = (0..10)
         .map(|_| never_reading_client(host.bus_address(), &calls))
         .collect();
-    // apd answers others meanwhile: it holds no queue for the silent ones.
-    for _ in 0..3 {
-        let status = host.apctl_json(&["status"]);
-        assert!(status.is_object(), "{status}");
-    }
+    // Once the daemon holds enough of apd's unread replies, a large read
+    // is refused with a sentence that says why ...
+    let mut refusal = String::new();
+    host.wait_for("a large read refused for the unread replies", || {
+        let out = host.apctl(&["queues"]);
+        refusal = String::from_utf8_lossy(&out.stderr).into_owned();
+        out.status.code() == Some(1) && refusal.contains("have not read")
+    });
+    // ... while apd answers everything else, changes included.
+    let status = host.apctl_json(&["status"]);
+    assert!(status.is_object(), "{status}");
     host.apctl_ok(&["start", ADMIN_MDEV]);
     host.apctl_ok(&["stop", ADMIN_MDEV]);
     drop(sockets);
+    // The daemon drops what the silent clients left: large reads again.
+    host.wait_for("a large read answered again", || {
+        host.apctl(&["--json", "queues"]).status.success()
+    });
+    eprintln!("e2e: {}", refusal.trim());
     let after = settled_rss(apd, idle + SETTLE_SLACK_MIB * 1024);
     let peak = memory_kib(apd).1;
     eprintln!(
-        "e2e: 3 clients x 50 ListQueues never read: apd RSS idle {idle} KiB, peak {peak} KiB \
+        "e2e: 10 clients x 50 ListQueues never read: apd RSS idle {idle} KiB, peak {peak} KiB \
          (VmHWM reset: {peak_reset}), after {after} KiB"
     );
     if peak_reset {

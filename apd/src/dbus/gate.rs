@@ -10,6 +10,10 @@
 //! - at most [`MAX_ADMITTED`] reads are under way or waiting, at most
 //!   [`MAX_PER_CONNECTION`] of one connection; past that a read is
 //!   refused as Busy, with a sentence that says so;
+//! - a large reply is refused as Busy while the bus daemon holds 48 MiB of
+//!   apd's messages that their callers have not read (a client that never
+//!   reads its socket would otherwise pile apd's replies up in the daemon
+//!   until it stops reading apd);
 //! - when the last read of a burst with a large reply ends, the memory is
 //!   handed back to the kernel ([`crate::memory::give_back`]).
 //!
@@ -36,14 +40,23 @@ pub const MAX_ADMITTED: usize = 64;
 /// replies before it asks again).
 pub const MAX_PER_CONNECTION: usize = 4;
 /// A reply of this estimated size (KiB) or more makes the end of its
-/// burst hand memory back.
+/// burst hand memory back, and is sent only while the bus daemon holds
+/// less than [`BACKLOG_LIMIT`] of apd's messages.
 const TRIM_AFTER_KIB: u32 = 1024;
+/// apd's messages the bus daemon may hold for their recipients before
+/// large replies are refused: dbus-daemon stops reading a sender at its
+/// `max_incoming_bytes` (127 MB by default), and then apd could answer
+/// nobody, not even an admin, until the silent callers read or leave.
+const BACKLOG_LIMIT: u64 = 48 * 1024 * 1024;
 
 /// The gate; shared by the read methods of the root object.
 #[derive(Debug)]
 pub struct ReadGate {
     budget: Arc<Semaphore>,
     admitted: Mutex<Admitted>,
+    /// apd's connection, to ask the bus daemon what it holds of apd's
+    /// (None in unit tests, or once the daemon could not tell).
+    bus: Mutex<Option<zbus::Connection>>,
 }
 
 #[derive(Debug, Default)]
@@ -65,12 +78,40 @@ pub struct Ticket {
 }
 
 impl ReadGate {
-    /// A gate with the budget and limits above.
-    pub fn new() -> Arc<ReadGate> {
+    /// A gate with the budget and limits above; `bus` (apd's connection)
+    /// is asked how much of apd's the bus daemon holds.
+    pub fn new(bus: Option<zbus::Connection>) -> Arc<ReadGate> {
         Arc::new(ReadGate {
             budget: Arc::new(Semaphore::new(BUDGET_KIB as usize)),
             admitted: Mutex::new(Admitted::default()),
+            bus: Mutex::new(bus),
         })
+    }
+
+    /// Bytes of apd's messages the bus daemon holds for recipients that
+    /// have not read them (dbus-daemon's `Debug.Stats`); None where the
+    /// daemon cannot tell (dbus-broker, no stats), and then never asked again.
+    async fn backlog(&self) -> Option<u64> {
+        let conn = self.bus.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let me = conn.unique_name()?.to_string();
+        let reply = conn
+            .call_method(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                Some("org.freedesktop.DBus.Debug.Stats"),
+                "GetConnectionStats",
+                &(me.as_str(),),
+            )
+            .await;
+        let bytes = reply.ok().and_then(|r| {
+            let stats: HashMap<String, zbus::zvariant::OwnedValue> = r.body().deserialize().ok()?;
+            u32::try_from(stats.get("IncomingBytes")?).ok()
+        });
+        if bytes.is_none() {
+            tracing::info!("the bus daemon does not tell how much of apd's it holds; large replies are not held back for callers that do not read");
+            *self.bus.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        bytes.map(u64::from)
     }
 
     fn admitted(&self) -> std::sync::MutexGuard<'_, Admitted> {
@@ -121,6 +162,20 @@ impl ReadGate {
             .await
             .map_err(|_| Error::Failed("apd's read budget is closed".to_string()))?;
         ticket.permit = Some(permit);
+        if kib >= TRIM_AFTER_KIB {
+            if let Some(held) = self.backlog().await {
+                if held + bytes as u64 > BACKLOG_LIMIT {
+                    tracing::debug!(
+                        held,
+                        "a large read refused: the bus holds apd's unread replies"
+                    );
+                    return Err(Error::Busy(format!(
+                        "the bus still holds {} MiB of apd's replies that their callers have not read; try again in a moment",
+                        held / (1024 * 1024)
+                    )));
+                }
+            }
+        }
         Ok(ticket)
     }
 }
@@ -264,7 +319,7 @@ mod tests {
     #[test]
     fn past_the_limits_reads_are_refused_as_busy_and_places_come_back() {
         rt().block_on(async {
-            let gate = ReadGate::new();
+            let gate = ReadGate::new(None);
             let mut held = Vec::new();
             for i in 0..MAX_PER_CONNECTION {
                 held.push(gate.enter_as(":1.1".into(), 10 + i).await.expect("admitted"));
@@ -290,7 +345,7 @@ mod tests {
     #[test]
     fn replies_under_way_fit_the_budget_and_the_rest_wait_their_turn() {
         rt().block_on(async {
-            let gate = ReadGate::new();
+            let gate = ReadGate::new(None);
             let half = (BUDGET_KIB as usize / 2) * 1024;
             let a = gate.enter_as(":1.1".into(), half).await.expect("first");
             let b = gate.enter_as(":1.2".into(), half).await.expect("second");

@@ -133,7 +133,7 @@ pub async fn serve_root(
 ) -> zbus::Result<()> {
     let server = conn.object_server();
     server.at(ROOT_PATH, zbus::fdo::ObjectManager).await?;
-    let gate = gate::ReadGate::new();
+    let gate = gate::ReadGate::new(Some(conn.clone()));
     server
         .at(ROOT_PATH, ManagerIface { engine, auth, gate })
         .await?;
