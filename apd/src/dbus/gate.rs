@@ -7,9 +7,10 @@
 //! - replies under way at once (built, serialized, written) fit in a
 //!   budget of [`BUDGET_KIB`], by their estimated size; the others wait
 //!   their turn, first come first served;
-//! - at most [`MAX_ADMITTED`] reads are under way or waiting, at most
-//!   [`MAX_PER_CONNECTION`] of one connection; past that a read is
-//!   refused as Busy, with a sentence that says so;
+//! - at most [`MAX_ADMITTED`] large reads (a reply of [`LARGE_KIB`] or
+//!   more) are under way or waiting, at most [`MAX_PER_CONNECTION`] of one
+//!   connection; past that a large read is refused as Busy, with a
+//!   sentence that says so;
 //! - a large reply is refused as Busy while the bus daemon holds 48 MiB of
 //!   apd's messages that their callers have not read (a client that never
 //!   reads its socket would otherwise pile apd's replies up in the daemon
@@ -34,10 +35,15 @@ use crate::engine::State;
 
 /// Estimated bytes of replies under way at once, in KiB.
 pub const BUDGET_KIB: u32 = 8 * 1024;
-/// Reads under way or waiting, in total.
+/// A read whose reply is estimated at this many KiB or more is large.
+/// Smaller ones only wait their turn (a client such as the Cockpit page
+/// asks for every active mdev at once); their waiting costs what zbus
+/// already pays for every call, a task and the call's message.
+pub const LARGE_KIB: u32 = 256;
+/// Large reads under way or waiting, in total.
 pub const MAX_ADMITTED: usize = 64;
-/// Reads under way or waiting, per connection (a client waits for its
-/// replies before it asks again).
+/// Large reads under way or waiting, per connection (a client waits for
+/// its replies before it asks again).
 pub const MAX_PER_CONNECTION: usize = 4;
 /// A reply of this estimated size (KiB) or more makes the end of its
 /// burst hand memory back, and is sent only while the bus daemon holds
@@ -61,10 +67,40 @@ pub struct ReadGate {
 
 #[derive(Debug, Default)]
 struct Admitted {
+    /// Every read under way or waiting.
     total: usize,
+    /// Large ones (a reply of [`LARGE_KIB`] or more), in total and by
+    /// connection.
+    large_total: usize,
     per_connection: HashMap<String, usize>,
-    /// A large reply ran since the last trim.
-    large: bool,
+    /// A reply of [`TRIM_AFTER_KIB`] or more ran since the last trim.
+    trim_due: bool,
+}
+
+impl Admitted {
+    /// Counts a large read of `connection` in, or refuses it as Busy.
+    fn admit_large(&mut self, connection: &str) -> Result<(), Error> {
+        if self.large_total >= MAX_ADMITTED {
+            tracing::debug!(connection, "a read refused: apd is answering too many");
+            return Err(Error::Busy(format!(
+                "apd is answering {} large reads; try again in a moment",
+                self.large_total
+            )));
+        }
+        let mine = self
+            .per_connection
+            .entry(connection.to_string())
+            .or_default();
+        if *mine >= MAX_PER_CONNECTION {
+            tracing::debug!(connection, "a read refused: its connection has too many");
+            return Err(Error::Busy(format!(
+                "this connection ({connection}) already waits for {MAX_PER_CONNECTION} large reads from apd; wait for their replies, then ask again"
+            )));
+        }
+        *mine += 1;
+        self.large_total += 1;
+        Ok(())
+    }
 }
 
 /// A read's place: admitted, then its share of the budget. Dropping it
@@ -74,6 +110,7 @@ pub struct Ticket {
     gate: Arc<ReadGate>,
     connection: String,
     kib: u32,
+    large: bool,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -129,23 +166,12 @@ impl ReadGate {
         let kib = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, BUDGET_KIB);
+        let large = kib >= LARGE_KIB;
         {
             let mut a = self.admitted();
-            if a.total >= MAX_ADMITTED {
-                tracing::debug!(connection, "a read refused: apd is answering too many");
-                return Err(Error::Busy(format!(
-                    "apd is answering {} large reads; try again in a moment",
-                    a.total
-                )));
+            if large {
+                a.admit_large(&connection)?;
             }
-            let mine = a.per_connection.entry(connection.clone()).or_default();
-            if *mine >= MAX_PER_CONNECTION {
-                tracing::debug!(connection, "a read refused: its connection has too many");
-                return Err(Error::Busy(format!(
-                    "this connection ({connection}) already waits for {MAX_PER_CONNECTION} large reads from apd; wait for their replies, then ask again"
-                )));
-            }
-            *mine += 1;
             a.total += 1;
         }
         // Made before the wait: a read abandoned while it waits still leaves.
@@ -153,6 +179,7 @@ impl ReadGate {
             gate: self.clone(),
             connection,
             kib,
+            large,
             permit: None,
         };
         let permit = self
@@ -164,7 +191,7 @@ impl ReadGate {
         ticket.permit = Some(permit);
         if kib >= TRIM_AFTER_KIB {
             if let Some(held) = self.backlog().await {
-                if held + bytes as u64 > BACKLOG_LIMIT {
+                if held.saturating_add(bytes as u64) > BACKLOG_LIMIT {
                     tracing::debug!(
                         held,
                         "a large read refused: the bus holds apd's unread replies"
@@ -186,14 +213,17 @@ impl Drop for Ticket {
         let quiet = {
             let mut a = self.gate.admitted();
             a.total = a.total.saturating_sub(1);
-            if let Some(n) = a.per_connection.get_mut(&self.connection) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    a.per_connection.remove(&self.connection);
+            if self.large {
+                a.large_total = a.large_total.saturating_sub(1);
+                if let Some(n) = a.per_connection.get_mut(&self.connection) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        a.per_connection.remove(&self.connection);
+                    }
                 }
             }
-            a.large |= self.kib >= TRIM_AFTER_KIB;
-            a.total == 0 && std::mem::take(&mut a.large)
+            a.trim_due |= self.kib >= TRIM_AFTER_KIB;
+            a.total == 0 && std::mem::take(&mut a.trim_due)
         };
         if quiet {
             tracing::debug!("reads went quiet after a large reply; handing memory back");
@@ -316,29 +346,59 @@ mod tests {
             .expect("runtime")
     }
 
+    const LARGE: usize = LARGE_KIB as usize * 1024;
+
     #[test]
-    fn past_the_limits_reads_are_refused_as_busy_and_places_come_back() {
+    fn past_the_limits_large_reads_are_refused_as_busy_and_places_come_back() {
         rt().block_on(async {
             let gate = ReadGate::new(None);
             let mut held = Vec::new();
-            for i in 0..MAX_PER_CONNECTION {
-                held.push(gate.enter_as(":1.1".into(), 10 + i).await.expect("admitted"));
+            for _ in 0..MAX_PER_CONNECTION {
+                held.push(gate.enter_as(":1.1".into(), LARGE).await.expect("admitted"));
             }
-            let e = gate.enter_as(":1.1".into(), 10).await.expect_err("per connection");
+            let e = gate
+                .enter_as(":1.1".into(), LARGE)
+                .await
+                .expect_err("per connection");
             assert!(matches!(&e, Error::Busy(m) if m.contains(":1.1")), "{e}");
+            // Small reads of the same connection only wait their turn.
+            held.push(gate.enter_as(":1.1".into(), 100).await.expect("small"));
+            // Readers that keep their place until `release` closes; past
+            // the budget they wait for it, admitted all the same.
+            let release = Arc::new(Semaphore::new(0));
             for i in MAX_PER_CONNECTION..MAX_ADMITTED {
-                held.push(gate.enter_as(format!(":2.{i}"), 10).await.expect("admitted"));
+                let (c, g, r) = (format!(":2.{i}"), gate.clone(), release.clone());
+                tokio::spawn(async move {
+                    let ticket = g.enter_as(c, LARGE).await;
+                    let _closed = r.acquire().await;
+                    drop(ticket);
+                });
             }
-            let e = gate.enter_as(":3.1".into(), 10).await.expect_err("in total");
+            for _ in 0..1000 {
+                if gate.admitted().large_total == MAX_ADMITTED {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(gate.admitted().large_total, MAX_ADMITTED);
+            let e = gate.enter_as(":3.1".into(), LARGE).await.expect_err("in total");
             assert!(
                 matches!(&e, Error::Busy(m) if m == "apd is answering 64 large reads; try again in a moment"),
                 "{e}"
             );
             held.clear();
-            assert_eq!(gate.admitted().total, 0);
+            release.close();
+            // The waiting ones get their turn and leave.
+            for _ in 0..1000 {
+                if gate.admitted().total == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(gate.admitted().large_total, 0);
             assert!(gate.admitted().per_connection.is_empty());
             assert_eq!(gate.budget.available_permits(), BUDGET_KIB as usize);
-            gate.enter_as(":1.1".into(), 10).await.expect("admitted again");
+            drop(gate.enter_as(":1.1".into(), LARGE).await.expect("admitted again"));
         });
     }
 
