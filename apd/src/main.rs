@@ -14,6 +14,7 @@ mod engine;
 #[cfg(test)]
 mod follow_tests;
 mod lock;
+mod memory;
 mod ops;
 mod remedy;
 mod restore;
@@ -54,6 +55,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    // Before any thread starts.
+    memory::tune();
     let bus = match cli::bus_choice(&cli.bus) {
         Ok(b) => b,
         Err(e) => {

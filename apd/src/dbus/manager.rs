@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use apbus::{
     AdapterInfo, ApqnInfo, Definition, DesiredState, Error, Finding, IdLists, MdevInfo, PlanStep,
-    QueueInfo, Scope, Status,
+    Scope, Status,
 };
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
 use super::auth::Authorizer;
-use crate::engine::Engine;
+use super::gate::{estimate, Gated, ReadGate, Ticket};
+use crate::engine::{Engine, QueueList, State};
 
 /// The Manager interface object.
 #[derive(Debug)]
@@ -22,11 +23,23 @@ pub struct ManagerIface {
     pub engine: Arc<Engine>,
     /// Decides who may change things.
     pub auth: Authorizer,
+    /// Bounds what reads cost.
+    pub gate: Arc<ReadGate>,
 }
 
 impl ManagerIface {
     async fn allow(&self, conn: &Connection, hdr: &Header<'_>, what: &str) -> Result<(), Error> {
         self.auth.check(conn, hdr, what).await
+    }
+
+    /// A read's turn at the gate, its reply's size estimated from the model.
+    async fn admit(
+        &self,
+        hdr: &Header<'_>,
+        size: impl FnOnce(&State) -> usize,
+    ) -> Result<Ticket, Error> {
+        let bytes = size(&self.engine.state());
+        self.gate.enter(hdr, bytes).await
     }
 }
 
@@ -42,32 +55,51 @@ fn scope(s: &str) -> Result<Scope, Error> {
 impl ManagerIface {
     /// Host summary, load errors and start failures.
     #[zbus(out_args("status"))]
-    async fn get_status(&self) -> Result<Status, Error> {
-        self.engine.status().await
+    async fn get_status(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Gated<Status>, Error> {
+        let ticket = self.admit(&hdr, estimate::status).await?;
+        Ok(Gated::new(self.engine.status().await?, ticket))
     }
 
     /// Every mdev, defined or active (also those made by other tools).
     #[zbus(out_args("mdevs"))]
-    async fn list_mdevs(&self) -> Result<Vec<MdevInfo>, Error> {
-        self.engine.list_mdevs().await
+    async fn list_mdevs(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Gated<Vec<MdevInfo>>, Error> {
+        let ticket = self.admit(&hdr, estimate::mdevs).await?;
+        Ok(Gated::new(self.engine.list_mdevs().await?, ticket))
     }
 
     /// One mdev with a verdict per APQN of its matrix.
     #[zbus(out_args("info", "apqns"))]
-    async fn get_mdev(&self, mdev: &str) -> Result<(MdevInfo, Vec<ApqnInfo>), Error> {
-        self.engine.get_mdev(mdev).await
+    async fn get_mdev(
+        &self,
+        mdev: &str,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(Gated<MdevInfo>, Vec<ApqnInfo>), Error> {
+        let ticket = self.admit(&hdr, |s| estimate::one_mdev(s, mdev)).await?;
+        let (info, apqns) = self.engine.get_mdev(mdev).await?;
+        Ok((Gated::new(info, ticket), apqns))
     }
 
     /// Every queue with its owner.
     #[zbus(out_args("queues"))]
-    async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
-        self.engine.list_queues().await
+    async fn list_queues(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Gated<QueueList>, Error> {
+        let ticket = self.admit(&hdr, estimate::queues).await?;
+        Ok(Gated::new(self.engine.list_queues().await?, ticket))
     }
 
     /// Every adapter of the host configuration.
     #[zbus(out_args("adapters"))]
-    async fn list_adapters(&self) -> Result<Vec<AdapterInfo>, Error> {
-        self.engine.list_adapters().await
+    async fn list_adapters(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Gated<Vec<AdapterInfo>>, Error> {
+        let ticket = self.admit(&hdr, estimate::adapters).await?;
+        Ok(Gated::new(self.engine.list_adapters().await?, ticket))
     }
 
     /// Stores a new definition; returns its UUID.
@@ -186,20 +218,32 @@ impl ManagerIface {
 
     /// Validates the stored definitions against each other and the host.
     #[zbus(out_args("findings"))]
-    async fn check(&self) -> Result<Vec<Finding>, Error> {
-        self.engine.check().await
+    async fn check(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Gated<Vec<Finding>>, Error> {
+        let ticket = self.admit(&hdr, estimate::definitions).await?;
+        Ok(Gated::new(self.engine.check().await?, ticket))
     }
 
     /// Validates a desired state against the host.
     #[zbus(out_args("findings"))]
-    async fn check_state(&self, state: DesiredState) -> Result<Vec<Finding>, Error> {
-        self.engine.check_state(state).await
+    async fn check_state(
+        &self,
+        state: DesiredState,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Gated<Vec<Finding>>, Error> {
+        let ticket = self.admit(&hdr, |s| estimate::desired(s, &state)).await?;
+        Ok(Gated::new(self.engine.check_state(state).await?, ticket))
     }
 
     /// The steps that would bring the host to `state`, in order; writes nothing.
     #[zbus(out_args("steps"))]
-    async fn plan(&self, state: DesiredState, prune: bool) -> Result<Vec<PlanStep>, Error> {
-        self.engine.plan(state, prune).await
+    async fn plan(
+        &self,
+        state: DesiredState,
+        prune: bool,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Gated<Vec<PlanStep>>, Error> {
+        let ticket = self.admit(&hdr, |s| estimate::desired(s, &state)).await?;
+        Ok(Gated::new(self.engine.plan(state, prune).await?, ticket))
     }
 
     /// Applies `state`, rolling back on failure; returns the steps done.
@@ -217,8 +261,9 @@ impl ManagerIface {
 
     /// The current state: persistent masks (or live ones) and every definition.
     #[zbus(out_args("state"))]
-    async fn export(&self) -> Result<DesiredState, Error> {
-        self.engine.export().await
+    async fn export(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Gated<DesiredState>, Error> {
+        let ticket = self.admit(&hdr, estimate::definitions).await?;
+        Ok(Gated::new(self.engine.export().await?, ticket))
     }
 
     /// Stores several definitions at once, all or nothing; returns their UUIDs.

@@ -4,9 +4,11 @@
 //! objects and `Event` signals.
 
 pub mod auth;
+pub mod gate;
 pub mod host;
 pub mod manager;
 pub mod mdev;
+pub mod socket;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,8 +105,23 @@ impl Event {
     }
 }
 
-/// Connects to the chosen bus (without a name yet).
+/// Connects to the chosen bus (without a name yet), through a socket that
+/// bounds the replies zbus builds itself ([`socket`]) wherever the bus is a
+/// unix socket.
 pub async fn connect(bus: &BusChoice) -> zbus::Result<Connection> {
+    let address = match bus {
+        BusChoice::System => zbus::Address::system(),
+        BusChoice::Session => zbus::Address::session(),
+        BusChoice::Address(a) => a.parse(),
+    };
+    if let Ok(address) = address {
+        if let Some((split, refused)) = socket::connect(&address).await? {
+            let conn = zbus::connection::Builder::socket(split).build().await?;
+            tokio::spawn(socket::answer_refused(conn.clone(), refused));
+            return Ok(conn);
+        }
+    }
+    tracing::warn!(%bus, "the bus is not a unix socket: introspection and GetManagedObjects are not bounded");
     bus.connection_builder()?.build().await
 }
 
@@ -116,7 +133,10 @@ pub async fn serve_root(
 ) -> zbus::Result<()> {
     let server = conn.object_server();
     server.at(ROOT_PATH, zbus::fdo::ObjectManager).await?;
-    server.at(ROOT_PATH, ManagerIface { engine, auth }).await?;
+    let gate = gate::ReadGate::new(Some(conn.clone()));
+    server
+        .at(ROOT_PATH, ManagerIface { engine, auth, gate })
+        .await?;
     server.at(ROOT_PATH, HostIface::default()).await?;
     Ok(())
 }

@@ -34,6 +34,7 @@ use crate::remedy;
 pub(crate) mod queues;
 mod state;
 
+pub use queues::QueueList;
 pub use state::{Failure, State};
 
 #[cfg(test)]

@@ -2,16 +2,23 @@
 //! drivers; their state attributes (`config`, `chkstop`, `online`) are
 //! read by the first report that shows them (issue 17: apd's start reads
 //! no queue's files) and kept until a re-read names the queue.
+//!
+//! `apctl queues` lists every queue with its owner: 65,536 of them on the
+//! big host (about 6 MB on the bus), so the reply is not built as a list
+//! first: each entry is made from a snapshot of the model while the reply
+//! is serialized, and a reply costs its message buffer only.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use apbus::{Error, QueueInfo};
-use libap::host::{Owner, QueueState};
+use libap::host::{Owner, OwnerIndex, QueueState};
 use libap::resync::Stale;
 use libap::Apqn;
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+use zbus::zvariant::{Signature, Type};
 
-use super::{unreadable, Engine};
+use super::{unreadable, Engine, State};
 
 /// The queues' state attributes as reports read them. A re-read that
 /// names a queue, its card or the masks (after a uevent or a write of
@@ -146,52 +153,97 @@ impl Engine {
             .map_err(unreadable)?;
         Ok(self.queue_states.keep(lookup, read))
     }
+}
 
-    /// `apctl queues`: the model's queues with the state each shows, read
-    /// now (a queue gone meanwhile is left out).
-    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
-        let v = self.peek_view(Stale::unannounced()).await?;
-        let h = &v.host;
-        let states = self
-            .queue_states(h.queues.keys().copied().collect())
-            .await?;
-        let owners = h.mdev_owners();
-        Ok(h.queues
+/// Every queue with its owner and state, from one snapshot of the model.
+#[derive(Debug)]
+pub struct QueueList {
+    view: State,
+    owners: OwnerIndex,
+    /// The state of each queue; a queue gone since the snapshot has none
+    /// and is left out.
+    states: BTreeMap<Apqn, QueueState>,
+}
+
+impl QueueList {
+    /// How many queues.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// The queues in APQN order, each made when asked for.
+    pub fn iter(&self) -> impl Iterator<Item = QueueInfo> + '_ {
+        self.view
+            .host
+            .queues
             .values()
-            .filter_map(|q| Some((q, states.get(&q.apqn)?)))
-            .map(|(q, state)| {
-                let card = h.cards.get(&q.apqn.adapter);
-                let (owner, owner_uuid, owner_name) = match h.owner(q.apqn) {
-                    Owner::Host { .. } => ("host", String::new(), String::new()),
-                    Owner::Free | Owner::Mdev { .. } => match owners.get(q.apqn) {
-                        Some(u) => (
-                            "mdev",
-                            u.hyphenated().to_string(),
-                            v.name_of(*u).unwrap_or_default(),
-                        ),
-                        None => ("free", String::new(), String::new()),
-                    },
-                };
-                QueueInfo {
-                    apqn: q.apqn.to_string(),
-                    card_type: card.map(|c| c.type_name.clone()).unwrap_or_default(),
-                    mode: card
-                        .and_then(|c| c.mode)
-                        .map(|m| m.as_str().to_string())
-                        .unwrap_or_default(),
-                    config: state.config,
-                    // Only cex4queue-bound queues have `online`; others
-                    // follow their card.
-                    online: state
-                        .online
-                        .unwrap_or_else(|| state.config && card.is_some_and(|c| c.online)),
-                    chkstop: state.chkstop,
-                    driver: q.driver.as_deref().unwrap_or_default().to_string(),
-                    owner: owner.to_string(),
-                    owner_uuid,
-                    owner_name,
-                }
-            })
-            .collect())
+            .filter_map(|q| Some(self.info(q, self.states.get(&q.apqn)?)))
+    }
+
+    fn info(&self, q: &libap::host::Queue, state: &QueueState) -> QueueInfo {
+        let (v, h) = (&self.view, &self.view.host);
+        let card = h.cards.get(&q.apqn.adapter);
+        let (owner, owner_uuid, owner_name) = match h.owner(q.apqn) {
+            Owner::Host { .. } => ("host", String::new(), String::new()),
+            Owner::Free | Owner::Mdev { .. } => match self.owners.get(q.apqn) {
+                Some(u) => (
+                    "mdev",
+                    u.hyphenated().to_string(),
+                    v.name_of(*u).unwrap_or_default(),
+                ),
+                None => ("free", String::new(), String::new()),
+            },
+        };
+        QueueInfo {
+            apqn: q.apqn.to_string(),
+            card_type: card.map(|c| c.type_name.clone()).unwrap_or_default(),
+            mode: card
+                .and_then(|c| c.mode)
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+            config: state.config,
+            // Only cex4queue-bound queues have `online`; others follow
+            // their card.
+            online: state
+                .online
+                .unwrap_or_else(|| state.config && card.is_some_and(|c| c.online)),
+            chkstop: state.chkstop,
+            driver: q.driver.as_deref().unwrap_or_default().to_string(),
+            owner: owner.to_string(),
+            owner_uuid,
+            owner_name,
+        }
+    }
+}
+
+impl Serialize for QueueList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for q in self.iter() {
+            seq.serialize_element(&q)?;
+        }
+        seq.end()
+    }
+}
+
+/// On the bus exactly a `Vec<QueueInfo>`: `a(sssbbbssss)`.
+impl Type for QueueList {
+    const SIGNATURE: &'static Signature = <Vec<QueueInfo> as Type>::SIGNATURE;
+}
+
+impl Engine {
+    /// `apctl queues`: the model's queues with the state each shows (read
+    /// now where not known).
+    pub async fn list_queues(&self) -> Result<QueueList, Error> {
+        let view = self.peek_view(Stale::unannounced()).await?;
+        let states = self
+            .queue_states(view.host.queues.keys().copied().collect())
+            .await?;
+        let owners = view.host.mdev_owners();
+        Ok(QueueList {
+            view,
+            owners,
+            states,
+        })
     }
 }
