@@ -117,9 +117,19 @@ impl Peer {
     }
 }
 
-/// A process that lives until killed.
+/// A process that lives until killed, named `sleep` by the time it is
+/// returned (spawn returns once the child's exec has begun, and the kernel
+/// renames it a moment later: a lock read in between names the test).
 fn holder() -> Child {
-    Command::new("sleep").arg("600").spawn().expect("run sleep")
+    let child = Command::new("sleep").arg("600").spawn().expect("run sleep");
+    let comm = format!("/proc/{}/comm", child.id());
+    for _ in 0..1000 {
+        if fs::read_to_string(&comm).is_ok_and(|c| c.trim_end() == "sleep") {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("{comm} never said sleep");
 }
 
 fn end(mut child: Child) {
