@@ -8,6 +8,7 @@ pub mod gate;
 pub mod host;
 pub mod manager;
 pub mod mdev;
+mod queue_list;
 pub mod socket;
 
 use std::collections::BTreeMap;

@@ -4,9 +4,9 @@
 //! no queue's files) and kept until a re-read names the queue.
 //!
 //! `apctl queues` lists every queue with its owner: 65,536 of them on the
-//! big host (about 6 MB on the bus), so the reply is not built as a list
-//! first: each entry is made from a snapshot of the model while the reply
-//! is serialized, and a reply costs its message buffer only.
+//! big host (about 6 MB on the bus), so the report is not built as a list
+//! first: [`QueueList::iter`] makes each entry from a snapshot of the model
+//! when asked (`dbus/queue_list.rs` serializes it as the reply).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -15,8 +15,6 @@ use apbus::{Error, QueueInfo};
 use libap::host::{Owner, OwnerIndex, QueueState};
 use libap::resync::Stale;
 use libap::Apqn;
-use serde::ser::{Serialize, SerializeSeq, Serializer};
-use zbus::zvariant::{Signature, Type};
 
 use super::{unreadable, Engine, State};
 
@@ -214,21 +212,6 @@ impl QueueList {
             owner_name,
         }
     }
-}
-
-impl Serialize for QueueList {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.len()))?;
-        for q in self.iter() {
-            seq.serialize_element(&q)?;
-        }
-        seq.end()
-    }
-}
-
-/// On the bus exactly a `Vec<QueueInfo>`: `a(sssbbbssss)`.
-impl Type for QueueList {
-    const SIGNATURE: &'static Signature = <Vec<QueueInfo> as Type>::SIGNATURE;
 }
 
 impl Engine {

@@ -123,13 +123,18 @@ impl Peer {
 fn holder() -> Child {
     let child = Command::new("sleep").arg("600").spawn().expect("run sleep");
     let comm = format!("/proc/{}/comm", child.id());
-    for _ in 0..1000 {
-        if fs::read_to_string(&comm).is_ok_and(|c| c.trim_end() == "sleep") {
-            return child;
+    let named = (0..1000).any(|_| {
+        let done = fs::read_to_string(&comm).is_ok_and(|c| c.trim_end() == "sleep");
+        if !done {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(1));
+        done
+    });
+    if !named {
+        end(child);
+        panic!("{comm} never said sleep");
     }
-    panic!("{comm} never said sleep");
+    child
 }
 
 fn end(mut child: Child) {
