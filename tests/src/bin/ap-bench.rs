@@ -684,11 +684,24 @@ fn new_temp_dir(prefix: &str) -> Res<tempfile::TempDir> {
         .map_err(|e| format!("cannot create a temporary directory: {e}"))
 }
 
+/// Where FUSE hosts keep apd's runtime directory (its intent journal): on
+/// a real host that is /run, a tmpfs, so the bench uses /dev/shm where it
+/// is one, else the harness's default on the test directory's disk (whose
+/// fsyncs then weigh on every write: see BENCHMARKS.md).
+static RUN_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn start_host(spec: &HostSpec, mode: Mode, config_dir: Option<&Path>, start_apd: bool) -> Host {
+    static HOSTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let mut opts = HostOptions::new(&spec.toml);
     opts.mode = mode;
     opts.config_dir = config_dir.map(Path::to_path_buf);
     opts.start_apd = start_apd;
+    if let (Mode::Fuse, Some(root)) = (mode, RUN_ROOT.get()) {
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        opts.apd_args.push("--runtime-dir".to_string());
+        opts.apd_args
+            .push(root.join(format!("run-{n}")).display().to_string());
+    }
     Host::start_with(opts)
 }
 
@@ -1415,6 +1428,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Kept until main returns, then removed with what the hosts left.
+    let run_root = tempfile::Builder::new()
+        .prefix("ap-bench-")
+        .tempdir_in("/dev/shm")
+        .ok();
+    if let Some(d) = &run_root {
+        let _ = RUN_ROOT.set(d.path().to_path_buf());
+    }
     // The harness's liveness bound (60 s) would call a slow start a hang;
     // here slow is the measurement. Set before any thread starts.
     if std::env::var_os("E2E_TIMEOUT_SECS").is_none() {
