@@ -128,6 +128,22 @@ impl Changes<'_> {
         self.undo.push(undo);
     }
 
+    /// Makes one change: announces it, makes it with `write`, then notes
+    /// it for the rollback (a write that failed made no change to undo).
+    fn make<E>(
+        &mut self,
+        undo: Undo,
+        write: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), ApplyCause>
+    where
+        ApplyCause: From<E>,
+    {
+        self.intend(&undo)?;
+        write()?;
+        self.done(undo);
+        Ok(())
+    }
+
     /// Announces and notes a change before it is made.
     fn before(&mut self, undo: Undo) -> Result<(), ApplyCause> {
         self.intend(&undo)?;
@@ -204,10 +220,9 @@ fn set_masks(
     for (path, new) in [(paths::APMASK, apmask), (paths::AQMASK, aqmask)] {
         let old = read_mask(sysfs, path)?;
         if old != new {
-            let u = Undo::Mask { path, old, new };
-            undo.intend(&u)?;
-            sysfs.write(path, format!("{new}\n").as_bytes())?;
-            undo.done(u);
+            undo.make(Undo::Mask { path, old, new }, || {
+                sysfs.write(path, format!("{new}\n").as_bytes())
+            })?;
             outcome = Outcome::Changed;
         }
     }
@@ -225,10 +240,9 @@ fn configure(
     if was_on == on {
         return Ok(Outcome::InPlace);
     }
-    let u = Undo::Configured { adapter, was_on };
-    undo.intend(&u)?;
-    write_card_config(sysfs, adapter, on)?;
-    undo.done(u);
+    undo.make(Undo::Configured { adapter, was_on }, || {
+        write_card_config(sysfs, adapter, on)
+    })?;
     Ok(Outcome::Changed)
 }
 
@@ -245,42 +259,34 @@ fn run_mdev_step(
             if live.matrix(sysfs, uuid)?.is_some() {
                 return Ok(Outcome::InPlace);
             }
-            let u = Undo::Created { uuid };
-            undo.intend(&u)?;
-            create_mdev(sysfs, uuid)?;
+            undo.make(Undo::Created { uuid }, || create_mdev(sysfs, uuid))?;
             live.mdevs.insert(uuid, Some(Matrix::default()));
-            undo.done(u);
         }
         Step::Remove { uuid, .. } => {
             // Recreate it as it is now, not as it was when planned.
             let Some(matrix) = live.matrix(sysfs, uuid)? else {
                 return Ok(Outcome::InPlace);
             };
-            let u = Undo::Removed { uuid, matrix };
-            undo.intend(&u)?;
-            remove_mdev(sysfs, uuid)?;
+            undo.make(Undo::Removed { uuid, matrix }, || remove_mdev(sysfs, uuid))?;
             live.mdevs.insert(uuid, None);
-            undo.done(u);
         }
         Step::Assign { uuid, kind, id, .. } => {
             if live.has(sysfs, uuid, kind, id) {
                 return Ok(Outcome::InPlace);
             }
-            let u = Undo::Assigned { uuid, kind, id };
-            undo.intend(&u)?;
-            write_id(sysfs, uuid, "assign", kind, id)?;
+            undo.make(Undo::Assigned { uuid, kind, id }, || {
+                write_id(sysfs, uuid, "assign", kind, id)
+            })?;
             live.set(uuid, kind, id, true);
-            undo.done(u);
         }
         Step::Unassign { uuid, kind, id, .. } => {
             if !live.has(sysfs, uuid, kind, id) {
                 return Ok(Outcome::InPlace);
             }
-            let u = Undo::Unassigned { uuid, kind, id };
-            undo.intend(&u)?;
-            write_id(sysfs, uuid, "unassign", kind, id)?;
+            undo.make(Undo::Unassigned { uuid, kind, id }, || {
+                write_id(sysfs, uuid, "unassign", kind, id)
+            })?;
             live.set(uuid, kind, id, false);
-            undo.done(u);
         }
         _ => return Ok(Outcome::InPlace),
     }
