@@ -11,6 +11,7 @@
 mod bus;
 mod host;
 mod process;
+mod rng;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 pub use bus::{command_exists, shipped_policy_file, Bus, BusPolicy, BusService, POLKIT_BUS_NAME};
 pub use host::{describe, fuse_available, is_mounted, tail, Host, HostOptions, Mode};
 pub use process::liveness_timeout;
+pub use rng::Rng;
 pub use snapshot::{assert_unchanged, snapshot, sysfs_snapshot, Snapshot};
 
 /// The bus name apd owns (design.md, D-Bus).

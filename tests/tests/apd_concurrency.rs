@@ -12,7 +12,7 @@ mod apd_support;
 
 use apbus::ErrorKind;
 use apd_support::*;
-use e2e::{describe, Host, HostOptions, Mode, SEED_HOST};
+use e2e::{describe, Host, HostOptions, Mode, Rng, SEED_HOST};
 use std::collections::{BTreeMap, BTreeSet};
 
 const CLIENTS: usize = 8;
@@ -67,19 +67,6 @@ fn pairs() -> Vec<Pair> {
         v.extend(CONTROL.iter().map(|&c| (m, Kind::Control, c)));
     }
     v
-}
-
-/// xorshift64*: a seeded sequence per client, the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        usize::try_from(x >> 33).expect("31 bits") % n
-    }
 }
 
 #[derive(Debug)]

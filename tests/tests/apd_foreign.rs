@@ -9,7 +9,7 @@
 mod apd_support;
 
 use apd_support::{SEED_APMASK, SEED_AQMASK};
-use e2e::{describe, fuse_available, Host, HostOptions, Mode, SEED_HOST};
+use e2e::{describe, fuse_available, Host, HostOptions, Mode, Rng, SEED_HOST};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
@@ -156,19 +156,6 @@ fn list(host: &Host) -> BTreeMap<String, Value> {
         .iter()
         .map(|m| (m["name"].as_str().unwrap_or("").to_string(), m.clone()))
         .collect()
-}
-
-/// xorshift64*: the same sequence on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        usize::try_from(x >> 33).expect("31 bits") % n
-    }
 }
 
 const GUESTS: [&str; 2] = ["guest1", "guest2"];
