@@ -166,8 +166,9 @@ pub async fn apply_persistent_masks(engine: &Engine) {
 /// Starts the autostart definitions that are not active (all of them, or
 /// only those in `only`). Returns (started, failed, waiting for vfio_ap).
 ///
-/// The mdevs are re-read once, then after each start only the one started:
-/// a boot with K autostart mdevs costs O(K) mdev reads, not O(K²).
+/// The mdevs are re-read once; each start then puts its mdev into the
+/// model as libap predicts it (read back only where it cannot): a boot
+/// with K autostart mdevs costs its writes and O(K) reads, not O(K²).
 pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, usize, bool) {
     // One lock for all the starts: the restore is one change, decided on
     // what is read under it.
@@ -202,21 +203,25 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
             waiting = true;
             continue;
         }
-        match engine.start_locked(&held, uuid).await {
+        // The next start sees this one's queues: the model has the mdev as
+        // started (predicted) or as read after a failure.
+        let seen = match engine.start_locked(&held, uuid).await {
             Ok(Started::Now) => {
                 started += 1;
                 engine.state().start_failures.remove(&uuid);
+                engine.started(uuid).await
             }
             Ok(Started::Already) => {
                 engine.state().start_failures.remove(&uuid);
+                engine.sync(Stale::mdev(uuid)).await.map(|_| ())
             }
             Err(e) => {
                 failed += 1;
                 report_failure(engine, uuid, &e).await;
+                Ok(())
             }
-        }
-        // The next start sees this one's queues.
-        if let Err(e) = engine.sync(Stale::mdev(uuid)).await {
+        };
+        if let Err(e) = seen {
             tracing::warn!(uuid = %uuid, error = %e, "cannot re-read the mdev after its start");
         }
     }

@@ -16,14 +16,15 @@
 //! so a reader re-reads those first (`Stale::unannounced`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::apqn::Apqn;
 use crate::host::{
-    list_queues, parse_card_name, parse_mdev_name, paths, read_card, read_driver, read_mask,
-    read_mdev_from, read_queue, read_vfio_part, Card, Features, Host, HostError, Mdev, Queue,
-    RawConfig,
+    list_queues, parse_card_name, parse_mdev_name, paths, read_bindings, read_card, read_driver,
+    read_mask, read_mdev_from, read_queue, read_vfio_part, Card, Features, GuestMatrix, Host,
+    HostError, Matrix, Mdev, Queue, RawConfig,
 };
 use crate::mask::ApMask;
 use crate::sysfs::Sysfs;
@@ -217,6 +218,31 @@ pub(crate) struct VfioPart {
 }
 
 impl Delta {
+    /// The mdev a writer has just created and assigned `matrix` to, as the
+    /// kernel shows it after those writes (kernel spec §6: the full filter
+    /// runs after each assign of a new id; no guest holds a new mdev), so
+    /// the writer need not read it back; its uevents re-read it later.
+    /// None when the kernel has no `features` file: whether it shows a
+    /// `guest_matrix` is then only known by reading.
+    pub fn started(host: &Host, uuid: Uuid, matrix: Matrix) -> Option<Delta> {
+        let features = host.features.as_ref()?;
+        let guest_matrix = features.guest_matrix.then(|| {
+            let (adapters, domains) =
+                crate::guest::guest_matrix(host, matrix.adapters, matrix.domains);
+            GuestMatrix { adapters, domains }
+        });
+        let mdev = Mdev {
+            uuid,
+            matrix,
+            guest_matrix,
+            in_use: false,
+        };
+        Some(Delta {
+            mdevs: vec![(uuid, Some(mdev))],
+            ..Delta::default()
+        })
+    }
+
     /// Whether applying this delta to `host` would change it; lets a
     /// reader keep its snapshot when nothing moved, without a copy.
     pub fn changes(&self, host: &Host) -> bool {
@@ -267,6 +293,40 @@ impl Delta {
     }
 }
 
+/// How many queues' drivers are read one `driver` link each; from this
+/// many on, one listing per AP driver (`bus/ap/drivers/<drv>`) is fewer
+/// accesses (a mask write that moves a domain moves a queue per card).
+const LIST_DRIVERS_FROM: usize = 64;
+
+/// The drivers of queues known to exist (just listed, or in the model
+/// with only their host ownership changed): one link each for a few, the
+/// drivers' listings, read once, for many. A queue gone meanwhile reads
+/// as unbound; its remove uevent follows.
+#[derive(Default)]
+struct Bindings(Option<BTreeMap<Apqn, Arc<str>>>);
+
+impl Bindings {
+    fn queues(&mut self, fs: &dyn Sysfs, apqns: &[Apqn]) -> Result<Vec<Queue>, HostError> {
+        if apqns.len() < LIST_DRIVERS_FROM && self.0.is_none() {
+            return apqns
+                .iter()
+                .map(|&apqn| read_driver(fs, apqn).map(|driver| Queue { apqn, driver }))
+                .collect();
+        }
+        let bound = match &mut self.0 {
+            Some(b) => b,
+            None => self.0.insert(read_bindings(fs)?),
+        };
+        Ok(apqns
+            .iter()
+            .map(|&apqn| Queue {
+                apqn,
+                driver: bound.get(&apqn).cloned(),
+            })
+            .collect())
+    }
+}
+
 impl Host {
     /// Re-reads what `stale` names (and what follows from it) through
     /// `fs`. `self` is the model the delta will be applied to.
@@ -280,6 +340,9 @@ impl Host {
         let mut delta = Delta::default();
         let cards = &stale.cards;
         let mut queues = stale.queues.clone();
+        // Queues whose host ownership flipped: they stay, their drivers move.
+        let mut flipped = BTreeSet::new();
+        let mut bindings = Bindings::default();
         if stale.masks {
             let ap = read_mask(fs, paths::APMASK)?;
             let aq = read_mask(fs, paths::AQMASK)?;
@@ -288,10 +351,11 @@ impl Host {
             let flipped_ap = ap.difference(self.apmask).union(self.apmask.difference(ap));
             let flipped_aq = aq.difference(self.aqmask).union(self.aqmask.difference(aq));
             if !flipped_ap.is_empty() || !flipped_aq.is_empty() {
-                queues.extend(
+                flipped.extend(
                     self.queues
                         .keys()
                         .filter(|q| flipped_ap.contains(q.adapter) || flipped_aq.contains(q.domain))
+                        .filter(|q| !queues.contains(q))
                         .copied(),
                 );
             }
@@ -304,17 +368,20 @@ impl Host {
             };
             // Just listed: only the driver is read (a queue gone meanwhile
             // reads as unbound; its remove uevent follows).
-            let mut qs = Vec::new();
-            for apqn in list_queues(fs, *a)? {
-                let driver = read_driver(fs, apqn)?;
-                qs.push(Queue { apqn, driver });
-            }
+            let listed = list_queues(fs, *a)?;
+            let qs = bindings.queues(fs, &listed)?;
             delta.cards.push((*a, Some(card), qs));
         }
         queues.retain(|q| !cards.contains(&q.adapter));
+        flipped.retain(|q| !cards.contains(&q.adapter));
         for q in &queues {
             delta.queues.push((*q, read_queue(fs, *q)?));
         }
+        let flipped: Vec<Apqn> = flipped.into_iter().collect();
+        for q in bindings.queues(fs, &flipped)? {
+            delta.queues.push((q.apqn, Some(q)));
+        }
+        queues.extend(flipped);
         // The configuration files are few, and re-read with any card or
         // queue: an LPAR change shows as cards and queues coming and going,
         // and without QCI the configuration follows the devices present.

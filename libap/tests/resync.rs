@@ -164,3 +164,89 @@ fn a_removed_adapter_leaves_the_model_with_its_card_and_the_guest() {
         "a second re-read changes nothing"
     );
 }
+
+/// A 16 x 16 LPAR: a mask write moves up to 256 queues, enough for the
+/// re-read to list the drivers instead of reading each queue's link.
+fn grid16() -> SimSysfs {
+    let ids: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+    let mut toml = format!(
+        "max_adapter_id = 255\nmax_domain_id = 255\nusage_domains = [{l}]\ncontrol_domains = [{l}]\n",
+        l = ids.join(", ")
+    );
+    for id in &ids {
+        toml.push_str(&format!("\n[[adapter]]\nid = {id}\ntype = \"CEX8C\"\n"));
+    }
+    SimSysfs(Sim::new(
+        Topology::from_toml_str(&toml).expect("grid topology"),
+    ))
+}
+
+/// A mask write on the 16 x 16 host: a range of ids given to or taken
+/// from the host, so that one write moves from 16 to 256 queues.
+fn grid_mask_write() -> impl Strategy<Value = (String, String)> {
+    let path = prop_oneof![Just(paths::APMASK), Just(paths::AQMASK)];
+    (path, any::<bool>(), 0u8..16, 0u8..16).prop_map(|(p, give, a, b)| {
+        let (lo, hi) = (a.min(b), a.max(b));
+        let sign = if give { '-' } else { '+' };
+        (p.to_string(), format!("{sign}{lo}-{hi}\n"))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mask_writes_moving_many_queues_keep_the_model_whole(
+        ops in proptest::collection::vec(grid_mask_write(), 1..8)
+    ) {
+        let fs = grid16();
+        let mut model = Host::read(&fs).expect("read");
+        for (path, data) in &ops {
+            let _ = fs.write(path, data.as_bytes());
+            model.refresh(&fs, &Stale::after_write(path, data)).expect("re-read");
+            let whole = Host::read(&fs).expect("read");
+            prop_assert_eq!(&model, &whole, "after writing {:?} to {}", data, path);
+        }
+    }
+
+    /// What libap predicts for an mdev it has just created and assigned
+    /// is what the kernel shows: the writer need not read it back.
+    #[test]
+    fn a_started_mdev_is_as_predicted(
+        // 1 and 0 are the host's (refused), 9 and 0x10 outside the LPAR (assigned,
+        // but not in the guest matrix).
+        adapters in proptest::collection::vec(prop_oneof![Just(5u8), Just(6), Just(7), Just(1), Just(9)], 0..4),
+        domains in proptest::collection::vec(prop_oneof![Just(4u8), Just(0x47), Just(0xab), Just(0), Just(0x10)], 0..4),
+        controls in proptest::collection::vec(prop_oneof![Just(4u8), Just(0xff)], 0..2),
+        ap_offline in any::<bool>(),
+    ) {
+        let fs = seed();
+        fs.write(paths::APMASK, b"-5-7\n").expect("apmask");
+        fs.write(paths::AQMASK, b"-4,-0x47,-0xab\n").expect("aqmask");
+        if ap_offline {
+            // An adapter configured off keeps its queues bound to vfio_ap.
+            fs.write("devices/ap/card06/config", b"0\n").expect("config");
+        }
+        let host = Host::read(&fs).expect("read");
+        let u = Uuid::parse_str(UUIDS[0]).expect("uuid");
+        fs.write(paths::MDEV_CREATE, format!("{}\n", UUIDS[0]).as_bytes()).expect("create");
+        let mut written = libap::Matrix::default();
+        for (attr, ids, mask) in [
+            ("assign_adapter", &adapters, &mut written.adapters),
+            ("assign_domain", &domains, &mut written.domains),
+            ("assign_control_domain", &controls, &mut written.control_domains),
+        ] {
+            for id in ids {
+                // Ids the host keeps are refused (EADDRNOTAVAIL): not assigned.
+                if fs.write(&paths::mdev_attr(&u, attr), format!("{id}\n").as_bytes()).is_ok() {
+                    mask.insert(*id);
+                }
+            }
+        }
+        let mut predicted = host.clone();
+        predicted.put(
+            libap::resync::Delta::started(&host, u, written).expect("the seed kernel has features"),
+        );
+        prop_assert_eq!(&predicted, &Host::read(&fs).expect("read"));
+    }
+}

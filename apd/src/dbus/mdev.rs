@@ -3,8 +3,10 @@
 //!
 //! The kernel sends no uevent when another tool writes an mdev's
 //! attributes, so the assignment properties re-read the live matrix on
-//! every read; a difference from what was published makes the engine
-//! re-publish (and emit `PropertiesChanged`).
+//! every read by a client; a difference from what was published makes
+//! the engine re-publish (and emit `PropertiesChanged`). The signals
+//! themselves carry what is published: the engine has just read (or, for
+//! its own writes, predicted) it.
 
 use std::sync::Arc;
 
@@ -20,13 +22,17 @@ pub struct MdevIface {
     pub info: MdevInfo,
     /// For live re-reads.
     pub engine: Arc<Engine>,
+    /// Set while the publisher emits this object's signals: the getters
+    /// then give `info` instead of re-reading (one read per mdev and
+    /// property would follow every publish, 1,000 at the end of a boot).
+    pub announcing: bool,
 }
 
 impl MdevIface {
     /// The live assignment and guest matrix when the mdev is active (the
     /// published values otherwise, or when the re-read fails).
     async fn live(&self) -> (IdLists, Vec<String>) {
-        if !self.info.active {
+        if !self.info.active || self.announcing {
             return (self.info.ids.clone(), self.info.guest_matrix.clone());
         }
         match self.engine.live_view(&self.info.uuid).await {

@@ -245,55 +245,70 @@ impl Publisher {
         }
         for (uuid, info) in new {
             let path = apbus::mdev_path(uuid);
-            let Some(before) = old.get(uuid) else {
-                server
-                    .at(
-                        path.as_str(),
-                        MdevIface {
-                            info: info.clone(),
-                            engine: engine.clone(),
-                        },
-                    )
-                    .await?;
+            let before = old.get(uuid);
+            if before == Some(info) {
                 continue;
-            };
-            if before == info {
-                continue;
+            }
+            if before.is_none() {
+                // InterfacesAdded carries every property, as published.
+                let iface = MdevIface {
+                    info: info.clone(),
+                    engine: engine.clone(),
+                    announcing: true,
+                };
+                server.at(path.as_str(), iface).await?;
             }
             let iface = server.interface::<_, MdevIface>(path.as_str()).await?;
             let mut guard = iface.get_mut().await;
             guard.info = info.clone();
-            let em = iface.signal_emitter();
-            if before.name != info.name {
-                guard.name_changed(em).await?;
-            }
-            if before.defined != info.defined {
-                guard.defined_changed(em).await?;
-            }
-            if before.active != info.active {
-                guard.active_changed(em).await?;
-            }
-            if before.autostart != info.autostart {
-                guard.autostart_changed(em).await?;
-            }
-            if before.ids.adapters != info.ids.adapters {
-                guard.adapters_changed(em).await?;
-            }
-            if before.ids.domains != info.ids.domains {
-                guard.domains_changed(em).await?;
-            }
-            if before.ids.control_domains != info.ids.control_domains {
-                guard.control_domains_changed(em).await?;
-            }
-            if before.guest_matrix != info.guest_matrix {
-                guard.guest_matrix_changed(em).await?;
-            }
-            if before.start_error != info.start_error {
-                guard.start_error_changed(em).await?;
-            }
+            guard.announcing = true;
+            let emitted = match before {
+                Some(before) => emit_mdev_changes(&guard, iface.signal_emitter(), before).await,
+                None => Ok(()),
+            };
+            guard.announcing = false;
+            emitted?;
         }
         Ok(())
     }
+}
+
+/// `PropertiesChanged` for what differs between `before` and the
+/// published `iface.info` (the getters give `info` while announcing).
+async fn emit_mdev_changes(
+    iface: &MdevIface,
+    em: &SignalEmitter<'_>,
+    before: &MdevInfo,
+) -> zbus::Result<()> {
+    let info = &iface.info;
+    if before.name != info.name {
+        iface.name_changed(em).await?;
+    }
+    if before.defined != info.defined {
+        iface.defined_changed(em).await?;
+    }
+    if before.active != info.active {
+        iface.active_changed(em).await?;
+    }
+    if before.autostart != info.autostart {
+        iface.autostart_changed(em).await?;
+    }
+    if before.ids.adapters != info.ids.adapters {
+        iface.adapters_changed(em).await?;
+    }
+    if before.ids.domains != info.ids.domains {
+        iface.domains_changed(em).await?;
+    }
+    if before.ids.control_domains != info.ids.control_domains {
+        iface.control_domains_changed(em).await?;
+    }
+    if before.guest_matrix != info.guest_matrix {
+        iface.guest_matrix_changed(em).await?;
+    }
+    if before.start_error != info.start_error {
+        iface.start_error_changed(em).await?;
+    }
+    Ok(())
 }
 
 fn label(info: &MdevInfo) -> String {

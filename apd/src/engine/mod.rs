@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, Status};
 use libap::apply::{ApplyError, ApplyReport, Journal};
 use libap::plan::Step;
-use libap::resync::Stale;
+use libap::resync::{Delta, Stale};
 use libap::store::Store;
 use libap::{Host, Sysfs};
 use uuid::Uuid;
@@ -325,7 +325,7 @@ impl Engine {
         &self,
         model: Arc<Host>,
         stale: Stale,
-    ) -> Result<Result<libap::resync::Delta, libap::HostError>, Error> {
+    ) -> Result<Result<Delta, libap::HostError>, Error> {
         self.blocking(move |fs| model.read_stale(fs, &stale)).await
     }
 
@@ -353,6 +353,27 @@ impl Engine {
             Err(e) => return Err(unreadable(e)),
         }
         Ok(self.state().host.clone())
+    }
+
+    /// Puts the mdev the caller has just started (created and assigned
+    /// its definition's matrix, under the writer) into the model as libap
+    /// predicts the kernel shows it, instead of reading it back: three
+    /// files fewer per start, which a boot restore makes once per mdev.
+    /// Its `add` uevent re-reads it. Reads it where no prediction is made.
+    pub async fn started(&self, uuid: Uuid) -> Result<(), Error> {
+        let predicted = {
+            let s = self.state();
+            s.defs
+                .get(&uuid)
+                .and_then(|d| Delta::started(&s.host, uuid, d.matrix()))
+        };
+        match predicted {
+            Some(delta) => {
+                self.state().apply(delta);
+                Ok(())
+            }
+            None => self.sync(Stale::mdev(uuid)).await.map(|_| ()),
+        }
     }
 
     /// Re-reads what `stale` names, then publishes the model. The caller

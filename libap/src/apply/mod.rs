@@ -64,6 +64,16 @@ impl Live {
         Ok(m)
     }
 
+    /// Whether the mdev exists: one lookup of its directory when it is
+    /// not known, as before a create it usually is not (reading its
+    /// matrix would take two accesses to say so).
+    fn exists(&mut self, sysfs: &dyn Sysfs, uuid: Uuid) -> Result<bool, ApplyCause> {
+        if !self.mdevs.contains_key(&uuid) && !sysfs.exists(&paths::mdev(&uuid)) {
+            self.mdevs.insert(uuid, None);
+        }
+        Ok(self.matrix(sysfs, uuid)?.is_some())
+    }
+
     fn ids(m: &mut Matrix, kind: AssignKind) -> &mut ApMask {
         match kind {
             AssignKind::Adapter => &mut m.adapters,
@@ -256,7 +266,7 @@ fn run_mdev_step(
 ) -> Result<Outcome, ApplyCause> {
     match *step {
         Step::Create { uuid, .. } => {
-            if live.matrix(sysfs, uuid)?.is_some() {
+            if live.exists(sysfs, uuid)? {
                 return Ok(Outcome::InPlace);
             }
             undo.make(Undo::Created { uuid }, || create_mdev(sysfs, uuid))?;
