@@ -5,6 +5,7 @@ use crate::args;
 use crate::bus::Apd;
 use crate::cli::{ConfigArgs, MasksArgs, OnOff, QueuesArgs};
 use crate::error::CliError;
+use crate::output;
 use crate::render::{self, json};
 use apbus::proxy::HostProxy;
 use apbus::QueueInfo;
@@ -147,12 +148,24 @@ pub async fn queues(ctx: &Ctx, a: &QueuesArgs) -> Result<Outcome, CliError> {
         let owned = a.owner.as_deref().is_none_or(|o| owner_matches(q, o));
         in_adapters && in_domains && owned
     });
-    queues.sort_by(|x, y| x.apqn.cmp(&y.apqn));
-    if ctx.json {
-        let v: Vec<json::QueueJson> = queues.iter().map(json::QueueJson::from).collect();
-        return Ok(Outcome::print(render::to_json(&v)));
+    // apd sends APQNs ascending, though design.md does not promise it:
+    // sort only when they are not.
+    if !queues.is_sorted_by(|x, y| x.apqn <= y.apqn) {
+        queues.sort_by(|x, y| x.apqn.cmp(&y.apqn));
     }
-    Ok(Outcome::print(render::host::queues(&queues, ctx.style)))
+    // 65,536 rows are written as they are made, never held as one String;
+    // a closed stdout (| head) ends apctl quietly, as for every command.
+    output::stream(|out| {
+        if ctx.json {
+            render::write_json(
+                out,
+                &json::ArrayOf(queues.iter().map(json::QueueJson::from)),
+            )
+        } else {
+            render::host::write_queues(out, queues.iter(), ctx.style)
+        }
+    });
+    Ok(Outcome::quiet())
 }
 
 /// `config ADAPTER on|off`.
