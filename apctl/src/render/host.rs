@@ -4,7 +4,7 @@ use super::ids::{adapters, domains};
 use super::json::MasksJson;
 use super::style::{Color, Style};
 use super::table::{self, Table};
-use apbus::{QueueInfo, Status};
+use apbus::{QueueInfo, QueueInfoRef, Status};
 use libap::ApMask;
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -206,14 +206,14 @@ fn chzdev_view(m: &MasksJson, c: &super::json::ChzdevJson, style: Style) -> Stri
 
 /// How an owner looks in the table: `host`, `free`, or the mdev's name (its
 /// UUID when it has none).
-pub fn owner_text(q: &QueueInfo) -> Cow<'_, str> {
-    match q.owner.as_str() {
-        "mdev" if !q.owner_name.is_empty() => Cow::Borrowed(&q.owner_name),
+pub fn owner_text<'q>(q: &QueueInfoRef<'q>) -> Cow<'q, str> {
+    match q.owner {
+        "mdev" if !q.owner_name.is_empty() => Cow::Borrowed(q.owner_name),
         // apd sends UUIDs in lower case: copy only one that is not.
         "mdev" if q.owner_uuid.bytes().any(|b| b.is_ascii_uppercase()) => {
             Cow::Owned(q.owner_uuid.to_ascii_lowercase())
         }
-        "mdev" => Cow::Borrowed(&q.owner_uuid),
+        "mdev" => Cow::Borrowed(q.owner_uuid),
         other => Cow::Borrowed(other),
     }
 }
@@ -224,7 +224,7 @@ const QUEUE_HEADERS: [&str; 7] = [
 ];
 
 /// One row of `queues`, borrowed from the queue.
-fn queue_cells(q: &QueueInfo) -> [(Cow<'_, str>, Option<Color>); 7] {
+fn queue_cells<'r>(q: &'r QueueInfoRef<'_>) -> [(Cow<'r, str>, Option<Color>); 7] {
     let config = if q.config {
         ("on", None)
     } else {
@@ -237,17 +237,17 @@ fn queue_cells(q: &QueueInfo) -> [(Cow<'_, str>, Option<Color>); 7] {
     } else {
         ("offline", Some(Color::Yellow))
     };
-    let owner = match q.owner.as_str() {
+    let owner = match q.owner {
         "free" => (Cow::Borrowed("free"), Some(Color::Green)),
         _ => (owner_text(q), None),
     };
     [
-        plain(&q.apqn),
-        plain(super::dash_if_empty(&q.card_type)),
-        plain(super::dash_if_empty(&q.mode)),
+        plain(q.apqn),
+        plain(super::dash_if_empty(q.card_type)),
+        plain(super::dash_if_empty(q.mode)),
         (Cow::Borrowed(config.0), config.1),
         (Cow::Borrowed(online.0), online.1),
-        plain(super::dash_if_empty(&q.driver)),
+        plain(super::dash_if_empty(q.driver)),
         owner,
     ]
 }
@@ -259,9 +259,9 @@ fn plain(text: &str) -> (Cow<'_, str>, Option<Color>) {
 /// Writes the `queues` table, lszcrypt style, row by row: `queues` must
 /// already be filtered and in the order to show. Nothing per row is kept,
 /// so 65,536 APQNs cost their reply and one line.
-pub fn write_queues<'q, W: Write + ?Sized>(
+pub fn write_queues<'q, 'm: 'q, W: Write + ?Sized>(
     out: &mut W,
-    queues: impl Iterator<Item = &'q QueueInfo> + Clone,
+    queues: impl Iterator<Item = &'q QueueInfoRef<'m>> + Clone,
     style: Style,
 ) -> io::Result<()> {
     if queues.clone().next().is_none() {
@@ -273,11 +273,11 @@ pub fn write_queues<'q, W: Write + ?Sized>(
 /// The `queues` table as text, in APQN order. `queues` must already be
 /// filtered.
 pub fn queues(queues: &[QueueInfo], style: Style) -> String {
-    let mut sorted: Vec<&QueueInfo> = queues.iter().collect();
-    sorted.sort_by(|a, b| a.apqn.cmp(&b.apqn));
+    let mut sorted: Vec<QueueInfoRef<'_>> = queues.iter().map(QueueInfoRef::from).collect();
+    sorted.sort_by(|a, b| a.apqn.cmp(b.apqn));
     let mut out = Vec::new();
     // Writing to a Vec cannot fail, and every cell is UTF-8 already.
-    let _ = write_queues(&mut out, sorted.into_iter(), style);
+    let _ = write_queues(&mut out, sorted.iter(), style);
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -317,6 +317,7 @@ mod tests {
                 ..QueueInfo::default()
             })
             .collect();
+        let queues: Vec<QueueInfoRef<'_>> = queues.iter().map(QueueInfoRef::from).collect();
         let json = super::super::json::ArrayOf(queues.iter().map(QueueJson::from));
         for as_json in [false, true] {
             let mut reader = ClosesAfter {

@@ -2,7 +2,7 @@
 //! from apbus values. "None" on the bus (empty string) is `null` here.
 
 use super::ids::ascending;
-use apbus::{ApqnInfo, Finding, IdLists, MdevInfo, PlanStep, QueueInfo, Status};
+use apbus::{ApqnInfo, Finding, IdLists, MdevInfo, PlanStep, QueueInfo, QueueInfoRef, Status};
 use serde::Serialize;
 
 fn opt(s: &str) -> Option<String> {
@@ -198,20 +198,26 @@ pub struct QueueJson<'q> {
     pub owner_name: Option<&'q str>,
 }
 
-impl<'q> From<&'q QueueInfo> for QueueJson<'q> {
-    fn from(q: &'q QueueInfo) -> Self {
+impl<'q> From<&QueueInfoRef<'q>> for QueueJson<'q> {
+    fn from(q: &QueueInfoRef<'q>) -> Self {
         QueueJson {
-            apqn: &q.apqn,
-            card_type: &q.card_type,
-            mode: &q.mode,
+            apqn: q.apqn,
+            card_type: q.card_type,
+            mode: q.mode,
             config: q.config,
             online: q.online,
             chkstop: q.chkstop,
-            driver: opt_ref(&q.driver),
-            owner: &q.owner,
-            owner_uuid: opt_ref(&q.owner_uuid),
-            owner_name: opt_ref(&q.owner_name),
+            driver: opt_ref(q.driver),
+            owner: q.owner,
+            owner_uuid: opt_ref(q.owner_uuid),
+            owner_name: opt_ref(q.owner_name),
         }
+    }
+}
+
+impl<'q> From<&'q QueueInfo> for QueueJson<'q> {
+    fn from(q: &'q QueueInfo) -> Self {
+        QueueJson::from(&QueueInfoRef::from(q))
     }
 }
 
