@@ -19,7 +19,7 @@ pub mod types;
 pub use error::{Error, ErrorKind};
 pub use types::{
     AdapterInfo, ApqnInfo, Definition, DesiredState, Finding, IdLists, MdevInfo, PlanStep,
-    QueueInfo, Scope, Status,
+    QueueInfo, QueueInfoRef, Scope, Status,
 };
 
 /// The well-known bus name apd owns.

@@ -140,6 +140,50 @@ pub struct QueueInfo {
     pub owner_name: String,
 }
 
+/// [`QueueInfo`] as a client reads it: borrowed from the reply message, so
+/// `apctl queues` over 65,536 APQNs copies none of their strings. The same
+/// fields in the same order: on the bus it is exactly a `QueueInfo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Type)]
+pub struct QueueInfoRef<'a> {
+    /// `"05.0004"`.
+    pub apqn: &'a str,
+    /// Card type, e.g. `CEX7C`.
+    pub card_type: &'a str,
+    /// `accel`, `cca` or `ep11`.
+    pub mode: &'a str,
+    /// Configured.
+    pub config: bool,
+    /// Online.
+    pub online: bool,
+    /// Check-stopped.
+    pub chkstop: bool,
+    /// Bound driver (`cex4queue`, `vfio_ap`); empty when unbound.
+    pub driver: &'a str,
+    /// `host`, `free` or `mdev`.
+    pub owner: &'a str,
+    /// The owning mdev's UUID when `owner` is `mdev`.
+    pub owner_uuid: &'a str,
+    /// The owning mdev's name, empty when it has none.
+    pub owner_name: &'a str,
+}
+
+impl<'a> From<&'a QueueInfo> for QueueInfoRef<'a> {
+    fn from(q: &'a QueueInfo) -> Self {
+        QueueInfoRef {
+            apqn: &q.apqn,
+            card_type: &q.card_type,
+            mode: &q.mode,
+            config: q.config,
+            online: q.online,
+            chkstop: q.chkstop,
+            driver: &q.driver,
+            owner: &q.owner,
+            owner_uuid: &q.owner_uuid,
+            owner_name: &q.owner_name,
+        }
+    }
+}
+
 /// A finding of validation (`check`, `apply`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct Finding {
@@ -216,4 +260,41 @@ pub struct Status {
     pub load_errors: Vec<(String, String)>,
     /// Definitions that failed to start or apply: (uuid, name, sentence).
     pub start_failures: Vec<(String, String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zvariant::serialized::Context;
+    use zvariant::LE;
+
+    #[test]
+    fn a_queue_reads_back_borrowed_field_for_field() {
+        assert_eq!(QueueInfoRef::SIGNATURE, QueueInfo::SIGNATURE);
+        let queues = vec![
+            QueueInfo {
+                apqn: "05.0004".into(),
+                card_type: "CEX7C".into(),
+                mode: "cca".into(),
+                config: true,
+                online: false,
+                chkstop: true,
+                driver: "vfio_ap".into(),
+                owner: "mdev".into(),
+                owner_uuid: "62177883-f1bb-47f0-914d-32a22e3a8804".into(),
+                owner_name: "guest1".into(),
+            },
+            QueueInfo {
+                apqn: "ff.00ff".into(),
+                owner: "free".into(),
+                config: false,
+                online: true,
+                ..QueueInfo::default()
+            },
+        ];
+        let bytes = zvariant::to_bytes(Context::new_dbus(LE, 0), &queues).expect("serialize");
+        let (read, _): (Vec<QueueInfoRef<'_>>, _) = bytes.deserialize().expect("deserialize");
+        let expected: Vec<QueueInfoRef<'_>> = queues.iter().map(QueueInfoRef::from).collect();
+        assert_eq!(read, expected);
+    }
 }

@@ -369,6 +369,27 @@ fn check_export_apply_and_mdevctl() {
 }
 
 #[test]
+fn queues_into_a_closed_pipe_end_quietly() {
+    let Some(host) = seed_host() else { return };
+    for args in [vec!["queues"], vec!["--json", "queues"]] {
+        let mut child = Command::new(e2e::bin("apctl"))
+            .args(&args)
+            .env("APCTL_BUS", host.bus_address())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn apctl queues");
+        // The reader is gone before apctl has its reply: every write of
+        // the streamed rows meets EPIPE, as under `| head -0`.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait for apctl");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
 fn monitor_prints_events_and_exits_on_ctrl_c() {
     let Some(mut host) = seed_host() else { return };
     seed_masks(&host, false);

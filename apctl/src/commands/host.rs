@@ -5,9 +5,10 @@ use crate::args;
 use crate::bus::Apd;
 use crate::cli::{ConfigArgs, MasksArgs, OnOff, QueuesArgs};
 use crate::error::CliError;
+use crate::output;
 use crate::render::{self, json};
 use apbus::proxy::HostProxy;
-use apbus::QueueInfo;
+use apbus::QueueInfoRef;
 use libap::{ApMask, Apqn};
 use zbus::proxy::CacheProperties;
 
@@ -109,7 +110,7 @@ pub async fn masks(ctx: &Ctx, a: &MasksArgs) -> Result<Outcome, CliError> {
 }
 
 /// The owner filter of `queues`.
-fn owner_matches(q: &QueueInfo, owner: &str) -> bool {
+fn owner_matches(q: &QueueInfoRef<'_>, owner: &str) -> bool {
     match owner {
         "host" | "free" => q.owner == owner,
         name_or_uuid => {
@@ -135,7 +136,15 @@ pub async fn queues(ctx: &Ctx, a: &QueuesArgs) -> Result<Outcome, CliError> {
         })?;
     }
     let apd = ctx.connect().await?;
-    let mut queues = apd.manager.list_queues().await.map_err(|e| apd.error(e))?;
+    // Read in place: each queue borrows its strings from apd's reply.
+    let reply = apd
+        .manager
+        .inner()
+        .call_method("ListQueues", &())
+        .await
+        .map_err(|e| apd.error(e.into()))?;
+    let body = reply.body();
+    let mut queues: Vec<QueueInfoRef<'_>> = body.deserialize().map_err(|e| apd.error(e.into()))?;
     queues.retain(|q| {
         let apqn = q.apqn.parse::<Apqn>().ok();
         let in_adapters = adapters
@@ -147,12 +156,24 @@ pub async fn queues(ctx: &Ctx, a: &QueuesArgs) -> Result<Outcome, CliError> {
         let owned = a.owner.as_deref().is_none_or(|o| owner_matches(q, o));
         in_adapters && in_domains && owned
     });
-    queues.sort_by(|x, y| x.apqn.cmp(&y.apqn));
-    if ctx.json {
-        let v: Vec<json::QueueJson> = queues.iter().map(json::QueueJson::from).collect();
-        return Ok(Outcome::print(render::to_json(&v)));
+    // apd sends APQNs ascending, though design.md does not promise it:
+    // sort only when they are not.
+    if !queues.is_sorted_by(|x, y| x.apqn <= y.apqn) {
+        queues.sort_by(|x, y| x.apqn.cmp(y.apqn));
     }
-    Ok(Outcome::print(render::host::queues(&queues, ctx.style)))
+    // 65,536 rows are written as they are made, never held as one String;
+    // a closed stdout (| head) ends apctl quietly, as for every command.
+    output::stream(|out| {
+        if ctx.json {
+            render::write_json(
+                out,
+                &json::ArrayOf(queues.iter().map(json::QueueJson::from)),
+            )
+        } else {
+            render::host::write_queues(out, queues.iter(), ctx.style)
+        }
+    });
+    Ok(Outcome::quiet())
 }
 
 /// `config ADAPTER on|off`.
@@ -172,19 +193,19 @@ mod tests {
 
     #[test]
     fn owner_filter() {
-        let q = QueueInfo {
-            apqn: "05.0004".into(),
-            owner: "mdev".into(),
-            owner_uuid: "62177883-f1bb-47f0-914d-32a22e3a8804".into(),
-            owner_name: "guest1".into(),
+        let q = QueueInfoRef {
+            apqn: "05.0004",
+            owner: "mdev",
+            owner_uuid: "62177883-f1bb-47f0-914d-32a22e3a8804",
+            owner_name: "guest1",
             ..Default::default()
         };
         assert!(owner_matches(&q, "guest1"));
         assert!(owner_matches(&q, "62177883-F1BB-47F0-914D-32A22E3A8804"));
         assert!(!owner_matches(&q, "host"));
         assert!(!owner_matches(&q, "guest2"));
-        let h = QueueInfo {
-            owner: "host".into(),
+        let h = QueueInfoRef {
+            owner: "host",
             ..Default::default()
         };
         assert!(owner_matches(&h, "host"));

@@ -3,9 +3,11 @@
 use super::ids::{adapters, domains};
 use super::json::MasksJson;
 use super::style::{Color, Style};
-use super::table::{Cell, Table};
-use apbus::{QueueInfo, Status};
+use super::table::{self, Table};
+use apbus::{QueueInfo, QueueInfoRef, Status};
 use libap::ApMask;
+use std::borrow::Cow;
+use std::io::{self, Write};
 
 /// The `status` view.
 /// `warnings`: apd's check warnings that status repeats (mdevs mdevctl
@@ -204,57 +206,135 @@ fn chzdev_view(m: &MasksJson, c: &super::json::ChzdevJson, style: Style) -> Stri
 
 /// How an owner looks in the table: `host`, `free`, or the mdev's name (its
 /// UUID when it has none).
-pub fn owner_text(q: &QueueInfo) -> String {
-    match q.owner.as_str() {
-        "mdev" if !q.owner_name.is_empty() => q.owner_name.clone(),
-        "mdev" => q.owner_uuid.to_ascii_lowercase(),
-        other => other.to_string(),
+pub fn owner_text<'q>(q: &QueueInfoRef<'q>) -> Cow<'q, str> {
+    match q.owner {
+        "mdev" if !q.owner_name.is_empty() => Cow::Borrowed(q.owner_name),
+        // apd sends UUIDs in lower case: copy only one that is not.
+        "mdev" if q.owner_uuid.bytes().any(|b| b.is_ascii_uppercase()) => {
+            Cow::Owned(q.owner_uuid.to_ascii_lowercase())
+        }
+        "mdev" => Cow::Borrowed(q.owner_uuid),
+        other => Cow::Borrowed(other),
     }
 }
 
-/// The `queues` table, lszcrypt style. `queues` must already be filtered.
+/// The columns of `queues`.
+const QUEUE_HEADERS: [&str; 7] = [
+    "APQN", "TYPE", "MODE", "CONFIG", "ONLINE", "DRIVER", "OWNER",
+];
+
+/// One row of `queues`, borrowed from the queue.
+fn queue_cells<'r>(q: &'r QueueInfoRef<'_>) -> [(Cow<'r, str>, Option<Color>); 7] {
+    let config = if q.config {
+        ("on", None)
+    } else {
+        ("off", Some(Color::Red))
+    };
+    let online = if q.chkstop {
+        ("checkstop", Some(Color::Red))
+    } else if q.online {
+        ("online", None)
+    } else {
+        ("offline", Some(Color::Yellow))
+    };
+    let owner = match q.owner {
+        "free" => (Cow::Borrowed("free"), Some(Color::Green)),
+        _ => (owner_text(q), None),
+    };
+    [
+        plain(q.apqn),
+        plain(super::dash_if_empty(q.card_type)),
+        plain(super::dash_if_empty(q.mode)),
+        (Cow::Borrowed(config.0), config.1),
+        (Cow::Borrowed(online.0), online.1),
+        plain(super::dash_if_empty(q.driver)),
+        owner,
+    ]
+}
+
+fn plain(text: &str) -> (Cow<'_, str>, Option<Color>) {
+    (Cow::Borrowed(text), None)
+}
+
+/// Writes the `queues` table, lszcrypt style, row by row: `queues` must
+/// already be filtered and in the order to show. Nothing per row is kept,
+/// so 65,536 APQNs cost their reply and one line.
+pub fn write_queues<'q, 'm: 'q, W: Write + ?Sized>(
+    out: &mut W,
+    queues: impl Iterator<Item = &'q QueueInfoRef<'m>> + Clone,
+    style: Style,
+) -> io::Result<()> {
+    if queues.clone().next().is_none() {
+        return out.write_all(b"No queues match.\n");
+    }
+    table::stream(out, &QUEUE_HEADERS, queues, queue_cells, style)
+}
+
+/// The `queues` table as text, in APQN order. `queues` must already be
+/// filtered.
 pub fn queues(queues: &[QueueInfo], style: Style) -> String {
-    if queues.is_empty() {
-        return "No queues match.\n".to_string();
-    }
-    let mut sorted: Vec<&QueueInfo> = queues.iter().collect();
-    sorted.sort_by(|a, b| a.apqn.cmp(&b.apqn));
-    let mut t = Table::new(&[
-        "APQN", "TYPE", "MODE", "CONFIG", "ONLINE", "DRIVER", "OWNER",
-    ]);
-    for q in sorted {
-        let config = if q.config {
-            Cell::plain("on")
-        } else {
-            Cell::colored("off", Color::Red)
-        };
-        let online = if q.chkstop {
-            Cell::colored("checkstop", Color::Red)
-        } else if q.online {
-            Cell::plain("online")
-        } else {
-            Cell::colored("offline", Color::Yellow)
-        };
-        let owner = match q.owner.as_str() {
-            "free" => Cell::colored("free", Color::Green),
-            _ => Cell::plain(owner_text(q)),
-        };
-        t.row(vec![
-            q.apqn.clone().into(),
-            super::or_dash(&q.card_type).into(),
-            super::or_dash(&q.mode).into(),
-            config,
-            online,
-            super::or_dash(&q.driver).into(),
-            owner,
-        ]);
-    }
-    t.render(style)
+    let mut sorted: Vec<QueueInfoRef<'_>> = queues.iter().map(QueueInfoRef::from).collect();
+    sorted.sort_by(|a, b| a.apqn.cmp(b.apqn));
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail, and every cell is UTF-8 already.
+    let _ = write_queues(&mut out, sorted.iter(), style);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::json::QueueJson;
     use super::*;
+
+    /// A reader that goes away after `room` bytes, as `| head -1` does.
+    struct ClosesAfter {
+        room: usize,
+        refused: usize,
+    }
+
+    impl Write for ClosesAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                self.refused += 1;
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_reader_stops_the_rows_at_once() {
+        let queues: Vec<QueueInfo> = (0..4096u32)
+            .map(|i| QueueInfo {
+                apqn: format!("{:02x}.{:04x}", i / 256, i % 256),
+                owner: "host".into(),
+                ..QueueInfo::default()
+            })
+            .collect();
+        let queues: Vec<QueueInfoRef<'_>> = queues.iter().map(QueueInfoRef::from).collect();
+        let json = super::super::json::ArrayOf(queues.iter().map(QueueJson::from));
+        for as_json in [false, true] {
+            let mut reader = ClosesAfter {
+                room: 100,
+                refused: 0,
+            };
+            let written = if as_json {
+                super::super::write_json(&mut reader, &json)
+            } else {
+                write_queues(&mut reader, queues.iter(), Style::PLAIN)
+            };
+            let kind = written.map_err(|e| e.kind());
+            assert_eq!(kind, Err(io::ErrorKind::BrokenPipe), "json {as_json}");
+            // The first refusal ends the writing: no row after it is tried.
+            assert_eq!(reader.refused, 1, "json {as_json}");
+        }
+    }
 
     #[test]
     fn cleared_ids_follow_the_seed_masks() {

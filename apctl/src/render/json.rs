@@ -2,14 +2,19 @@
 //! from apbus values. "None" on the bus (empty string) is `null` here.
 
 use super::ids::ascending;
-use apbus::{ApqnInfo, Finding, IdLists, MdevInfo, PlanStep, QueueInfo, Status};
+use apbus::{ApqnInfo, Finding, IdLists, MdevInfo, PlanStep, QueueInfo, QueueInfoRef, Status};
 use serde::Serialize;
 
 fn opt(s: &str) -> Option<String> {
+    opt_ref(s).map(str::to_string)
+}
+
+/// [`opt`] borrowed.
+fn opt_ref(s: &str) -> Option<&str> {
     if s.is_empty() {
         None
     } else {
-        Some(s.to_string())
+        Some(s)
     }
 }
 
@@ -168,15 +173,15 @@ pub struct MatrixJson {
     pub mdevs: Vec<MdevJson>,
 }
 
-/// One queue of `queues --json`.
+/// One queue of `queues --json`, borrowed from apd's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct QueueJson {
+pub struct QueueJson<'q> {
     /// `"05.0004"`.
-    pub apqn: String,
+    pub apqn: &'q str,
     /// Card type, e.g. `CEX7C`.
-    pub card_type: String,
+    pub card_type: &'q str,
     /// `accel`, `cca` or `ep11`.
-    pub mode: String,
+    pub mode: &'q str,
     /// Configured.
     pub config: bool,
     /// Online.
@@ -184,29 +189,49 @@ pub struct QueueJson {
     /// Check-stopped.
     pub chkstop: bool,
     /// Bound driver, or null.
-    pub driver: Option<String>,
+    pub driver: Option<&'q str>,
     /// `host`, `free` or `mdev`.
-    pub owner: String,
+    pub owner: &'q str,
     /// The owning mdev's UUID, or null.
-    pub owner_uuid: Option<String>,
+    pub owner_uuid: Option<&'q str>,
     /// The owning mdev's name, or null.
-    pub owner_name: Option<String>,
+    pub owner_name: Option<&'q str>,
 }
 
-impl From<&QueueInfo> for QueueJson {
-    fn from(q: &QueueInfo) -> Self {
+impl<'q> From<&QueueInfoRef<'q>> for QueueJson<'q> {
+    fn from(q: &QueueInfoRef<'q>) -> Self {
         QueueJson {
-            apqn: q.apqn.clone(),
-            card_type: q.card_type.clone(),
-            mode: q.mode.clone(),
+            apqn: q.apqn,
+            card_type: q.card_type,
+            mode: q.mode,
             config: q.config,
             online: q.online,
             chkstop: q.chkstop,
-            driver: opt(&q.driver),
-            owner: q.owner.clone(),
-            owner_uuid: opt(&q.owner_uuid),
-            owner_name: opt(&q.owner_name),
+            driver: opt_ref(q.driver),
+            owner: q.owner,
+            owner_uuid: opt_ref(q.owner_uuid),
+            owner_name: opt_ref(q.owner_name),
         }
+    }
+}
+
+impl<'q> From<&'q QueueInfo> for QueueJson<'q> {
+    fn from(q: &'q QueueInfo) -> Self {
+        QueueJson::from(&QueueInfoRef::from(q))
+    }
+}
+
+/// A JSON array written as `items` is walked, so no Vec of it is built.
+#[derive(Debug, Clone)]
+pub struct ArrayOf<I>(pub I);
+
+impl<I> Serialize for ArrayOf<I>
+where
+    I: Iterator + Clone,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
     }
 }
 

@@ -17,14 +17,22 @@ pub use style::Style;
 
 /// Serializes a JSON value for stdout: pretty, with a final newline.
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_string_pretty(value) {
-        Ok(mut s) => {
-            s.push('\n');
-            s
-        }
+    let mut out = Vec::new();
+    match write_json(&mut out, value) {
+        // serde_json writes UTF-8 only.
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
         // Our JSON types hold only strings, numbers, booleans and lists.
         Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
     }
+}
+
+/// Writes what [`to_json`] makes to `out`, without the String.
+pub fn write_json<T: serde::Serialize, W: std::io::Write + ?Sized>(
+    out: &mut W,
+    value: &T,
+) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")
 }
 
 /// `yes` or `no`.
@@ -38,9 +46,14 @@ pub fn yes_no(b: bool) -> &'static str {
 
 /// `-` for an empty cell.
 pub fn or_dash(s: &str) -> String {
+    dash_if_empty(s).to_string()
+}
+
+/// [`or_dash`] borrowed, for rows written as they are made.
+pub fn dash_if_empty(s: &str) -> &str {
     if s.is_empty() {
-        "-".to_string()
+        "-"
     } else {
-        s.to_string()
+        s
     }
 }

@@ -38,6 +38,14 @@ impl Style {
 
     /// `text` in `color` (unchanged without colour).
     pub fn paint(&self, text: &str, color: Option<Color>) -> String {
+        let mut out = String::new();
+        self.paint_into(&mut out, text, color);
+        out
+    }
+
+    /// Appends `text` in `color` to `out`: [`Style::paint`] without a
+    /// String of its own, for tables written row by row.
+    pub fn paint_into(&self, out: &mut String, text: &str, color: Option<Color>) {
         match (self.color, color) {
             (true, Some(c)) => {
                 let code = match c {
@@ -46,9 +54,13 @@ impl Style {
                     Color::Red => "31",
                     Color::Bold => "1",
                 };
-                format!("\x1b[{code}m{text}\x1b[0m")
+                out.push_str("\x1b[");
+                out.push_str(code);
+                out.push('m');
+                out.push_str(text);
+                out.push_str("\x1b[0m");
             }
-            _ => text.to_string(),
+            _ => out.push_str(text),
         }
     }
 }
