@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use apbus::bus::BusChoice;
 use apbus::{AdapterInfo, MdevInfo, ROOT_PATH};
+use uuid::Uuid;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
@@ -30,15 +31,49 @@ use mdev::MdevIface;
 pub struct Snapshot {
     /// The Host interface's properties.
     pub host: HostProps,
-    /// Every mdev object, by lowercase UUID.
-    pub mdevs: BTreeMap<String, MdevInfo>,
+    /// Every mdev object, by lowercase UUID. Shared with the snapshot
+    /// before where the mdev did not change, so that a publish costs what
+    /// changed (comparing a shared one is a pointer comparison).
+    pub mdevs: BTreeMap<String, Arc<MdevInfo>>,
 }
 
 impl Snapshot {
-    /// What the bus shows of the model `s`.
+    /// What the bus shows of the model `s`, built whole.
+    #[cfg(test)]
     pub fn of(s: &State) -> Snapshot {
+        Snapshot::after(s, None)
+    }
+
+    /// What the bus shows of the model `s`, taking from `last` (what the
+    /// bus showed of the model `was`) each mdev whose definition, live
+    /// state and start failure are unchanged.
+    pub fn after(s: &State, last: Option<(&State, &Snapshot)>) -> Snapshot {
         let h = &s.host;
         let (pa, pq) = s.persistent_mask_strings();
+        let unchanged = |u: &Uuid| {
+            let (was, _) = last?;
+            let live = h.mdevs.get(u);
+            // Without the kernel's guest_matrix file it is computed from
+            // the whole host: made afresh.
+            let same = live.is_none_or(|m| m.guest_matrix.is_some())
+                && live == was.host.mdevs.get(u)
+                && s.defs.get(u) == was.defs.get(u)
+                && s.start_failures.get(u).map(|f| &f.message)
+                    == was.start_failures.get(u).map(|f| &f.message);
+            same.then_some(())
+        };
+        let mdevs = s
+            .all_uuids()
+            .into_iter()
+            .map(|u| {
+                let key = u.hyphenated().to_string();
+                let kept = unchanged(&u)
+                    .and_then(|()| last.and_then(|(_, snap)| snap.mdevs.get(&key)))
+                    .cloned();
+                let info = kept.unwrap_or_else(|| Arc::new(s.mdev_info(u)));
+                (key, info)
+            })
+            .collect();
         Snapshot {
             host: HostProps {
                 ap_mask: h.apmask.to_string(),
@@ -51,11 +86,7 @@ impl Snapshot {
                 adapters: h.cards.values().map(adapter_info).collect(),
                 load_errors: s.load_errors.clone(),
             },
-            mdevs: s
-                .all_uuids()
-                .into_iter()
-                .map(|u| (u.hyphenated().to_string(), s.mdev_info(u)))
-                .collect(),
+            mdevs,
         }
     }
 }
@@ -72,7 +103,7 @@ pub async fn follow(
     while let Some(Update { change, shown }) = updates.recv().await {
         match change {
             Change::Model(state) => {
-                publisher.publish(&engine, Snapshot::of(&state)).await;
+                publisher.publish_model(&engine, state).await;
             }
             Change::StartFailed { uuid, message } => {
                 let ev = Event::new("start-failed", uuid.hyphenated().to_string(), message);
@@ -147,6 +178,8 @@ pub async fn serve_root(
 pub struct Publisher {
     conn: Connection,
     last: tokio::sync::Mutex<Snapshot>,
+    /// The model `last` shows, when it came from one.
+    last_model: tokio::sync::Mutex<Option<Arc<State>>>,
 }
 
 impl Publisher {
@@ -155,7 +188,21 @@ impl Publisher {
         Self {
             conn,
             last: tokio::sync::Mutex::new(Snapshot::default()),
+            last_model: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Makes the bus show the model `state` ([`Publisher::publish`]),
+    /// building only the mdevs that changed since the model before.
+    pub async fn publish_model(&self, engine: &Arc<Engine>, state: Arc<State>) {
+        let mut last_model = self.last_model.lock().await;
+        let new = {
+            let last = self.last.lock().await;
+            let before = last_model.as_deref().map(|m| (m, &*last));
+            Snapshot::after(&state, before)
+        };
+        self.publish(engine, new).await;
+        *last_model = Some(state);
     }
 
     /// Makes the bus show `new`: changed properties with
@@ -234,8 +281,8 @@ impl Publisher {
     async fn apply_mdevs(
         &self,
         engine: &Arc<Engine>,
-        old: &BTreeMap<String, MdevInfo>,
-        new: &BTreeMap<String, MdevInfo>,
+        old: &BTreeMap<String, Arc<MdevInfo>>,
+        new: &BTreeMap<String, Arc<MdevInfo>>,
     ) -> zbus::Result<()> {
         let server = self.conn.object_server();
         for uuid in old.keys().filter(|u| !new.contains_key(*u)) {
@@ -252,7 +299,7 @@ impl Publisher {
             if before.is_none() {
                 // InterfacesAdded carries every property, as published.
                 let iface = MdevIface {
-                    info: info.clone(),
+                    info: MdevInfo::clone(info),
                     engine: engine.clone(),
                     announcing: true,
                 };
@@ -260,7 +307,7 @@ impl Publisher {
             }
             let iface = server.interface::<_, MdevIface>(path.as_str()).await?;
             let mut guard = iface.get_mut().await;
-            guard.info = info.clone();
+            guard.info = MdevInfo::clone(info);
             guard.announcing = true;
             let emitted = match before {
                 Some(before) => emit_mdev_changes(&guard, iface.signal_emitter(), before).await,
@@ -360,7 +407,10 @@ pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
     }
     adapter_events(&oh.adapters, &nh.adapters, &mut ev);
     for (uuid, n) in &new.mdevs {
-        let o = old.mdevs.get(uuid);
+        if old.mdevs.get(uuid) == Some(n) {
+            continue;
+        }
+        let o = old.mdevs.get(uuid).map(|o| &**o);
         live_event(uuid, o, n, &mut ev);
         definition_event(uuid, o, n, &mut ev);
     }
@@ -501,6 +551,62 @@ mod tests {
         assert_eq!(snap.host.persistent_ap_mask, "");
     }
 
+    /// A snapshot built from the one before equals one built whole, and
+    /// shares what did not change.
+    #[test]
+    fn a_snapshot_after_another_equals_a_whole_one() {
+        let s1 = crate::engine::test_state();
+        let first = Snapshot::of(&s1);
+        let uuids: Vec<Uuid> = s1.all_uuids();
+        let (g1, foreign) = (uuids[0].min(uuids[1]), uuids[0].max(uuids[1]));
+        let changes: [&dyn Fn(&mut State); 5] = [
+            &|_| {},
+            &|s| {
+                let host = Arc::make_mut(&mut s.host);
+                if let Some(m) = host.mdevs.values_mut().next() {
+                    m.matrix.domains.insert(0x47);
+                }
+            },
+            &|s| {
+                if let Some(d) = s.defs.values_mut().next() {
+                    d.name = Some("renamed".into());
+                }
+            },
+            &|s| {
+                let host = Arc::make_mut(&mut s.host);
+                host.mdevs.clear();
+            },
+            &|s| {
+                // A kernel without guest_matrix: computed from the host.
+                let host = Arc::make_mut(&mut s.host);
+                for m in host.mdevs.values_mut() {
+                    m.guest_matrix = None;
+                }
+            },
+        ];
+        for change in changes {
+            let mut s2 = s1.clone();
+            change(&mut s2);
+            let after = Snapshot::after(&s2, Some((&s1, &first)));
+            assert_eq!(after, Snapshot::of(&s2));
+            for u in [g1, foreign] {
+                let key = u.hyphenated().to_string();
+                let same_inputs = s1.host.mdevs.get(&u) == s2.host.mdevs.get(&u)
+                    && s1.defs.get(&u) == s2.defs.get(&u)
+                    && s2
+                        .host
+                        .mdevs
+                        .get(&u)
+                        .is_none_or(|m| m.guest_matrix.is_some());
+                let shared = matches!(
+                    (first.mdevs.get(&key), after.mdevs.get(&key)),
+                    (Some(a), Some(b)) if Arc::ptr_eq(a, b)
+                );
+                assert_eq!(shared, same_inputs, "{key}");
+            }
+        }
+    }
+
     fn mdev(uuid: &str, active: bool, defined: bool) -> MdevInfo {
         MdevInfo {
             uuid: uuid.into(),
@@ -522,7 +628,10 @@ mod tests {
                 ap_mask: "0xff".into(),
                 ..HostProps::default()
             },
-            mdevs: mdevs.iter().map(|m| (m.uuid.clone(), m.clone())).collect(),
+            mdevs: mdevs
+                .iter()
+                .map(|m| (m.uuid.clone(), Arc::new(m.clone())))
+                .collect(),
         }
     }
 
@@ -551,7 +660,7 @@ mod tests {
         );
         let mut changed = active.clone();
         if let Some(m) = changed.mdevs.get_mut("u") {
-            m.guest_matrix = vec!["05.0004".into()];
+            Arc::make_mut(m).guest_matrix = vec!["05.0004".into()];
         }
         assert_eq!(kinds(&active, &changed), vec!["mdev-changed"]);
     }

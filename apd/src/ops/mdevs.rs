@@ -52,7 +52,15 @@ impl Engine {
             // A successful start by hand ends an automatic start's failure.
             self.state().start_failures.remove(&uuid);
         }
-        self.refresh(Stale::mdev(uuid)).await;
+        // The mdev as started (predicted), else as it is now (read).
+        let seen = match result {
+            Ok(Started::Now) => self.started(uuid).await,
+            _ => self.sync(Stale::mdev(uuid)).await.map(|_| ()),
+        };
+        if let Err(e) = seen {
+            tracing::error!(uuid = %uuid, error = %e, "cannot re-read the mdev after its start");
+        }
+        self.publish().await;
         result.map(|_| ())
     }
 
