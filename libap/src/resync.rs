@@ -342,14 +342,15 @@ impl Host {
         let mut queues = stale.queues.clone();
         // Queues whose host ownership flipped: they stay, their drivers move.
         let mut flipped = BTreeSet::new();
+        let (mut flipped_ap, mut flipped_aq) = (ApMask::empty(), ApMask::empty());
         let mut bindings = Bindings::default();
         if stale.masks {
             let ap = read_mask(fs, paths::APMASK)?;
             let aq = read_mask(fs, paths::AQMASK)?;
             // The kernel rebinds the queues whose host ownership flipped
             // before the write returns.
-            let flipped_ap = ap.difference(self.apmask).union(self.apmask.difference(ap));
-            let flipped_aq = aq.difference(self.aqmask).union(self.aqmask.difference(aq));
+            flipped_ap = ap.difference(self.apmask).union(self.apmask.difference(ap));
+            flipped_aq = aq.difference(self.aqmask).union(self.aqmask.difference(aq));
             if !flipped_ap.is_empty() || !flipped_aq.is_empty() {
                 flipped.extend(
                     self.queues
@@ -381,7 +382,6 @@ impl Host {
         for q in bindings.queues(fs, &flipped)? {
             delta.queues.push((q.apqn, Some(q)));
         }
-        queues.extend(flipped);
         // The configuration files are few, and re-read with any card or
         // queue: an LPAR change shows as cards and queues coming and going,
         // and without QCI the configuration follows the devices present.
@@ -395,7 +395,15 @@ impl Host {
         // A card or queue change moves the guest matrix of the mdevs that
         // hold its adapter, and a queue's also of those that hold its
         // domain (a domain leaving the LPAR leaves a guest without adapters
-        // too).
+        // too). A queue whose host ownership flipped moves only those whose
+        // matrix holds it (kernel spec §6: the full filter runs when a queue
+        // of the matrix is bound to vfio_ap; a mask write unplugs nothing),
+        // so that taking one domain from the host does not re-read every
+        // mdev that holds some adapter.
+        let holds_flipped = |m: &Matrix| {
+            (m.adapters.intersects(flipped_ap) && !m.domains.is_empty())
+                || (m.domains.intersects(flipped_aq) && !m.adapters.is_empty())
+        };
         let adapters = ApMask::from_ids(
             cards
                 .iter()
@@ -408,7 +416,9 @@ impl Host {
             self.mdevs
                 .values()
                 .filter(|m| {
-                    m.matrix.adapters.intersects(adapters) || m.matrix.domains.intersects(domains)
+                    m.matrix.adapters.intersects(adapters)
+                        || m.matrix.domains.intersects(domains)
+                        || holds_flipped(&m.matrix)
                 })
                 .map(|m| m.uuid),
         );

@@ -181,15 +181,29 @@ fn grid16() -> SimSysfs {
     ))
 }
 
-/// A mask write on the 16 x 16 host: a range of ids given to or taken
-/// from the host, so that one write moves from 16 to 256 queues.
-fn grid_mask_write() -> impl Strategy<Value = (String, String)> {
+/// A write on the 16 x 16 host: mostly a mask write of a range of ids
+/// given to or taken from the host (one write moves 16 to 256 queues),
+/// else an assign or unassign on one of three mdevs.
+fn grid_write() -> impl Strategy<Value = (String, String)> {
     let path = prop_oneof![Just(paths::APMASK), Just(paths::AQMASK)];
-    (path, any::<bool>(), 0u8..16, 0u8..16).prop_map(|(p, give, a, b)| {
+    let mask = (path, any::<bool>(), 0u8..16, 0u8..16).prop_map(|(p, give, a, b)| {
         let (lo, hi) = (a.min(b), a.max(b));
         let sign = if give { '-' } else { '+' };
         (p.to_string(), format!("{sign}{lo}-{hi}\n"))
-    })
+    });
+    let attr = prop_oneof![
+        Just("assign_adapter"),
+        Just("assign_domain"),
+        Just("unassign_adapter"),
+        Just("unassign_domain"),
+    ];
+    let assign = (0..UUIDS.len(), attr, 0u8..16).prop_map(|(i, attr, id)| {
+        (
+            format!("devices/vfio_ap/matrix/{}/{attr}", UUIDS[i]),
+            format!("{id}\n"),
+        )
+    });
+    prop_oneof![3 => mask, 2 => assign]
 }
 
 proptest! {
@@ -197,9 +211,12 @@ proptest! {
 
     #[test]
     fn mask_writes_moving_many_queues_keep_the_model_whole(
-        ops in proptest::collection::vec(grid_mask_write(), 1..8)
+        ops in proptest::collection::vec(grid_write(), 1..16)
     ) {
         let fs = grid16();
+        for u in UUIDS {
+            fs.write(paths::MDEV_CREATE, format!("{u}\n").as_bytes()).expect("create");
+        }
         let mut model = Host::read(&fs).expect("read");
         for (path, data) in &ops {
             let _ = fs.write(path, data.as_bytes());

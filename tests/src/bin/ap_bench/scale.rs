@@ -128,6 +128,43 @@ fn bare_list_reads(sys: &Path) -> Res<usize> {
     Ok(n)
 }
 
+/// A bare `lszcrypt`-like read of every queue's state: each card's
+/// listing, then each queue's `config`, `chkstop` and `online` (what
+/// `apctl queues` shows of a queue, read as cat would; `online` where
+/// the kernel has it).
+fn bare_queue_reads(sys: &Path) -> Res<usize> {
+    let devices = sys.join("devices/ap");
+    let cards = fs::read_dir(&devices).map_err(|e| format!("{}: {e}", devices.display()))?;
+    let mut n = 0;
+    for card in cards {
+        let card = card.map_err(|e| format!("{}: {e}", devices.display()))?;
+        let name = card.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("card") {
+            continue;
+        }
+        let dir = card.path();
+        let queues = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for q in queues {
+            let q = q.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let qname = q.file_name().to_string_lossy().into_owned();
+            if qname.len() != 7 || qname.as_bytes().get(2) != Some(&b'.') {
+                continue;
+            }
+            for attr in ["config", "chkstop", "online"] {
+                // As apd: a queue's `online` is missing on some kernels.
+                let rel = format!("devices/ap/{name}/{qname}/{attr}");
+                match fs::read_to_string(sys.join(&rel)) {
+                    Err(e) if attr == "online" && e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("bare read of {rel}: {e}")),
+                    Ok(_) => {}
+                }
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 fn timed<T>(runs: usize, mut f: impl FnMut() -> Res<T>) -> Res<Vec<Duration>> {
     let mut v = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -268,6 +305,22 @@ fn list_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize, runs: 
             fmt_count(r)
         ));
     }
+    let bare_start = Instant::now();
+    let read = bare_queue_reads(host.sysfs())?;
+    let bare = bare_start.elapsed();
+    if read != spec.queues() {
+        return Err(format!("{read} queues read, {} expected", spec.queues()));
+    }
+    report.add(
+        FUSE,
+        l,
+        format!("bare reads of every queue's `config`, `chkstop`, `online` ({queues} queues)"),
+        &[bare],
+    )?;
+    report.note(format!(
+        "FUSE, {l} host: the first `apctl queues` {} of the bare reads of every queue's state.",
+        ratio(first, bare)
+    ));
     let again = timed(runs, || time_apctl(host, &["queues"], 0))?;
     report.add(
         FUSE,
@@ -443,8 +496,24 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         &apctl_list,
     )?;
     report.note(format!(
-        "FUSE, {l} host: `apctl list --defined` of 1,000 definitions {} of `mdevctl list -d` of 1,000.",
+        "FUSE, {l} host: `apctl list --defined` of 1,000 definitions (all active, so their live assignments are read) {} of `mdevctl list -d` of 1,000 (which reads only its files).",
         ratio(median(&apctl_list), median(&list_d))
+    ));
+    // The same 1,000 definitions on both sides: mdevctl's files imported
+    // into an apd of its own on the same host, none of them active.
+    let fresh = start_host(spec, FUSE, None, true);
+    ready_after(&fresh)?;
+    time_apctl(&fresh, &["import-mdevctl", &defs.display().to_string()], 0)?;
+    let same = timed(runs, || time_apctl(&fresh, &["list", "--defined"], 0))?;
+    report.add(
+        FUSE,
+        l,
+        "`apctl list --defined`, the same 1000 definitions imported from mdevctl's (inactive)",
+        &same,
+    )?;
+    report.note(format!(
+        "FUSE, {l} host: `apctl list --defined` of the same 1,000 definitions as `mdevctl list -d` {} of it.",
+        ratio(median(&same), median(&list_d))
     ));
     Ok(())
 }
