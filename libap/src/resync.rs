@@ -293,6 +293,26 @@ impl Delta {
     }
 }
 
+/// The adapters and domains whose bits a mask write flipped.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flipped {
+    ap: ApMask,
+    aq: ApMask,
+}
+
+impl Flipped {
+    /// Whether the write flipped this queue's host ownership bits.
+    fn holds(&self, q: Apqn) -> bool {
+        self.ap.contains(q.adapter) || self.aq.contains(q.domain)
+    }
+
+    /// Whether a matrix can hold a queue whose bits flipped.
+    fn may_move(&self, m: &Matrix) -> bool {
+        (m.adapters.intersects(self.ap) && !m.domains.is_empty())
+            || (m.domains.intersects(self.aq) && !m.adapters.is_empty())
+    }
+}
+
 /// How many queues' drivers are read one `driver` link each; from this
 /// many on, one listing per AP driver (`bus/ap/drivers/<drv>`) is fewer
 /// accesses (a mask write that moves a domain moves a queue per card).
@@ -340,26 +360,15 @@ impl Host {
         let mut delta = Delta::default();
         let cards = &stale.cards;
         let mut queues = stale.queues.clone();
-        // Queues whose host ownership flipped: they stay, their drivers move.
-        let mut flipped = BTreeSet::new();
-        let (mut flipped_ap, mut flipped_aq) = (ApMask::empty(), ApMask::empty());
+        let mut flipped = Flipped::default();
         let mut bindings = Bindings::default();
         if stale.masks {
             let ap = read_mask(fs, paths::APMASK)?;
             let aq = read_mask(fs, paths::AQMASK)?;
-            // The kernel rebinds the queues whose host ownership flipped
-            // before the write returns.
-            flipped_ap = ap.difference(self.apmask).union(self.apmask.difference(ap));
-            flipped_aq = aq.difference(self.aqmask).union(self.aqmask.difference(aq));
-            if !flipped_ap.is_empty() || !flipped_aq.is_empty() {
-                flipped.extend(
-                    self.queues
-                        .keys()
-                        .filter(|q| flipped_ap.contains(q.adapter) || flipped_aq.contains(q.domain))
-                        .filter(|q| !queues.contains(q))
-                        .copied(),
-                );
-            }
+            flipped = Flipped {
+                ap: ap.difference(self.apmask).union(self.apmask.difference(ap)),
+                aq: aq.difference(self.aqmask).union(self.aqmask.difference(aq)),
+            };
             delta.masks = Some((ap, aq));
         }
         for a in cards {
@@ -374,12 +383,18 @@ impl Host {
             delta.cards.push((*a, Some(card), qs));
         }
         queues.retain(|q| !cards.contains(&q.adapter));
-        flipped.retain(|q| !cards.contains(&q.adapter));
         for q in &queues {
             delta.queues.push((*q, read_queue(fs, *q)?));
         }
-        let flipped: Vec<Apqn> = flipped.into_iter().collect();
-        for q in bindings.queues(fs, &flipped)? {
+        // The kernel rebinds the queues whose host ownership flipped before
+        // the mask write returns: they stay, their drivers move.
+        let moved: Vec<Apqn> = self
+            .queues
+            .keys()
+            .filter(|q| flipped.holds(**q) && !queues.contains(q) && !cards.contains(&q.adapter))
+            .copied()
+            .collect();
+        for q in bindings.queues(fs, &moved)? {
             delta.queues.push((q.apqn, Some(q)));
         }
         // The configuration files are few, and re-read with any card or
@@ -392,20 +407,29 @@ impl Host {
             delta.vfio = Some(read_vfio_part(fs, &self.queues)?);
             return Ok(delta);
         }
-        // A card or queue change moves the guest matrix of the mdevs that
-        // hold its adapter, and a queue's also of those that hold its
-        // domain (a domain leaving the LPAR leaves a guest without adapters
-        // too). A queue whose host ownership flipped moves only those whose
-        // matrix holds it (kernel spec §6: the full filter runs when a queue
-        // of the matrix is bound to vfio_ap; a mask write unplugs nothing),
-        // so that taking one domain from the host does not re-read every
-        // mdev that holds some adapter.
-        let holds_flipped = |m: &Matrix| {
-            (m.adapters.intersects(flipped_ap) && !m.domains.is_empty())
-                || (m.domains.intersects(flipped_aq) && !m.adapters.is_empty())
-        };
+        for u in self.mdevs_moved(stale, &queues, flipped) {
+            delta.mdevs.push((u, read_mdev_from(fs, u, &self.queues)?));
+        }
+        Ok(delta)
+    }
+
+    /// The mdevs whose guest matrix a re-read of `stale` may move: those it
+    /// names; for a card or queue change those that hold its adapter, and
+    /// for a queue's also those that hold its domain (a domain leaving the
+    /// LPAR leaves a guest without adapters too). A queue whose host
+    /// ownership flipped moves only those whose matrix can hold it (kernel
+    /// spec §6: the full filter runs when a queue of the matrix is bound to
+    /// vfio_ap; a mask write unplugs nothing), so that giving one domain to
+    /// vfio_ap does not re-read every mdev that holds some adapter.
+    fn mdevs_moved(
+        &self,
+        stale: &Stale,
+        queues: &BTreeSet<Apqn>,
+        flipped: Flipped,
+    ) -> BTreeSet<Uuid> {
         let adapters = ApMask::from_ids(
-            cards
+            stale
+                .cards
                 .iter()
                 .copied()
                 .chain(queues.iter().map(|q| q.adapter)),
@@ -418,14 +442,11 @@ impl Host {
                 .filter(|m| {
                     m.matrix.adapters.intersects(adapters)
                         || m.matrix.domains.intersects(domains)
-                        || holds_flipped(&m.matrix)
+                        || flipped.may_move(&m.matrix)
                 })
                 .map(|m| m.uuid),
         );
-        for u in mdevs {
-            delta.mdevs.push((u, read_mdev_from(fs, u, &self.queues)?));
-        }
-        Ok(delta)
+        mdevs
     }
 
     /// Puts a delta read by [`Host::read_stale`] into the model. Returns

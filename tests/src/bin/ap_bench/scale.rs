@@ -382,6 +382,40 @@ fn idle_note(
     Ok(())
 }
 
+/// A directory that plays `/` for mdevctl: its own definition and
+/// script directories, and `sys` linked to the host's mount.
+fn mdevctl_root(host: &Host) -> Res<tempfile::TempDir> {
+    let root = new_temp_dir("ap-bench-mdevctl-root-")?;
+    for d in [
+        "etc/mdevctl.d/matrix",
+        "usr/lib/mdevctl/scripts.d/callouts",
+        "usr/lib/mdevctl/scripts.d/notifiers",
+    ] {
+        fs::create_dir_all(root.path().join(d)).map_err(|e| format!("{d}: {e}"))?;
+    }
+    std::os::unix::fs::symlink(host.sysfs(), root.path().join("sys"))
+        .map_err(|e| format!("cannot link the mount into mdevctl's root: {e}"))?;
+    Ok(root)
+}
+
+/// `runs` times the bare writes of one mdev's start (create, then adapter
+/// `a` and domain `d`), each followed by an untimed remove.
+fn bare_start_writes(sys: &Path, a: &str, d: &str, runs: usize) -> Res<Vec<Duration>> {
+    let uuid = bench_uuid(0xba4e, 0);
+    let dir = format!("devices/vfio_ap/matrix/{uuid}");
+    let mut bare = Vec::new();
+    for _ in 0..runs {
+        check_interrupted()?;
+        let start = Instant::now();
+        put(sys, CREATE, &uuid)?;
+        put(sys, &format!("{dir}/assign_adapter"), a)?;
+        put(sys, &format!("{dir}/assign_domain"), d)?;
+        bare.push(start.elapsed());
+        put(sys, &format!("{dir}/remove"), "1")?;
+    }
+    Ok(bare)
+}
+
 /// mdevctl (1.4.0, if installed) beside apctl on the same mount: `start`
 /// of one mdev (and its bare writes), and `list -d` of 1,000 definitions
 /// beside `apctl list --defined` of as many.
@@ -394,16 +428,7 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
             return Ok(());
         }
     };
-    let root = new_temp_dir("ap-bench-mdevctl-root-")?;
-    for d in [
-        "etc/mdevctl.d/matrix",
-        "usr/lib/mdevctl/scripts.d/callouts",
-        "usr/lib/mdevctl/scripts.d/notifiers",
-    ] {
-        fs::create_dir_all(root.path().join(d)).map_err(|e| format!("{d}: {e}"))?;
-    }
-    std::os::unix::fs::symlink(host.sysfs(), root.path().join("sys"))
-        .map_err(|e| format!("cannot link the mount into mdevctl's root: {e}"))?;
+    let root = mdevctl_root(host)?;
     let mdevctl = |args: &[&str]| -> Res<()> {
         let out = std::process::Command::new(&bin)
             .args(args)
@@ -423,19 +448,7 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
     let (a, d) = spec.boot_apqn(spec.queues() - 1)?;
     let (a_s, d_s) = (a.to_string(), d.to_string());
     time_apctl(host, &["masks", "--aqmask", &format!("-{d}")], 0)?;
-    let bare_uuid = bench_uuid(0xba4e, 0);
-    let sys = host.sysfs();
-    let mut bare = Vec::new();
-    for _ in 0..runs {
-        check_interrupted()?;
-        let start = Instant::now();
-        put(sys, CREATE, &bare_uuid)?;
-        let dir = format!("devices/vfio_ap/matrix/{bare_uuid}");
-        put(sys, &format!("{dir}/assign_adapter"), &a_s)?;
-        put(sys, &format!("{dir}/assign_domain"), &d_s)?;
-        bare.push(start.elapsed());
-        put(sys, &format!("{dir}/remove"), "1")?;
-    }
+    let bare = bare_start_writes(host.sysfs(), &a_s, &d_s, runs)?;
     time_apctl(
         host,
         &["define", "--name", "bench-one", "-a", &a_s, "-d", &d_s],
@@ -487,8 +500,23 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
     fs::remove_file(defs.join(&uuid)).map_err(|e| format!("{uuid}: {e}"))?;
     write_mdevctl_dir(&defs, 1000)?;
     let list_d = timed(runs, || mdevctl(&["list", "-d"]))?;
+    list_defined_rows(report, host, spec, &defs, &list_d, runs)
+}
+
+/// `apctl list --defined` beside `mdevctl list -d` (`list_d`) of the 1,000
+/// definitions in `defs`: on `host`, whose 1,000 boot definitions are all
+/// active, and on an apd of its own that imported the same 1,000.
+fn list_defined_rows(
+    report: &mut Report,
+    host: &Host,
+    spec: &HostSpec,
+    defs: &Path,
+    list_d: &[Duration],
+    runs: usize,
+) -> Res<()> {
+    let l = label(spec);
     let apctl_list = timed(runs, || time_apctl(host, &["list", "--defined"], 0))?;
-    report.add(FUSE, l, "`mdevctl list -d`, 1000 definitions", &list_d)?;
+    report.add(FUSE, l, "`mdevctl list -d`, 1000 definitions", list_d)?;
     report.add(
         FUSE,
         l,
@@ -497,7 +525,7 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
     )?;
     report.note(format!(
         "FUSE, {l} host: `apctl list --defined` of 1,000 definitions (all active, so their live assignments are read) {} of `mdevctl list -d` of 1,000 (which reads only its files).",
-        ratio(median(&apctl_list), median(&list_d))
+        ratio(median(&apctl_list), median(list_d))
     ));
     // The same 1,000 definitions on both sides: mdevctl's files imported
     // into an apd of its own on the same host, none of them active.
@@ -513,7 +541,7 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
     )?;
     report.note(format!(
         "FUSE, {l} host: `apctl list --defined` of the same 1,000 definitions as `mdevctl list -d` {} of it.",
-        ratio(median(&same), median(&list_d))
+        ratio(median(&same), median(list_d))
     ));
     Ok(())
 }
