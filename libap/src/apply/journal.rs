@@ -59,9 +59,14 @@ pub struct Recovery {
     pub failed: Vec<String>,
 }
 
-/// The kernel's boot id, or `-` where it has none (not Linux).
-fn boot_id() -> String {
-    fs::read_to_string(BOOT_ID).map_or_else(|_| "-".to_string(), |s| s.trim().to_string())
+/// The kernel's boot id, or `-` where it has none (not Linux); read once
+/// per process (it is the boot's), not at every change a boot restore
+/// makes.
+fn boot_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        fs::read_to_string(BOOT_ID).map_or_else(|_| "-".to_string(), |s| s.trim().to_string())
+    })
 }
 
 impl Journal {
