@@ -208,8 +208,9 @@ impl Publisher {
     /// Makes the bus show `new`: changed properties with
     /// `PropertiesChanged`, new and gone mdev objects with
     /// InterfacesAdded/Removed, and the events the change means. Failures
-    /// to emit are logged, never fatal.
-    pub async fn publish(&self, engine: &Arc<Engine>, new: Snapshot) {
+    /// to emit are logged, never fatal. Private: `last` must stay the
+    /// snapshot of `last_model` ([`Publisher::publish_model`]).
+    async fn publish(&self, engine: &Arc<Engine>, new: Snapshot) {
         let mut last = self.last.lock().await;
         let events = diff_events(&last, &new);
         if let Err(e) = self.apply_host(&last.host, &new.host).await {
