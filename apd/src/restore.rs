@@ -208,15 +208,12 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
         // The next start sees this one's queues: the model has the mdev as
         // started (predicted) or as read after a failure.
         let seen = match engine.start_locked(&held, &names, uuid).await {
-            Ok(Started::Now) => {
-                started += 1;
+            Ok(outcome) => {
+                started += usize::from(outcome == Started::Now);
                 engine.state().start_failures.remove(&uuid);
-                engine.started(uuid).await
+                engine.after_start(uuid, Some(outcome)).await
             }
-            Ok(Started::Already) => {
-                engine.state().start_failures.remove(&uuid);
-                engine.sync(Stale::mdev(uuid)).await.map(|_| ())
-            }
+            // It re-reads the mdev itself, after the rollback.
             Err(e) => {
                 failed += 1;
                 report_failure(engine, uuid, &e).await;

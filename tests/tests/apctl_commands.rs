@@ -10,7 +10,6 @@ use apctl_support::*;
 use e2e::{describe, liveness_timeout, Host, SEED_HOST};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
@@ -372,14 +371,7 @@ fn check_export_apply_and_mdevctl() {
 fn queues_into_a_closed_pipe_end_quietly() {
     let Some(host) = seed_host() else { return };
     for args in [vec!["queues"], vec!["--json", "queues"]] {
-        let mut child = Command::new(e2e::bin("apctl"))
-            .args(&args)
-            .env("APCTL_BUS", host.bus_address())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn apctl queues");
+        let mut child = host.apctl_spawn(&args);
         // The reader is gone before apctl has its reply: every write of
         // the streamed rows meets EPIPE, as under `| head -0`.
         drop(child.stdout.take());
@@ -396,14 +388,7 @@ fn monitor_prints_events_and_exits_on_ctrl_c() {
     host.apctl_ok(&[
         "define", "--uuid", G1, "--name", "guest1", "-a", "5,6", "-d", "4,0xab",
     ]);
-    let mut child = Command::new(e2e::bin("apctl"))
-        .args(["--json", "monitor"])
-        .env("APCTL_BUS", host.bus_address())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn apctl monitor");
+    let mut child = host.apctl_spawn(&["--json", "monitor"]);
     let (tx, rx) = mpsc::channel::<(bool, String)>();
     let out = child.stdout.take().expect("stdout");
     let err = child.stderr.take().expect("stderr");

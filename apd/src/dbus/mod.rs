@@ -50,26 +50,24 @@ impl Snapshot {
     pub fn after(s: &State, last: Option<(&State, &Snapshot)>) -> Snapshot {
         let h = &s.host;
         let (pa, pq) = s.persistent_mask_strings();
-        let unchanged = |u: &Uuid| {
-            let (was, _) = last?;
+        let unchanged = |u: &Uuid, was: &State| {
             let live = h.mdevs.get(u);
             // Without the kernel's guest_matrix file it is computed from
             // the whole host: made afresh.
-            let same = live.is_none_or(|m| m.guest_matrix.is_some())
+            live.is_none_or(|m| m.guest_matrix.is_some())
                 && live == was.host.mdevs.get(u)
                 && s.defs.get(u) == was.defs.get(u)
                 && s.start_failures.get(u).map(|f| &f.message)
-                    == was.start_failures.get(u).map(|f| &f.message);
-            same.then_some(())
+                    == was.start_failures.get(u).map(|f| &f.message)
         };
         let mdevs = s
             .all_uuids()
             .into_iter()
             .map(|u| {
                 let key = u.hyphenated().to_string();
-                let kept = unchanged(&u)
-                    .and_then(|()| last.and_then(|(_, snap)| snap.mdevs.get(&key)))
-                    .cloned();
+                let kept = last
+                    .filter(|(was, _)| unchanged(&u, was))
+                    .and_then(|(_, snap)| snap.mdevs.get(&key).cloned());
                 let info = kept.unwrap_or_else(|| Arc::new(s.mdev_info(u)));
                 (key, info)
             })

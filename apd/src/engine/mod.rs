@@ -355,27 +355,6 @@ impl Engine {
         Ok(self.state().host.clone())
     }
 
-    /// Puts the mdev the caller has just started (created and assigned
-    /// its definition's matrix, under the writer) into the model as libap
-    /// predicts the kernel shows it, instead of reading it back: three
-    /// files fewer per start, which a boot restore makes once per mdev.
-    /// Its `add` uevent re-reads it. Reads it where no prediction is made.
-    pub async fn started(&self, uuid: Uuid) -> Result<(), Error> {
-        let predicted = {
-            let s = self.state();
-            s.defs
-                .get(&uuid)
-                .and_then(|d| Delta::started(&s.host, uuid, d.matrix()))
-        };
-        match predicted {
-            Some(delta) => {
-                self.state().apply(delta);
-                Ok(())
-            }
-            None => self.sync(Stale::mdev(uuid)).await.map(|_| ()),
-        }
-    }
-
     /// Re-reads what `stale` names, then publishes the model. The caller
     /// holds the writer.
     pub async fn refresh(&self, stale: Stale) {

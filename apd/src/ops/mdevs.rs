@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use apbus::{Error, IdLists, Scope};
 use libap::apply::ApplyError;
 use libap::plan::Step;
-use libap::resync::Stale;
+use libap::resync::{Delta, Stale};
 use libap::validate::{
     check_assign_to, check_matrix_named, check_remove, check_vfio_ap, Asker, AssignKind,
     AssignVerdict,
@@ -53,16 +53,35 @@ impl Engine {
             // A successful start by hand ends an automatic start's failure.
             self.state().start_failures.remove(&uuid);
         }
-        // The mdev as started (predicted), else as it is now (read).
-        let seen = match result {
-            Ok(Started::Now) => self.started(uuid).await,
-            _ => self.sync(Stale::mdev(uuid)).await.map(|_| ()),
-        };
-        if let Err(e) = seen {
+        if let Err(e) = self.after_start(uuid, result.as_ref().ok().copied()).await {
             tracing::error!(uuid = %uuid, error = %e, "cannot re-read the mdev after its start");
         }
         self.publish().await;
         result.map(|_| ())
+    }
+
+    /// Brings the model up to the mdev after a start under the writer:
+    /// one this start created (`Started::Now`) goes in as libap predicts
+    /// the kernel shows it, instead of being read back (three files fewer
+    /// per start, which a boot restore makes once per mdev; its `add`
+    /// uevent re-reads it); any other is read.
+    pub async fn after_start(&self, uuid: Uuid, outcome: Option<Started>) -> Result<(), Error> {
+        let predicted = match outcome {
+            Some(Started::Now) => {
+                let s = self.state();
+                s.defs
+                    .get(&uuid)
+                    .and_then(|d| Delta::started(&s.host, uuid, d.matrix()))
+            }
+            _ => None,
+        };
+        match predicted {
+            Some(delta) => {
+                self.state().apply(delta);
+                Ok(())
+            }
+            None => self.sync(Stale::mdev(uuid)).await.map(|_| ()),
+        }
     }
 
     /// Creates a defined mdev and assigns its matrix, all or nothing,

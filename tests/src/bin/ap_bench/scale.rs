@@ -109,14 +109,23 @@ fn bare_boot_writes(sys: &Path, spec: &HostSpec, k: usize) -> Res<Duration> {
     Ok(start.elapsed())
 }
 
+/// The names in `sys`/`rel`, as `ls` lists them.
+fn names(sys: &Path, rel: &str) -> Res<Vec<String>> {
+    let dir = sys.join(rel);
+    let listed = |e: std::io::Error| format!("{}: {e}", dir.display());
+    fs::read_dir(&dir)
+        .map_err(listed)?
+        .map(|e| {
+            e.map(|e| e.file_name().to_string_lossy().into_owned())
+                .map_err(listed)
+        })
+        .collect()
+}
+
 /// A bare `list`: each mdev's `matrix` and `guest_matrix`.
 fn bare_list_reads(sys: &Path) -> Res<usize> {
-    let dir = sys.join("devices/vfio_ap/matrix");
-    let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut n = 0;
-    for e in entries {
-        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
-        let name = e.file_name().to_string_lossy().into_owned();
+    for name in names(sys, "devices/vfio_ap/matrix")? {
         if name.len() != 36 {
             continue;
         }
@@ -133,20 +142,12 @@ fn bare_list_reads(sys: &Path) -> Res<usize> {
 /// `apctl queues` shows of a queue, read as cat would; `online` where
 /// the kernel has it).
 fn bare_queue_reads(sys: &Path) -> Res<usize> {
-    let devices = sys.join("devices/ap");
-    let cards = fs::read_dir(&devices).map_err(|e| format!("{}: {e}", devices.display()))?;
     let mut n = 0;
-    for card in cards {
-        let card = card.map_err(|e| format!("{}: {e}", devices.display()))?;
-        let name = card.file_name().to_string_lossy().into_owned();
+    for name in names(sys, "devices/ap")? {
         if !name.starts_with("card") {
             continue;
         }
-        let dir = card.path();
-        let queues = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for q in queues {
-            let q = q.map_err(|e| format!("{}: {e}", dir.display()))?;
-            let qname = q.file_name().to_string_lossy().into_owned();
+        for qname in names(sys, &format!("devices/ap/{name}"))? {
             if qname.len() != 7 || qname.as_bytes().get(2) != Some(&b'.') {
                 continue;
             }
