@@ -30,6 +30,32 @@ pub const APD_BUS_NAME: &str = "org.apctl.Apd1";
 /// domains 0, 4, 0x47, 0xab, 0xff.
 pub const SEED_HOST: &str = include_str!("../../apsim/examples/seed.toml");
 
+/// The seed documents' setup as a desired-state file: adapters 5, 6 and
+/// domains 4, 0x47, 0xab, 0xff for vfio_ap; guest1 (adapters 5, 6 x
+/// domains 4, 0xab) and guest2 (adapter 5 x domains 0x47, 0xff), both
+/// autostart.
+pub const SEED_TWO_GUESTS: &str = r#"
+[masks]
+vfio_adapters = [5, 6]
+vfio_domains = [4, 0x47, 0xab, 0xff]
+
+[[mdev]]
+uuid = "62177883-f1bb-47f0-914d-32a22e3a8804"
+name = "guest1"
+autostart = true
+adapters = [5, 6]
+domains = [4, 0xab]
+control_domains = []
+
+[[mdev]]
+uuid = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e"
+name = "guest2"
+autostart = true
+adapters = [5]
+domains = [0x47, 0xff]
+control_domains = []
+"#;
+
 /// `target/<profile>/<name>`: a binary of this workspace, next to the
 /// running test executable (`target/<profile>/deps/…`) or binary.
 pub fn bin(name: &str) -> PathBuf {

@@ -15,7 +15,7 @@
 mod apctl_support;
 
 use apctl_support::*;
-use e2e::{assert_unchanged, describe, snapshot, Host};
+use e2e::{assert_unchanged, describe, snapshot, Host, SEED_TWO_GUESTS};
 use serde_json::Value;
 
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
@@ -28,29 +28,6 @@ const ERRNOS: [(&str, &str); 4] = [
     ("ENODEV", "No such device"),
     ("ENXIO", "No such device or address"),
 ];
-
-/// guest1 and guest2 running (autostart) on adapters 5, 6.
-const BEFORE: &str = r#"
-[masks]
-vfio_adapters = [5, 6]
-vfio_domains = [4, 0x47, 0xab, 0xff]
-
-[[mdev]]
-uuid = "62177883-f1bb-47f0-914d-32a22e3a8804"
-name = "guest1"
-autostart = true
-adapters = [5, 6]
-domains = [4, 0xab]
-control_domains = []
-
-[[mdev]]
-uuid = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e"
-name = "guest2"
-autostart = true
-adapters = [5]
-domains = [0x47, 0xff]
-control_domains = []
-"#;
 
 /// Adapter 7 for vfio_ap, domain 0x47 moves from guest2 to guest1, guest2
 /// gets a control domain, guest3 is new (created and assigned).
@@ -113,7 +90,7 @@ fn attribute(step: &Value) -> Option<String> {
 #[test]
 fn a_fault_at_every_write_of_an_apply_is_refused_with_its_reason_and_rolled_back() {
     let Some(host) = seed_host() else { return };
-    host.apctl_ok(&["apply", &write_state(&host, "before.toml", BEFORE)]);
+    host.apctl_ok(&["apply", &write_state(&host, "before.toml", SEED_TWO_GUESTS)]);
     let file = write_state(&host, "after.toml", AFTER);
     let plan = host.apctl_json(&["apply", "--dry-run", &file]);
     let steps = plan["steps"].as_array().expect("steps").clone();
@@ -167,7 +144,7 @@ fn a_fault_at_every_write_of_an_apply_is_refused_with_its_reason_and_rolled_back
 #[test]
 fn an_apply_whose_rollback_fails_too_says_what_is_left() {
     let Some(host) = seed_host() else { return };
-    host.apctl_ok(&["apply", &write_state(&host, "before.toml", BEFORE)]);
+    host.apctl_ok(&["apply", &write_state(&host, "before.toml", SEED_TWO_GUESTS)]);
     let file = write_state(&host, "after.toml", AFTER);
     // guest3's domain fails; undoing its create (a remove) fails too.
     host.control(
@@ -221,7 +198,7 @@ fn reboot_with(host: &mut Host, faults: &[String]) -> Value {
 
 fn restore_host() -> Option<Host> {
     let host = seed_host()?;
-    host.apctl_ok(&["apply", &write_state(&host, "before.toml", BEFORE)]);
+    host.apctl_ok(&["apply", &write_state(&host, "before.toml", SEED_TWO_GUESTS)]);
     host.apctl_ok(&[
         "define", "--uuid", G3, "--name", "guest3", "--auto", "-a", "7", "-d", "4", "-c", "0x47",
     ]);

@@ -8,34 +8,11 @@
 mod apctl_support;
 
 use apctl_support::*;
-use e2e::{assert_unchanged, describe, snapshot, Host};
+use e2e::{assert_unchanged, describe, snapshot, Host, SEED_TWO_GUESTS};
 use serde_json::Value;
 
 const G1: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
 const G2: &str = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e";
-
-/// The seed documents' setup as a desired-state file.
-const TWO_GUESTS: &str = r#"
-[masks]
-vfio_adapters = [5, 6]
-vfio_domains = [4, 0x47, 0xab, 0xff]
-
-[[mdev]]
-uuid = "62177883-f1bb-47f0-914d-32a22e3a8804"
-name = "guest1"
-autostart = true
-adapters = [5, 6]
-domains = [4, 0xab]
-control_domains = []
-
-[[mdev]]
-uuid = "4b7d9e3a-1c2f-4a8b-9d6e-0f1a2b3c4d5e"
-name = "guest2"
-autostart = true
-adapters = [5]
-domains = [0x47, 0xff]
-control_domains = []
-"#;
 
 /// Domain 0x47 moves from guest2 to guest1 (guest1 matched by name).
 const MOVED: &str = r#"
@@ -102,7 +79,7 @@ fn mask_hex(ids: &[u8]) -> String {
 }
 
 fn apply_two_guests(host: &Host) -> String {
-    let file = write_state(host, "two-guests.toml", TWO_GUESTS);
+    let file = write_state(host, "two-guests.toml", SEED_TWO_GUESTS);
     host.apctl_ok(&["apply", &file]);
     file
 }
@@ -110,7 +87,7 @@ fn apply_two_guests(host: &Host) -> String {
 #[test]
 fn from_nothing_to_two_guests_then_a_second_apply_is_a_no_op() {
     let Some(host) = seed_host() else { return };
-    let file = write_state(&host, "two-guests.toml", TWO_GUESTS);
+    let file = write_state(&host, "two-guests.toml", SEED_TWO_GUESTS);
 
     // --dry-run shows the plan and changes nothing.
     let before = snapshot(&host);
@@ -213,7 +190,7 @@ fn moving_a_domain_from_guest2_to_guest1() {
         .expect("guest1's definition");
     assert!(def.contains("domains = [4, 0x47, 0xab]"), "{def}");
     // And back: the same check the other way round.
-    let back = host.apctl_json(&["apply", &write_state(&host, "back.toml", TWO_GUESTS)]);
+    let back = host.apctl_json(&["apply", &write_state(&host, "back.toml", SEED_TWO_GUESTS)]);
     assert_eq!(
         steps(&back)[2..],
         [s("unassign-domain", "guest1"), s("assign-domain", "guest2")]
