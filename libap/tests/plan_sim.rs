@@ -8,7 +8,7 @@
 //! its intent journal.
 
 use apsim::{NodeKind, Sim, Topology};
-use libap::apply::{execute, execute_journaled, ApplyCause, Journal};
+use libap::apply::{execute, execute_journaled, ApplyCause, Journal, Outcome};
 use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
 use libap::plan::{plan, Plan, Step};
 use libap::store::Store;
@@ -328,6 +328,17 @@ fn pin_uuids(want: &DesiredState, defs: &[Definition]) -> DesiredState {
     s
 }
 
+/// A kernel that refuses an id refuses the `ap_config` write holding it
+/// too: an mdev the plan creates gets its ids that way (the executor
+/// then writes them one at a time, and meets the refusal on the id).
+fn refuse_ap_config_too(fs: &SimSysfs, step: &Step, errno: impl std::fmt::Display) {
+    if let Step::Assign { uuid, .. } = step {
+        let path = libap::host::paths::mdev_attr(uuid, "ap_config");
+        fs.0.write(".apsim/inject", format!("{path} {errno}\n").as_bytes())
+            .expect("inject");
+    }
+}
+
 /// The path a step writes to, for injecting a failure there.
 fn write_path(step: &Step) -> Option<String> {
     use libap::host::paths;
@@ -397,11 +408,12 @@ proptest! {
         if live.is_empty() {
             return Ok(());
         }
-        let (_, path) = &live[pick.index(live.len())];
+        let (i, path) = &live[pick.index(live.len())];
         let sys_before = sysfs_snapshot(&fs);
         let store_before = dir_snapshot(store.dir());
         fs.0.write(".apsim/inject", format!("{path} {errno}\n").as_bytes())
             .expect("inject");
+        refuse_ap_config_too(&fs, &p.steps[*i], errno);
         let err = execute(&p, &fs, &store).expect_err("the injected error stops the apply");
         prop_assert!(err.rolled_back, "{err}");
         prop_assert!(err.not_rolled_back.is_empty());
@@ -501,6 +513,8 @@ fn a_failing_step_names_itself_and_the_rollback() {
     let path = libap::host::paths::mdev_attr(&Uuid::parse_str(G1).expect("uuid"), "assign_domain");
     fs.0.write(".apsim/inject", format!("{path} EIO 2\n").as_bytes())
         .expect("inject");
+    let assign = p.steps.iter().find(|s| matches!(s, Step::Assign { .. }));
+    refuse_ap_config_too(&fs, assign.expect("an assign step"), "EIO");
     let err = execute(&p, &fs, &store).expect_err("injected");
     let Step::Assign { id: 0, .. } = *err.failed_step else {
         panic!("failed at {:?}", err.failed_step)
@@ -625,4 +639,148 @@ proptest! {
         // A second recovery finds nothing.
         prop_assert!(journal.recover(&fs).map_err(|e| TestCaseError::fail(e.to_string()))?.is_none());
     }
+}
+
+/// Keeps the path of every write through it.
+#[derive(Debug)]
+struct Recording<'a> {
+    inner: &'a SimSysfs,
+    writes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Recording<'_> {
+    fn new(inner: &SimSysfs) -> Recording<'_> {
+        Recording {
+            inner,
+            writes: Vec::new().into(),
+        }
+    }
+
+    /// The attributes written under `uuid`'s directory (or `create`).
+    fn mdev_writes(&self, uuid: Uuid) -> Vec<String> {
+        let dir = format!("{}/", libap::host::paths::mdev(&uuid));
+        let w = self.writes.lock().expect("lock");
+        w.iter()
+            .filter_map(|p| match p.strip_prefix(&dir) {
+                Some(attr) => Some(attr.to_string()),
+                None => p.ends_with("/create").then(|| "create".to_string()),
+            })
+            .collect()
+    }
+}
+
+impl Sysfs for Recording<'_> {
+    fn read(&self, path: &str) -> Result<String, SysfsError> {
+        self.inner.read(path)
+    }
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
+        self.writes.lock().expect("lock").push(path.to_string());
+        self.inner.write(path, data)
+    }
+    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
+        self.inner.list(path)
+    }
+    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
+        self.inner.read_link(path)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.inner.exists(path)
+    }
+}
+
+/// Creates guest1 (adapters 0, 1 x domains 0, 1 and control domain 2)
+/// on a fresh simulator, `prepare`d first; returns what was written to
+/// it and the tree after.
+fn start_guest1(prepare: impl Fn(&SimSysfs)) -> (Vec<String>, BTreeMap<String, String>) {
+    let fs = boot();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path().join("cfg"));
+    let mut g1 = spec(G1, "guest1", &[0, 1], &[0, 1]);
+    g1.control_domains = [2].into_iter().collect();
+    let want = DesiredState {
+        masks: vfio_masks(&[0, 1], &[0, 1]),
+        mdevs: vec![g1],
+    };
+    let p = plan(&read_host(&fs), &[], (None, None), &want, false).expect("valid");
+    prepare(&fs);
+    let rec = Recording::new(&fs);
+    let report = execute(&p, &rec, &store).expect("guest1 starts");
+    assert!(report.steps.iter().all(|s| s.outcome == Outcome::Changed));
+    let uuid = Uuid::parse_str(G1).expect("uuid");
+    let m = read_host(&fs).mdevs[&uuid].matrix;
+    assert_eq!(
+        (m.adapters, m.domains, m.control_domains),
+        (
+            [0, 1].into_iter().collect(),
+            [0, 1].into_iter().collect(),
+            [2].into_iter().collect()
+        )
+    );
+    (rec.mdev_writes(uuid), sysfs_snapshot(&fs))
+}
+
+/// A created mdev gets its whole assignment in one `ap_config` write
+/// (issue 17: a boot restore costs a create and one write per mdev);
+/// where the kernel has no `ap_config` (older than about 6.10), or
+/// refuses it, the same ids go one at a time, to the same end.
+#[test]
+fn a_created_mdev_gets_its_assignment_in_one_ap_config_write() {
+    let (at_once, tree) = start_guest1(|_| {});
+    assert_eq!(at_once, ["create", "ap_config"]);
+    let uuid = Uuid::parse_str(G1).expect("uuid");
+    let ap_config = libap::host::paths::mdev_attr(&uuid, "ap_config");
+    for errno in ["ENOENT", "EIO"] {
+        let (one_by_one, same) = start_guest1(|fs| {
+            fs.0.write(".apsim/inject", format!("{ap_config} {errno}").as_bytes())
+                .expect("inject");
+        });
+        assert_eq!(
+            one_by_one,
+            [
+                "create",
+                "ap_config",
+                "assign_adapter",
+                "assign_adapter",
+                "assign_domain",
+                "assign_domain",
+                "assign_control_domain"
+            ],
+            "{errno}"
+        );
+        let d = diff(&tree, &same);
+        assert!(d.is_empty(), "{errno}: {d:#?}");
+    }
+}
+
+/// A live mdev is changed id by id, never with an absolute `ap_config`
+/// write: another tool's ids written meanwhile stay (issue 18).
+#[test]
+fn a_live_mdev_is_changed_id_by_id() {
+    let fs = boot();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path().join("cfg"));
+    let a = DesiredState {
+        masks: vfio_masks(&[0, 1], &[0, 1]),
+        mdevs: vec![spec(G1, "guest1", &[0], &[0])],
+    };
+    apply_state(&fs, &store, &a, false)
+        .map_err(|e| e.to_string())
+        .expect("A applies")
+        .expect("A is valid");
+    let b = DesiredState {
+        masks: a.masks,
+        mdevs: vec![spec(G1, "guest1", &[0, 1], &[0, 1])],
+    };
+    let p = plan(
+        &read_host(&fs),
+        &stored(&store),
+        store.load_masks().expect("masks"),
+        &b,
+        false,
+    )
+    .expect("valid");
+    let rec = Recording::new(&fs);
+    execute(&p, &rec, &store).expect("B applies");
+    let uuid = Uuid::parse_str(G1).expect("uuid");
+    assert_eq!(rec.mdev_writes(uuid), ["assign_adapter", "assign_domain"]);
 }

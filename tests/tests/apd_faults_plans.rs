@@ -61,6 +61,26 @@ domains = [0x47]
 control_domains = [4]
 "#;
 
+/// The injections that make the kernel refuse writes to `path` with
+/// `errno`, `count` times: for an assignment, the same mdev's `ap_config`
+/// too, which apd writes for an mdev it has just created (its ids then go
+/// one at a time, and meet the refusal at `path`).
+fn refusing(path: &str, errno: &str, count: u32) -> Vec<String> {
+    let mut faults = vec![format!("{path} {errno} {count}")];
+    if let Some((dir, attr)) = path.rsplit_once('/') {
+        if attr.starts_with("assign_") {
+            faults.push(format!("{dir}/ap_config {errno} {count}"));
+        }
+    }
+    faults
+}
+
+fn inject(host: &Host, faults: &[String]) {
+    for f in faults {
+        host.control("inject", f);
+    }
+}
+
 fn write_state(host: &Host, name: &str, text: &str) -> String {
     let path = host.dir().join(name);
     std::fs::write(&path, text).expect("write the desired-state file");
@@ -108,7 +128,7 @@ fn a_fault_at_every_write_of_an_apply_is_refused_with_its_reason_and_rolled_back
     for (index, path) in &targets {
         for (errno, text) in ERRNOS {
             let before = snapshot(&host);
-            host.control("inject", &format!("{path} {errno}"));
+            inject(&host, &refusing(path, errno, 1));
             let out = host.apctl(&["apply", &file]);
             host.control("inject", "clear");
             assert_eq!(
@@ -147,13 +167,17 @@ fn an_apply_whose_rollback_fails_too_says_what_is_left() {
     host.apctl_ok(&["apply", &write_state(&host, "before.toml", SEED_TWO_GUESTS)]);
     let file = write_state(&host, "after.toml", AFTER);
     // guest3's domain fails; undoing its create (a remove) fails too.
-    host.control(
-        "inject",
-        &format!("devices/vfio_ap/matrix/{G3}/assign_domain EIO"),
+    inject(
+        &host,
+        &refusing(
+            &format!("devices/vfio_ap/matrix/{G3}/assign_domain"),
+            "EIO",
+            1,
+        ),
     );
-    host.control(
-        "inject",
-        &format!("devices/vfio_ap/matrix/{G3}/remove EBUSY"),
+    inject(
+        &host,
+        &refusing(&format!("devices/vfio_ap/matrix/{G3}/remove"), "EBUSY", 1),
     );
     let out = host.apctl(&["apply", &file]);
     host.control("inject", "clear");
@@ -189,9 +213,7 @@ fn reboot_with(host: &mut Host, faults: &[String]) -> Value {
     host.stop_apd();
     host.restart_apsim();
     // A fresh kernel has no injections left.
-    for f in faults {
-        host.control("inject", f);
-    }
+    inject(host, faults);
     host.start_apd();
     host.apctl_json(&["status"])
 }
@@ -227,7 +249,7 @@ fn a_fault_in_a_boot_restore_fails_that_mdev_only_with_the_kernels_reason() {
             let path = format!("devices/vfio_ap/matrix/{G3}/{attr}");
             // Every attempt fails: the boot's, and the retries that the
             // host's changes after it (the other starts) bring.
-            let status = reboot_with(&mut host, &[format!("{path} {errno} 100")]);
+            let status = reboot_with(&mut host, &refusing(&path, errno, 100));
             let write = match attr {
                 "assign_adapter" => "assign adapter 7",
                 "assign_domain" => "assign domain 0x04",
@@ -279,13 +301,10 @@ fn a_boot_restore_whose_rollback_fails_names_the_mdev_left() {
     let Some(mut host) = restore_host() else {
         return;
     };
-    let status = reboot_with(
-        &mut host,
-        &[
-            format!("devices/vfio_ap/matrix/{G3}/assign_domain EIO"),
-            format!("devices/vfio_ap/matrix/{G3}/remove EBUSY"),
-        ],
-    );
+    let dir = format!("devices/vfio_ap/matrix/{G3}");
+    let mut faults = refusing(&format!("{dir}/assign_domain"), "EIO", 1);
+    faults.extend(refusing(&format!("{dir}/remove"), "EBUSY", 1));
+    let status = reboot_with(&mut host, &faults);
     // A change of the host after the boot (a domain joins the LPAR) is
     // followed and retries failed starts: the report must stay.
     let queues = status["queues"].as_u64().expect("queues");

@@ -6,9 +6,17 @@
 //! configuration, and it writes it one way:
 //!
 //! - an id is written as `0x<hex>\n` to `assign_*`/`unassign_*`, one id
-//!   per write. The assignment is never written through `ap_config`, on
-//!   any kernel: each step of a plan is one write the failure can name
-//!   (`ap_config`, where the kernel has it, is read, never written);
+//!   per write, so a refusal names the id;
+//! - except into an mdev this run has just created: its assignment steps
+//!   (the plan's run of `Assign` steps right after the create) are written
+//!   with one `ap_config` write where the kernel has that file (kernel
+//!   spec §6: all or nothing). A boot restore then costs a create and one
+//!   write per mdev (issue 17). Nobody else knows a new mdev yet, so the
+//!   absolute write cannot overwrite another writer's ids; a live mdev is
+//!   still changed id by id. When the kernel refuses the `ap_config`
+//!   write (or has no such file) nothing has changed, and the same steps
+//!   are written one id at a time: the refusal then names its id as
+//!   before;
 //! - a mask is written whole (`0x` + 64 hex digits + `\n`), apmask before
 //!   aqmask, only when it changes;
 //! - an mdev is created with its UUID + `\n`, removed with `1\n`.
@@ -27,11 +35,12 @@
 
 use crate::host::{paths, Host, Matrix};
 use crate::mask::ApMask;
+use crate::matrix::format_ap_config;
 use crate::plan::{Plan, Step};
 use crate::store::Store;
 use crate::sysfs::Sysfs;
 use crate::validate::AssignKind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -52,6 +61,9 @@ use undo::{
 #[derive(Debug, Default)]
 struct Live {
     mdevs: BTreeMap<Uuid, Option<Matrix>>,
+    /// The mdevs this run created (and has not removed since), whose
+    /// assignment may go in one `ap_config` write.
+    created: BTreeSet<Uuid>,
 }
 
 impl Live {
@@ -271,6 +283,7 @@ fn run_mdev_step(
             }
             undo.make(Undo::Created { uuid }, || create_mdev(sysfs, uuid))?;
             live.mdevs.insert(uuid, Some(Matrix::default()));
+            live.created.insert(uuid);
         }
         Step::Remove { uuid, .. } => {
             // Recreate it as it is now, not as it was when planned.
@@ -279,6 +292,7 @@ fn run_mdev_step(
             };
             undo.make(Undo::Removed { uuid, matrix }, || remove_mdev(sysfs, uuid))?;
             live.mdevs.insert(uuid, None);
+            live.created.remove(&uuid);
         }
         Step::Assign { uuid, kind, id, .. } => {
             if live.has(sysfs, uuid, kind, id) {
@@ -301,6 +315,90 @@ fn run_mdev_step(
         _ => return Ok(Outcome::InPlace),
     }
     Ok(Outcome::Changed)
+}
+
+/// Runs the steps at the head of `steps`: the run of assignments into an
+/// mdev this run created at once where the kernel takes it, else the
+/// first step alone. Returns the outcome of each step run.
+fn run_span(
+    steps: &[Step],
+    sysfs: &dyn Sysfs,
+    store: &Store,
+    live: &mut Live,
+    undo: &mut Changes<'_>,
+) -> Result<Vec<Outcome>, ApplyCause> {
+    let run = fresh_assigns(steps, live);
+    if run > 1 {
+        if let Some(outcomes) = assign_at_once(&steps[..run], sysfs, live, undo)? {
+            return Ok(outcomes);
+        }
+    }
+    let first = steps.first().map(|s| run_step(s, sysfs, store, live, undo));
+    first.into_iter().collect()
+}
+
+/// How many `Assign` steps at the head of `steps` go into one mdev this
+/// run created.
+fn fresh_assigns(steps: &[Step], live: &Live) -> usize {
+    let Some(Step::Assign { uuid, .. }) = steps.first() else {
+        return 0;
+    };
+    if !live.created.contains(uuid) {
+        return 0;
+    }
+    steps
+        .iter()
+        .take_while(|s| matches!(s, Step::Assign { uuid: u, .. } if u == uuid))
+        .count()
+}
+
+/// Writes `run`, assignments into one mdev this run created, with one
+/// `ap_config` write, each id announced in the journal first. `None`:
+/// the kernel has no `ap_config` or refused the write, which changed
+/// nothing; the caller then writes the ids one at a time.
+fn assign_at_once(
+    run: &[Step],
+    sysfs: &dyn Sysfs,
+    live: &mut Live,
+    undo: &mut Changes<'_>,
+) -> Result<Option<Vec<Outcome>>, ApplyCause> {
+    let Some(Step::Assign { uuid, .. }) = run.first() else {
+        return Ok(None);
+    };
+    let uuid = *uuid;
+    let Some(Some(mut matrix)) = live.mdevs.get(&uuid).copied() else {
+        return Ok(None);
+    };
+    let mut made = Vec::new();
+    let mut outcomes = Vec::new();
+    for step in run {
+        let Step::Assign { kind, id, .. } = *step else {
+            return Ok(None);
+        };
+        let ids = Live::ids(&mut matrix, kind);
+        if ids.contains(id) {
+            outcomes.push(Outcome::InPlace);
+        } else {
+            ids.insert(id);
+            made.push(Undo::Assigned { uuid, kind, id });
+            outcomes.push(Outcome::Changed);
+        }
+    }
+    for u in &made {
+        undo.intend(u)?;
+    }
+    let text = format_ap_config(matrix.adapters, matrix.domains, matrix.control_domains);
+    if let Err(e) = sysfs.write(&paths::mdev_attr(&uuid, "ap_config"), text.as_bytes()) {
+        tracing::debug!(%uuid, error = %e, "ap_config not written: assigning one id at a time");
+        // Not again for this mdev: its ids go one at a time from here.
+        live.created.remove(&uuid);
+        return Ok(None);
+    }
+    for u in made {
+        undo.done(u);
+    }
+    live.mdevs.insert(uuid, Some(matrix));
+    Ok(Some(outcomes))
 }
 
 /// Run `plan` through `sysfs` and `store` ([`execute_steps`]).
@@ -341,22 +439,29 @@ pub fn execute_journaled(
     };
     let mut live = Live::default();
     let mut report = ApplyReport { steps: Vec::new() };
-    for (i, step) in steps.iter().enumerate() {
-        let cause = match run_step(step, sysfs, store, &mut live, &mut undo) {
-            Ok(outcome) => {
-                tracing::info!(
-                    step = i + 1,
-                    total,
-                    action = step.action(),
-                    target = %step.target(),
-                    in_place = outcome == Outcome::InPlace,
-                    "{}",
-                    step.describe()
-                );
-                report.steps.push(StepReport {
-                    step: step.clone(),
-                    outcome,
-                });
+    let mut i = 0;
+    while i < total {
+        let step = &steps[i];
+        let done = run_span(&steps[i..], sysfs, store, &mut live, &mut undo);
+        let cause = match done {
+            Ok(outcomes) => {
+                for (k, outcome) in outcomes.into_iter().enumerate() {
+                    let step = &steps[i + k];
+                    tracing::info!(
+                        step = i + k + 1,
+                        total,
+                        action = step.action(),
+                        target = %step.target(),
+                        in_place = outcome == Outcome::InPlace,
+                        "{}",
+                        step.describe()
+                    );
+                    report.steps.push(StepReport {
+                        step: step.clone(),
+                        outcome,
+                    });
+                }
+                i = report.steps.len();
                 continue;
             }
             Err(cause) => cause,

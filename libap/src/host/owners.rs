@@ -87,8 +87,9 @@ impl Host {
 
     /// Whether the matrix device offers `ap_config` (one atomic write of a
     /// whole assignment). Older kernels lack `features`: we then say no.
-    /// Only tests ask: the executor never writes `ap_config`
-    /// ([`crate::apply`]), and reading falls back to `matrix` by itself.
+    /// Only tests ask: the executor tries `ap_config` for a created mdev
+    /// and falls back to one id per write by itself ([`crate::apply`]),
+    /// and reading falls back to `matrix` by itself.
     #[cfg(any(test, feature = "testing"))]
     pub fn supports_ap_config(&self) -> bool {
         self.features.as_ref().is_some_and(|f| f.ap_config)
