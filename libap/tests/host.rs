@@ -324,13 +324,10 @@ impl Sysfs for Counting<'_> {
     }
 }
 
-/// apd's read at start grows with the cards, not the queues (issue 17):
-/// the cards' files, one listing per card and per driver, the mdevs;
-/// nothing under a queue's directory. On the simulator (the referee), with
-/// half the queues given to vfio_ap, so both drivers hold queues.
-#[test]
-fn the_whole_read_touches_no_queue() {
-    let adapters: Vec<String> = (0..32)
+/// A simulated host of `cards` CEX7C adapters x 64 usage domains, whose
+/// domains 32..63 are given to vfio_ap.
+fn cards_by_64_domains(cards: u8) -> libap::sysfs::SimSysfs {
+    let adapters: Vec<String> = (0..cards)
         .map(|a| format!("[[adapter]]\nid = {a}\ntype = \"CEX7C\"\n"))
         .collect();
     let domains: Vec<String> = (0..64).map(|d| d.to_string()).collect();
@@ -342,9 +339,18 @@ fn the_whole_read_touches_no_queue() {
         zeros = "0".repeat(56),
         a = adapters.join("\n"),
     );
-    let sim = libap::sysfs::SimSysfs(apsim::Sim::new(
+    libap::sysfs::SimSysfs(apsim::Sim::new(
         apsim::Topology::from_toml_str(&toml).expect("topology"),
-    ));
+    ))
+}
+
+/// apd's read at start grows with the cards, not the queues (issue 17):
+/// the cards' files, one listing per card and per driver, the mdevs;
+/// nothing under a queue's directory. On the simulator (the referee), with
+/// half the queues given to vfio_ap, so both drivers hold queues.
+#[test]
+fn the_whole_read_touches_no_queue() {
+    let sim = cards_by_64_domains(32);
     let counting = Counting {
         inner: &sim,
         accesses: 0.into(),
@@ -375,4 +381,77 @@ fn the_whole_read_touches_no_queue() {
     let changed = by_links.refresh(&sim, &every_card).expect("re-read");
     assert!(!changed);
     assert_eq!(by_links, host);
+}
+
+/// Fails every access to one path with EIO.
+#[derive(Debug)]
+struct FailingAt<'a> {
+    inner: &'a dyn Sysfs,
+    path: String,
+}
+
+impl FailingAt<'_> {
+    fn check(&self, path: &str) -> Result<(), libap::SysfsError> {
+        if path == self.path {
+            return Err(libap::SysfsError::new(
+                libap::sysfs::SysfsOp::Read,
+                path,
+                libc::EIO,
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Sysfs for FailingAt<'_> {
+    fn read(&self, path: &str) -> Result<String, libap::SysfsError> {
+        self.check(path)?;
+        self.inner.read(path)
+    }
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), libap::SysfsError> {
+        self.check(path)?;
+        self.inner.write(path, data)
+    }
+    fn list(&self, path: &str) -> Result<Vec<String>, libap::SysfsError> {
+        self.check(path)?;
+        self.inner.list(path)
+    }
+    fn read_link(&self, path: &str) -> Result<String, libap::SysfsError> {
+        self.check(path)?;
+        self.inner.read_link(path)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.check(path).is_ok() && self.inner.exists(path)
+    }
+}
+
+/// The cards of a big host are read on several threads (issue 17): the
+/// model is the same as one card at a time (each card re-read alone, as
+/// after its uevent), and a card that cannot be read, whichever thread
+/// meets it, fails the read naming its file, never a panic or a card
+/// quietly left out.
+#[test]
+fn cards_read_side_by_side_make_the_same_model() {
+    let sim = cards_by_64_domains(70);
+    let host = Host::read(&sim).expect("read");
+    assert_eq!(host.cards.len(), 70);
+    assert_eq!(host.queues.len(), 70 * 64);
+    let mut one_by_one = host.clone();
+    one_by_one.cards.clear();
+    one_by_one.queues.clear();
+    let every_card = (0..70).fold(Stale::none(), |s, a| s.and(Stale::card(a)));
+    one_by_one.refresh(&sim, &every_card).expect("re-read");
+    assert_eq!(one_by_one, host);
+    for card in [0, 17, 35, 52, 69] {
+        let path = format!("devices/ap/card{card:02x}/type");
+        let failing = FailingAt {
+            inner: &sim,
+            path: path.clone(),
+        };
+        let err = Host::read(&failing).expect_err("card unreadable");
+        assert!(
+            matches!(&err, HostError::Sysfs(e) if e.path == path),
+            "{err}"
+        );
+    }
 }

@@ -171,17 +171,11 @@ impl Host {
             Err(e) if e.errno == libc::ENOENT => Vec::new(),
             Err(e) => return Err(e.into()),
         };
+        let ids: Vec<u8> = entries.iter().filter_map(|n| parse_card_name(n)).collect();
         let mut present = Vec::new();
-        for name in entries {
-            let Some(id) = parse_card_name(&name) else {
-                continue;
-            };
-            // A card may vanish between the listing and the read (hot unplug).
-            let Some(card) = read_card(fs, id)? else {
-                continue;
-            };
-            self.cards.insert(id, card);
-            present.extend(list_queues(fs, id)?);
+        for (card, queues) in read_cards(fs, &ids)? {
+            self.cards.insert(card.id, card);
+            present.extend(queues);
         }
         let mut bindings = read_bindings(fs)?;
         for apqn in present {
@@ -300,6 +294,46 @@ pub(crate) fn read_vfio_part(
         }
     }
     Ok(v)
+}
+
+/// Card readers at start, and how many cards make threads worth it.
+const CARD_READERS: usize = 4;
+const CARDS_PER_READER: usize = 16;
+
+/// Each card of `ids` with the queues under it, in `ids`' order; a card
+/// gone since the listing is left out (hot unplug). A full LPAR has 256
+/// cards of six files and a listing each: they are read on a few threads,
+/// as sysfs (and a FUSE mount) serve readers side by side, so the start
+/// does not wait on one file at a time.
+fn read_cards(fs: &dyn Sysfs, ids: &[u8]) -> Result<Vec<(Card, Vec<Apqn>)>, HostError> {
+    let part = ids.len().div_ceil(CARD_READERS).max(CARDS_PER_READER);
+    let read_part = |part: &[u8]| -> Result<Vec<(Card, Vec<Apqn>)>, HostError> {
+        let mut read = Vec::with_capacity(part.len());
+        for &id in part {
+            if let Some(card) = read_card(fs, id)? {
+                read.push((card, list_queues(fs, id)?));
+            }
+        }
+        Ok(read)
+    };
+    if ids.len() <= part {
+        return read_part(ids);
+    }
+    let parts: Vec<_> = std::thread::scope(|s| {
+        let readers: Vec<_> = ids
+            .chunks(part)
+            .map(|p| s.spawn(move || read_part(p)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(ids.len());
+    for p in parts {
+        all.extend(p?);
+    }
+    Ok(all)
 }
 
 pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostError> {
