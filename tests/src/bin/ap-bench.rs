@@ -658,11 +658,22 @@ fn bench_uuid(tag: u32, i: usize) -> String {
 
 /// An absolute mask (kernel read format) with every bit set except `clear`.
 fn mask_without(clear: &[u32]) -> String {
-    let mut bits = [0xffu8; 32];
-    for &id in clear {
-        if let (Ok(byte), bit) = (usize::try_from(id / 8), id % 8) {
+    mask_of(0xff, clear)
+}
+
+/// An absolute mask with only the bits of `set`.
+fn mask_with(set: &[u32]) -> String {
+    mask_of(0, set)
+}
+
+/// An absolute mask: every bit as in `fill` (0 or 0xff) but those of
+/// `ids`, which are the other way.
+fn mask_of(fill: u8, ids: &[u32]) -> String {
+    let mut bits = [fill; 32];
+    for &id in ids {
+        if let (Ok(byte), bit) = (usize::try_from(id / 8), 0x80u8 >> (id % 8)) {
             if let Some(b) = bits.get_mut(byte) {
-                *b &= !(0x80u8 >> bit);
+                *b = if fill == 0 { *b | bit } else { *b & !bit };
             }
         }
     }
@@ -1516,13 +1527,18 @@ mod tests {
     }
 
     #[test]
-    fn masks_clear_the_given_bits() {
+    fn masks_clear_or_set_the_given_bits() {
         assert_eq!(mask_without(&[]), format!("0x{}", "f".repeat(64)));
         let m = mask_without(&[0, 4, 0x47, 0xab, 0xff]);
         assert_eq!(&m[..4], "0x77");
         assert_eq!(m.len(), 66);
         assert!(m.ends_with('e'));
         assert_eq!(mask_without(&[300]), format!("0x{}", "f".repeat(64)));
+        let m = mask_with(&[0, 4, 4, 0xff]);
+        assert_eq!(&m[..4], "0x88");
+        assert_eq!(m.len(), 66);
+        assert!(m.ends_with("01"));
+        assert_eq!(mask_with(&[]), format!("0x{}", "0".repeat(64)));
     }
 
     #[test]

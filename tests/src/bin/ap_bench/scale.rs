@@ -16,7 +16,7 @@ use e2e::{Host, Mode};
 use tokio::runtime::Runtime;
 
 use super::{
-    apsim_reads, bench_uuid, check_interrupted, count_active, fmt_count, mask_without,
+    apsim_reads, bench_uuid, check_interrupted, count_active, fmt_count, mask_with, mask_without,
     new_temp_dir, ready_after, start_host, time_apctl, write, write_boot_config, write_mdevctl_dir,
     Client, HostSpec, Report, Res,
 };
@@ -85,10 +85,19 @@ fn get(sys: &Path, rel: &str) -> Res<String> {
     fs::read_to_string(sys.join(rel)).map_err(|e| format!("bare read of {rel}: {e}"))
 }
 
-/// The boot restore's end state written bare, in the kernel's order: the
-/// aqmask that gives the domains to vfio_ap, then per mdev `create`,
-/// `assign_adapter`, `assign_domain`.
-fn bare_boot_writes(sys: &Path, spec: &HostSpec, k: usize) -> Res<Duration> {
+/// How a bare program writes an mdev's assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Assign {
+    /// `assign_adapter`, then `assign_domain` (the kernel's order).
+    IdById,
+    /// One `ap_config` write (kernels from about 6.10), as apd does for an
+    /// mdev it has just created.
+    ApConfig,
+}
+
+/// The boot restore's end state written bare: the aqmask that gives the
+/// domains to vfio_ap, then per mdev `create` and its assignment.
+fn bare_boot_writes(sys: &Path, spec: &HostSpec, k: usize, how: Assign) -> Res<Duration> {
     let mut domains = Vec::new();
     let mut mdevs = Vec::with_capacity(k);
     for i in 0..k {
@@ -103,8 +112,22 @@ fn bare_boot_writes(sys: &Path, spec: &HostSpec, k: usize) -> Res<Duration> {
     for (uuid, a, d) in &mdevs {
         put(sys, CREATE, uuid)?;
         let dir = format!("devices/vfio_ap/matrix/{uuid}");
-        put(sys, &format!("{dir}/assign_adapter"), &a.to_string())?;
-        put(sys, &format!("{dir}/assign_domain"), &d.to_string())?;
+        match how {
+            Assign::IdById => {
+                put(sys, &format!("{dir}/assign_adapter"), &a.to_string())?;
+                put(sys, &format!("{dir}/assign_domain"), &d.to_string())?;
+            }
+            Assign::ApConfig => put(
+                sys,
+                &format!("{dir}/ap_config"),
+                &format!(
+                    "{},{},{}\n",
+                    mask_with(&[*a]),
+                    mask_with(&[*d]),
+                    mask_with(&[])
+                ),
+            )?,
+        }
     }
     Ok(start.elapsed())
 }
@@ -227,13 +250,22 @@ fn boot_row(
 ) -> Res<(Host, tempfile::TempDir)> {
     let l = label(spec);
     let bare_host = start_host(spec, FUSE, None, false);
-    let bare = bare_boot_writes(bare_host.sysfs(), spec, k)?;
+    let bare = bare_boot_writes(bare_host.sysfs(), spec, k, Assign::IdById)?;
     drop(bare_host);
     report.add(
         FUSE,
         l,
         format!("bare writes of {k} mdevs' boot state (aqmask, then create + 2 assigns each)"),
         &[bare],
+    )?;
+    let bare_host = start_host(spec, FUSE, None, false);
+    let bare_ap_config = bare_boot_writes(bare_host.sysfs(), spec, k, Assign::ApConfig)?;
+    drop(bare_host);
+    report.add(
+        FUSE,
+        l,
+        format!("bare writes of {k} mdevs' boot state (aqmask, then create + 1 `ap_config` each)"),
+        &[bare_ap_config],
     )?;
     let config = new_temp_dir("ap-bench-config-")?;
     write_boot_config(config.path(), spec, k)?;
@@ -254,10 +286,12 @@ fn boot_row(
         &[ready],
     )?;
     report.note(format!(
-        "FUSE, {l} host, boot restore of {k} autostart mdevs: apd {} vs bare writes {} ({} of them){}.",
+        "FUSE, {l} host, boot restore of {k} autostart mdevs: apd {} vs bare writes {} ({} of them; {} of the {} bare `ap_config` writes){}.",
         super::fmt_duration(ready),
         super::fmt_duration(bare),
         ratio(ready, bare),
+        ratio(ready, bare_ap_config),
+        super::fmt_duration(bare_ap_config),
         requests.map_or(String::new(), |r| format!(
             "; apd's start made apsim serve {} FUSE requests",
             fmt_count(r)
