@@ -71,14 +71,14 @@ pub async fn load(engine: &Engine) {
     let store = engine.store().clone();
     let loaded = tokio::task::spawn_blocking(move || (store.load(), store.load_masks())).await;
     let mut s = engine.state();
-    s.defs.clear();
+    s.defs_mut().clear();
     s.load_errors.clear();
     // Each pair is (file, problem): the problem never repeats the path,
     // and never quotes the file (libap::config_file).
     match loaded {
         Ok((report, masks)) => {
             for d in report.definitions {
-                s.defs.insert(d.uuid, d);
+                s.defs_mut().insert(d.uuid, d);
             }
             for e in report.errors {
                 let path = e

@@ -4,6 +4,7 @@
 //! objects and `Event` signals.
 
 pub mod auth;
+mod changed;
 pub mod gate;
 pub mod host;
 pub mod manager;
@@ -11,7 +12,7 @@ pub mod mdev;
 mod queue_list;
 pub mod socket;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use apbus::bus::BusChoice;
@@ -22,6 +23,7 @@ use zbus::Connection;
 
 use crate::convert::adapter_info;
 use crate::engine::{Change, Engine, State, Update};
+use changed::changed;
 use host::{HostIface, HostProps};
 use manager::ManagerIface;
 use mdev::MdevIface;
@@ -31,10 +33,11 @@ use mdev::MdevIface;
 pub struct Snapshot {
     /// The Host interface's properties.
     pub host: HostProps,
-    /// Every mdev object, by lowercase UUID. Shared with the snapshot
-    /// before where the mdev did not change, so that a publish costs what
-    /// changed (comparing a shared one is a pointer comparison).
-    pub mdevs: BTreeMap<String, Arc<MdevInfo>>,
+    /// Every mdev object, by UUID (the order of their lowercase text).
+    /// Shared with the snapshot before where the mdev did not change, so
+    /// that a publish costs what changed (comparing a shared one is a
+    /// pointer comparison; no text is made for the others).
+    pub mdevs: BTreeMap<Uuid, Arc<MdevInfo>>,
 }
 
 impl Snapshot {
@@ -50,28 +53,14 @@ impl Snapshot {
     pub fn after(s: &State, last: Option<(&State, &Snapshot)>) -> Snapshot {
         let h = &s.host;
         let (pa, pq) = s.persistent_mask_strings();
-        let unchanged = |u: &Uuid, was: &State| {
-            let live = h.mdevs.get(u);
-            // Without the kernel's guest_matrix file it is computed from
-            // the whole host: made afresh.
-            live.is_none_or(|m| m.guest_matrix.is_some())
-                && live == was.host.mdevs.get(u)
-                && s.defs.get(u) == was.defs.get(u)
-                && s.start_failures.get(u).map(|f| &f.message)
-                    == was.start_failures.get(u).map(|f| &f.message)
+        let mdevs = match last {
+            Some((was, snap)) => mdevs_after(s, was, snap),
+            None => s
+                .all_uuids()
+                .into_iter()
+                .map(|u| (u, Arc::new(s.mdev_info(u))))
+                .collect(),
         };
-        let mdevs = s
-            .all_uuids()
-            .into_iter()
-            .map(|u| {
-                let key = u.hyphenated().to_string();
-                let kept = last
-                    .filter(|(was, _)| unchanged(&u, was))
-                    .and_then(|(_, snap)| snap.mdevs.get(&key).cloned());
-                let info = kept.unwrap_or_else(|| Arc::new(s.mdev_info(u)));
-                (key, info)
-            })
-            .collect();
         Snapshot {
             host: HostProps {
                 ap_mask: h.apmask.to_string(),
@@ -87,6 +76,50 @@ impl Snapshot {
             mdevs,
         }
     }
+}
+
+/// The mdevs of `snap` (what the bus showed of the model `was`), with
+/// each whose definition, live state or start failure differs in `s` made
+/// again: a publish costs what changed (a part `s` shares with `was` is
+/// not even compared).
+fn mdevs_after(s: &State, was: &State, snap: &Snapshot) -> BTreeMap<Uuid, Arc<MdevInfo>> {
+    let h = &s.host;
+    let mut stale = BTreeSet::new();
+    if !Arc::ptr_eq(h, &was.host) {
+        stale.extend(
+            changed(&was.host.mdevs, &h.mdevs, |a, b| a == b)
+                .iter()
+                .map(|c| *c.0),
+        );
+        // Without the kernel's guest_matrix file it is computed from the
+        // whole host: made afresh.
+        stale.extend(
+            h.mdevs
+                .iter()
+                .filter(|(_, m)| m.guest_matrix.is_none())
+                .map(|(u, _)| *u),
+        );
+    }
+    if !Arc::ptr_eq(&s.defs, &was.defs) {
+        stale.extend(
+            changed(&was.defs, &s.defs, |a, b| a == b)
+                .iter()
+                .map(|c| *c.0),
+        );
+    }
+    let failures = changed(&was.start_failures, &s.start_failures, |a, b| {
+        a.message == b.message
+    });
+    stale.extend(failures.iter().map(|c| *c.0));
+    let mut mdevs = snap.mdevs.clone();
+    for u in stale {
+        if s.defs.contains_key(&u) || h.mdevs.contains_key(&u) {
+            mdevs.insert(u, Arc::new(s.mdev_info(u)));
+        } else {
+            mdevs.remove(&u);
+        }
+    }
+    mdevs
 }
 
 /// Shows the engine's changes on the bus, in order, until the engine
@@ -280,21 +313,21 @@ impl Publisher {
     async fn apply_mdevs(
         &self,
         engine: &Arc<Engine>,
-        old: &BTreeMap<String, Arc<MdevInfo>>,
-        new: &BTreeMap<String, Arc<MdevInfo>>,
+        old: &BTreeMap<Uuid, Arc<MdevInfo>>,
+        new: &BTreeMap<Uuid, Arc<MdevInfo>>,
     ) -> zbus::Result<()> {
         let server = self.conn.object_server();
-        for uuid in old.keys().filter(|u| !new.contains_key(*u)) {
-            server
-                .remove::<MdevIface, _>(apbus::mdev_path(uuid).as_str())
-                .await?;
-        }
-        for (uuid, info) in new {
-            let path = apbus::mdev_path(uuid);
-            let before = old.get(uuid);
-            if before == Some(info) {
-                continue;
+        let changes = changed(old, new, |a, b| a == b);
+        for (_, gone, _) in changes.iter().filter(|c| c.2.is_none()) {
+            if let Some(gone) = gone {
+                server
+                    .remove::<MdevIface, _>(apbus::mdev_path(&gone.uuid).as_str())
+                    .await?;
             }
+        }
+        for (_, before, info) in changes {
+            let Some(info) = info else { continue };
+            let path = apbus::mdev_path(&info.uuid);
             if before.is_none() {
                 // InterfacesAdded carries every property, as published.
                 let iface = MdevIface {
@@ -405,18 +438,16 @@ pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
         ));
     }
     adapter_events(&oh.adapters, &nh.adapters, &mut ev);
-    for (uuid, n) in &new.mdevs {
-        if old.mdevs.get(uuid) == Some(n) {
-            continue;
-        }
-        let o = old.mdevs.get(uuid).map(|o| &**o);
-        live_event(uuid, o, n, &mut ev);
-        definition_event(uuid, o, n, &mut ev);
+    let changes = changed(&old.mdevs, &new.mdevs, |a, b| a == b);
+    for (_, o, n) in &changes {
+        let Some(n) = n else { continue };
+        let o = o.map(|o| &**o);
+        live_event(&n.uuid, o, n, &mut ev);
+        definition_event(&n.uuid, o, n, &mut ev);
     }
-    for (uuid, o) in &old.mdevs {
-        if new.mdevs.contains_key(uuid) {
-            continue;
-        }
+    for (_, o, n) in &changes {
+        let (Some(o), None) = (o, n) else { continue };
+        let uuid = &o.uuid;
         if o.active {
             ev.push(Event::new(
                 "mdev-stopped",
@@ -567,7 +598,7 @@ mod tests {
                 }
             },
             &|s| {
-                if let Some(d) = s.defs.values_mut().next() {
+                if let Some(d) = s.defs_mut().values_mut().next() {
                     d.name = Some("renamed".into());
                 }
             },
@@ -589,7 +620,6 @@ mod tests {
             let after = Snapshot::after(&s2, Some((&s1, &first)));
             assert_eq!(after, Snapshot::of(&s2));
             for u in [g1, foreign] {
-                let key = u.hyphenated().to_string();
                 let same_inputs = s1.host.mdevs.get(&u) == s2.host.mdevs.get(&u)
                     && s1.defs.get(&u) == s2.defs.get(&u)
                     && s2
@@ -598,13 +628,15 @@ mod tests {
                         .get(&u)
                         .is_none_or(|m| m.guest_matrix.is_some());
                 let shared = matches!(
-                    (first.mdevs.get(&key), after.mdevs.get(&key)),
+                    (first.mdevs.get(&u), after.mdevs.get(&u)),
                     (Some(a), Some(b)) if Arc::ptr_eq(a, b)
                 );
-                assert_eq!(shared, same_inputs, "{key}");
+                assert_eq!(shared, same_inputs, "{u}");
             }
         }
     }
+
+    const U: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
 
     fn mdev(uuid: &str, active: bool, defined: bool) -> MdevInfo {
         MdevInfo {
@@ -629,14 +661,14 @@ mod tests {
             },
             mdevs: mdevs
                 .iter()
-                .map(|m| (m.uuid.clone(), Arc::new(m.clone())))
+                .map(|m| (Uuid::parse_str(&m.uuid).expect("uuid"), Arc::new(m.clone())))
                 .collect(),
         }
     }
 
     #[test]
     fn the_first_snapshot_is_silent() {
-        assert!(diff_events(&Snapshot::default(), &snap(&[mdev("u", true, true)])).is_empty());
+        assert!(diff_events(&Snapshot::default(), &snap(&[mdev(U, true, true)])).is_empty());
     }
 
     #[test]
@@ -648,8 +680,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let none = snap(&[]);
-        let defined = snap(&[mdev("u", false, true)]);
-        let active = snap(&[mdev("u", true, true)]);
+        let defined = snap(&[mdev(U, false, true)]);
+        let active = snap(&[mdev(U, true, true)]);
         assert_eq!(kinds(&none, &defined), vec!["definition-changed"]);
         assert_eq!(kinds(&defined, &active), vec!["mdev-started"]);
         assert_eq!(kinds(&active, &defined), vec!["mdev-stopped"]);
@@ -658,7 +690,7 @@ mod tests {
             vec!["mdev-stopped", "definition-changed"]
         );
         let mut changed = active.clone();
-        if let Some(m) = changed.mdevs.get_mut("u") {
+        if let Some(m) = changed.mdevs.values_mut().next() {
             Arc::make_mut(m).guest_matrix = vec!["05.0004".into()];
         }
         assert_eq!(kinds(&active, &changed), vec!["mdev-changed"]);

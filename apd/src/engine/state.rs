@@ -35,8 +35,9 @@ pub struct State {
     pub host: Arc<Host>,
     /// Counts the changes of `host`: cheaper to keep per failure than a copy.
     pub host_gen: u64,
-    /// Stored definitions.
-    pub defs: BTreeMap<Uuid, Definition>,
+    /// Stored definitions; shared with the models published before, so
+    /// a publish copies none (change them with [`State::defs_mut`]).
+    pub defs: Arc<BTreeMap<Uuid, Definition>>,
     /// Definition files that did not load: (path, sentence).
     pub load_errors: Vec<(String, String)>,
     /// Persistent apmask and aqmask (apd.toml), applied at boot.
@@ -54,6 +55,12 @@ impl State {
             self.host = Arc::new(host);
             self.host_gen += 1;
         }
+    }
+
+    /// The definitions, to change (copied first while a published model
+    /// shares them).
+    pub fn defs_mut(&mut self) -> &mut BTreeMap<Uuid, Definition> {
+        Arc::make_mut(&mut self.defs)
     }
 
     /// Puts a re-read part into the host model; a change is a new
@@ -207,7 +214,7 @@ pub(crate) mod tests {
         def.adapters = ApMask::from_ids([5, 6]);
         def.domains = ApMask::from_ids([4]);
         let mut s = State::default();
-        s.defs.insert(g1, def);
+        s.defs_mut().insert(g1, def);
         let mut host = Host::default();
         for (u, a) in [(g1, [5u8]), (foreign, [7u8])] {
             let matrix = Matrix::new(ApMask::from_ids(a), ApMask::from_ids([4]), ApMask::empty());

@@ -126,7 +126,7 @@ impl Engine {
             return Err(Error::Failed(store_failed(&e)));
         }
         tracing::info!(uuid = %def.uuid, name = def.name.as_deref().unwrap_or(""), "defined");
-        self.state().defs.insert(def.uuid, def.clone());
+        self.state().defs_mut().insert(def.uuid, def.clone());
         self.publish().await;
         Ok(def.uuid.hyphenated().to_string())
     }
@@ -147,7 +147,7 @@ impl Engine {
         }
         {
             let mut s = self.state();
-            s.defs.remove(&uuid);
+            s.defs_mut().remove(&uuid);
             s.start_failures.remove(&uuid);
         }
         tracing::info!(uuid = %uuid, "undefined");
@@ -205,7 +205,7 @@ impl Engine {
         let mut to_save = Vec::new();
         let all = {
             let s = self.state();
-            let mut all: BTreeMap<Uuid, Definition> = s.defs.clone();
+            let mut all: BTreeMap<Uuid, Definition> = (*s.defs).clone();
             for d in &new {
                 if new.iter().filter(|o| o.uuid == d.uuid).count() > 1 {
                     return Err(Error::Conflict(format!(
@@ -252,7 +252,7 @@ impl Engine {
         {
             let mut s = self.state();
             for d in to_save {
-                s.defs.insert(d.uuid, d);
+                s.defs_mut().insert(d.uuid, d);
             }
         }
         tracing::info!(count = uuids.len(), "definitions imported");

@@ -244,7 +244,7 @@ impl Engine {
         let result = match self.execute(w.held(), steps).await? {
             Ok(report) => {
                 if let Some(nd) = new_def {
-                    self.state().defs.insert(uuid, nd);
+                    self.state().defs_mut().insert(uuid, nd);
                 }
                 if report.nothing_changed() {
                     tracing::debug!(uuid = %uuid, add, live, persistent, "nothing to change: every id was in place");
