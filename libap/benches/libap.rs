@@ -29,7 +29,7 @@ fn full_host(mdevs: usize) -> Host {
     for a in 0..=255u8 {
         for d in 0..=255u8 {
             let apqn = Apqn::new(a, d);
-            host.queues.insert(
+            host.queues_mut().insert(
                 apqn,
                 Queue {
                     apqn,

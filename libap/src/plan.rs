@@ -273,7 +273,7 @@ impl Simulation<'_> {
             (self.host.apmask, self.host.aqmask, self.host.vfio_ap_loaded);
         let (cex4queue, vfio_ap): (std::sync::Arc<str>, std::sync::Arc<str>) =
             ("cex4queue".into(), paths::VFIO_AP_DRIVER.into());
-        for q in self.host.queues.values_mut() {
+        for q in self.host.queues_mut().values_mut() {
             let host_owned = apmask.contains(q.apqn.adapter) && aqmask.contains(q.apqn.domain);
             let driver = if host_owned {
                 Some(cex4queue.clone())

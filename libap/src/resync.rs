@@ -472,21 +472,23 @@ impl Host {
         for (a, card, queues) in delta.cards {
             let range = Apqn::new(a, 0)..=Apqn::new(a, 255);
             let old: Vec<Apqn> = self.queues.range(range).map(|(k, _)| *k).collect();
+            let all = self.queues_mut();
             for q in old {
-                self.queues.remove(&q);
+                all.remove(&q);
             }
             match card {
                 Some(c) => self.cards.insert(a, c),
                 None => self.cards.remove(&a),
             };
+            let all = self.queues_mut();
             for q in queues {
-                self.queues.insert(q.apqn, q);
+                all.insert(q.apqn, q);
             }
         }
         for (apqn, queue) in delta.queues {
             match queue {
-                Some(q) => self.queues.insert(apqn, q),
-                None => self.queues.remove(&apqn),
+                Some(q) => self.queues_mut().insert(apqn, q),
+                None => self.queues_mut().remove(&apqn),
             };
         }
         if let Some(raw) = delta.config {

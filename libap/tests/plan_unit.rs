@@ -60,7 +60,7 @@ fn seed_host() -> Host {
         );
         for d in domains.iter() {
             let apqn = Apqn::new(a, d);
-            host.queues.insert(
+            host.queues_mut().insert(
                 apqn,
                 Queue {
                     apqn,

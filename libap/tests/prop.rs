@@ -204,7 +204,7 @@ proptest! {
         host.config.known = true;
         for (a, d, how) in &bound {
             let driver = match how { 0 => None, 1 => Some("cex4queue".into()), _ => Some("vfio_ap".into()) };
-            host.queues.insert(Apqn::new(*a, *d), Queue { apqn: Apqn::new(*a, *d), driver });
+            host.queues_mut().insert(Apqn::new(*a, *d), Queue { apqn: Apqn::new(*a, *d), driver });
         }
         let (ga, gd) = libap::guest::guest_matrix(&host, assigned_a, assigned_d);
         // Brute force, per APQN.

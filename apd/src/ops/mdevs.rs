@@ -2,6 +2,7 @@
 //! `Unassign`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use apbus::{Error, IdLists, Scope};
 use libap::apply::ApplyError;
@@ -41,12 +42,22 @@ pub fn changed(current: &Matrix, ids: &Matrix, add: bool) -> Matrix {
 }
 
 impl Engine {
+    /// What a change of the mdev `arg` names re-reads under the lock, in
+    /// one read: the masks, the LPAR configuration and this mdev
+    /// ([`Stale::before_change`]). Resolving `arg` first is the same as
+    /// after: that re-read adds or removes no mdev.
+    async fn sync_mdev(&self, arg: &str) -> Result<(Uuid, Arc<Host>), Error> {
+        let uuid = self.state().resolve(arg)?;
+        let host = self
+            .sync(Stale::before_change().and(Stale::mdev(uuid)))
+            .await?;
+        Ok((uuid, host))
+    }
+
     /// `Start`.
     pub async fn start(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
-        self.sync(Stale::before_change()).await?;
-        let uuid = self.state().resolve(arg)?;
-        self.sync(Stale::mdev(uuid)).await?;
+        let (uuid, _) = self.sync_mdev(arg).await?;
         let names = name_map(&self.state());
         let result = self.start_locked(w.held(), &names, uuid).await;
         if result.is_ok() {
@@ -152,9 +163,7 @@ impl Engine {
     /// `Stop`.
     pub async fn stop(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
-        self.sync(Stale::before_change()).await?;
-        let uuid = self.state().resolve(arg)?;
-        let host = self.sync(Stale::mdev(uuid)).await?;
+        let (uuid, host) = self.sync_mdev(arg).await?;
         let (uuid, who) = {
             let s = self.state();
             let u = uuid;
@@ -191,9 +200,7 @@ impl Engine {
         add: bool,
     ) -> Result<(), Error> {
         let w = self.change().await?;
-        self.sync(Stale::before_change()).await?;
-        let uuid = self.state().resolve(arg)?;
-        let host = self.sync(Stale::mdev(uuid)).await?;
+        let (uuid, host) = self.sync_mdev(arg).await?;
         let names = name_map(&self.state());
         let (uuid, who, def) = {
             let s = self.state();

@@ -366,8 +366,11 @@ pub struct Host {
     pub features: Option<Features>,
     /// Cards by adapter id.
     pub cards: BTreeMap<u8, Card>,
-    /// Queues by APQN (existence and driver; see [`Queue`]).
-    pub queues: BTreeMap<Apqn, Queue>,
+    /// Queues by APQN (existence and driver; see [`Queue`]). Shared by the
+    /// copies of the model (a published snapshot), so a change that moves
+    /// no queue copies none of them: 65,536 on a full LPAR (change them
+    /// with [`Host::queues_mut`]).
+    pub queues: std::sync::Arc<BTreeMap<Apqn, Queue>>,
     /// vfio_ap mdevs by UUID.
     pub mdevs: BTreeMap<Uuid, Mdev>,
 }

@@ -4,6 +4,7 @@
 use super::{GuestMatrix, Host, Queue};
 use crate::apqn::Apqn;
 use crate::mask::ApMask;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Who owns an APQN.
@@ -27,6 +28,12 @@ pub enum Owner {
 }
 
 impl Host {
+    /// The queues, to change: copied first while a copy of the model
+    /// shares them.
+    pub fn queues_mut(&mut self) -> &mut BTreeMap<Apqn, Queue> {
+        std::sync::Arc::make_mut(&mut self.queues)
+    }
+
     /// Who owns `apqn`: the host if both mask bits are set, else the mdev
     /// whose matrix holds it, else nobody.
     pub fn owner(&self, apqn: Apqn) -> Owner {

@@ -180,7 +180,7 @@ impl Host {
         let mut bindings = read_bindings(fs)?;
         for apqn in present {
             let driver = bindings.remove(&apqn);
-            self.queues.insert(apqn, Queue { apqn, driver });
+            self.queues_mut().insert(apqn, Queue { apqn, driver });
         }
         Ok(())
     }
