@@ -451,6 +451,34 @@ fn bare_start_writes(sys: &Path, a: &str, d: &str, runs: usize) -> Res<Vec<Durat
     Ok(bare)
 }
 
+/// `runs` times the same writes from a new process, as an admin's shell
+/// makes them (`sh -c` with three `echo`s): what a command, which is a
+/// process too, is measured against. Each followed by an untimed remove.
+fn bare_start_process(sys: &Path, a: &str, d: &str, runs: usize) -> Res<Vec<Duration>> {
+    let uuid = bench_uuid(0xba4e, 1);
+    let dir = sys.join(format!("devices/vfio_ap/matrix/{uuid}"));
+    let script = format!(
+        "echo {uuid} > {create} && echo {a} > {dir}/assign_adapter && echo {d} > {dir}/assign_domain",
+        create = sys.join(CREATE).display(),
+        dir = dir.display()
+    );
+    let mut bare = Vec::new();
+    for _ in 0..runs {
+        check_interrupted()?;
+        let start = Instant::now();
+        let status = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        bare.push(start.elapsed());
+        if !status.success() {
+            return Err(format!("sh -c {script:?}: {status}"));
+        }
+        put(sys, &format!("devices/vfio_ap/matrix/{uuid}/remove"), "1")?;
+    }
+    Ok(bare)
+}
+
 /// mdevctl (1.4.0, if installed) beside apctl on the same mount: `start`
 /// of one mdev (and its bare writes), and `list -d` of 1,000 definitions
 /// beside `apctl list --defined` of as many.
@@ -484,6 +512,7 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
     let (a_s, d_s) = (a.to_string(), d.to_string());
     time_apctl(host, &["masks", "--aqmask", &format!("-{d}")], 0)?;
     let bare = bare_start_writes(host.sysfs(), &a_s, &d_s, runs)?;
+    let bare_sh = bare_start_process(host.sysfs(), &a_s, &d_s, runs)?;
     time_apctl(
         host,
         &["define", "--name", "bench-one", "-a", &a_s, "-d", &d_s],
@@ -518,6 +547,12 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         "bare writes of one mdev's start (create + 2 assigns)",
         &bare,
     )?;
+    report.add(
+        FUSE,
+        l,
+        "the same writes from a new process (`sh -c` with 3 `echo`s)",
+        &bare_sh,
+    )?;
     report.add(FUSE, l, "`apctl start` (one mdev, 1 APQN)", &apctl)?;
     report.add(
         FUSE,
@@ -526,8 +561,9 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         &mdevctl_start,
     )?;
     report.note(format!(
-        "FUSE, {l} host: `apctl start` {} of its bare writes, {} of `mdevctl start`.",
+        "FUSE, {l} host: `apctl start` {} of its bare writes, {} of the same writes from `sh -c`, {} of `mdevctl start`.",
         ratio(median(&apctl), median(&bare)),
+        ratio(median(&apctl), median(&bare_sh)),
         ratio(median(&apctl), median(&mdevctl_start))
     ));
     // 1,000 definitions on both sides.
