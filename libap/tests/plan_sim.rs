@@ -18,7 +18,6 @@ use libap::Sysfs;
 use libap::{ApMask, Definition, Host};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use testkit::{diff, dir_snapshot};
 use uuid::Uuid;
 
@@ -455,19 +454,26 @@ fn vfio_masks(adapters: &[u8], domains: &[u8]) -> Option<DesiredMasks> {
     })
 }
 
-#[test]
-fn a_failing_definition_write_restores_earlier_files_and_the_host() {
+/// A fresh simulator and store with state A applied: adapters and
+/// domains 0 and 1 for vfio_ap, and the mdev `name` (G1) holding 00.0000.
+fn one_mdev_applied(name: &str) -> (SimSysfs, tempfile::TempDir, Store, DesiredState) {
     let fs = boot();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::new(dir.path().join("cfg"));
     let a = DesiredState {
         masks: vfio_masks(&[0, 1], &[0, 1]),
-        mdevs: vec![spec(G1, "m0", &[0], &[0])],
+        mdevs: vec![spec(G1, name, &[0], &[0])],
     };
     apply_state(&fs, &store, &a, false)
         .map_err(|e| e.to_string())
         .expect("A applies")
         .expect("A is valid");
+    (fs, dir, store, a)
+}
+
+#[test]
+fn a_failing_definition_write_restores_earlier_files_and_the_host() {
+    let (fs, _dir, store, _) = one_mdev_applied("m0");
     // B redefines m0 and defines m1, whose file cannot be written: a
     // directory sits where the file goes.
     let b = DesiredState {
@@ -535,42 +541,6 @@ fn a_failing_step_names_itself_and_the_rollback() {
     );
 }
 
-/// A sysfs whose writer dies (panics) at its write number `at` (0-based):
-/// before the write, or, with `answer_lost`, after the kernel made it.
-#[derive(Debug)]
-struct Dying<'a> {
-    inner: &'a SimSysfs,
-    writes: AtomicUsize,
-    at: usize,
-    answer_lost: bool,
-}
-
-impl Sysfs for Dying<'_> {
-    fn read(&self, path: &str) -> Result<String, SysfsError> {
-        self.inner.read(path)
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst);
-        if n == self.at && !self.answer_lost {
-            panic!("killed before write {n}");
-        }
-        let r = self.inner.write(path, data);
-        if n == self.at {
-            panic!("killed after write {n}");
-        }
-        r
-    }
-    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
-        self.inner.list(path)
-    }
-    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
-        self.inner.read_link(path)
-    }
-    fn exists(&self, path: &str) -> bool {
-        self.inner.exists(path)
-    }
-}
-
 /// Files only: a directory the killed run created may stay (empty).
 fn store_files(store: &Store) -> BTreeMap<String, Vec<u8>> {
     let mut snap = dir_snapshot(store.dir());
@@ -617,7 +587,7 @@ proptest! {
         let at = pick.index(writes);
         let sys_before = sysfs_snapshot(&fs);
         let store_before = store_files(&store);
-        let dying = Dying { inner: &fs, writes: AtomicUsize::new(0), at, answer_lost };
+        let dying = Recording::dying(&fs, at, answer_lost);
         let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             execute_journaled(&p.steps, &dying, &store, Some(&journal))
         }));
@@ -641,11 +611,14 @@ proptest! {
     }
 }
 
-/// Keeps the path of every write through it.
+/// Keeps the path of every write through it; with a kill point, its
+/// writer dies (panics) at its write number `at` (0-based): before the
+/// write, or, with `answer_lost`, after the kernel made it.
 #[derive(Debug)]
 struct Recording<'a> {
     inner: &'a SimSysfs,
     writes: std::sync::Mutex<Vec<String>>,
+    kill: Option<(usize, bool)>,
 }
 
 impl Recording<'_> {
@@ -653,6 +626,14 @@ impl Recording<'_> {
         Recording {
             inner,
             writes: Vec::new().into(),
+            kill: None,
+        }
+    }
+
+    fn dying(inner: &SimSysfs, at: usize, answer_lost: bool) -> Recording<'_> {
+        Recording {
+            kill: Some((at, answer_lost)),
+            ..Recording::new(inner)
         }
     }
 
@@ -674,8 +655,20 @@ impl Sysfs for Recording<'_> {
         self.inner.read(path)
     }
     fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
-        self.writes.lock().expect("lock").push(path.to_string());
-        self.inner.write(path, data)
+        let n = {
+            let mut w = self.writes.lock().expect("lock");
+            w.push(path.to_string());
+            w.len() - 1
+        };
+        let kill = self.kill.filter(|(at, _)| *at == n);
+        if let Some((_, false)) = kill {
+            panic!("killed before write {n}");
+        }
+        let r = self.inner.write(path, data);
+        if kill.is_some() {
+            panic!("killed after write {n}");
+        }
+        r
     }
     fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
         self.inner.list(path)
@@ -756,17 +749,7 @@ fn a_created_mdev_gets_its_assignment_in_one_ap_config_write() {
 /// write: another tool's ids written meanwhile stay (issue 18).
 #[test]
 fn a_live_mdev_is_changed_id_by_id() {
-    let fs = boot();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::new(dir.path().join("cfg"));
-    let a = DesiredState {
-        masks: vfio_masks(&[0, 1], &[0, 1]),
-        mdevs: vec![spec(G1, "guest1", &[0], &[0])],
-    };
-    apply_state(&fs, &store, &a, false)
-        .map_err(|e| e.to_string())
-        .expect("A applies")
-        .expect("A is valid");
+    let (fs, _dir, store, a) = one_mdev_applied("guest1");
     let b = DesiredState {
         masks: a.masks,
         mdevs: vec![spec(G1, "guest1", &[0, 1], &[0, 1])],

@@ -249,24 +249,17 @@ fn boot_row(
     k: usize,
 ) -> Res<(Host, tempfile::TempDir)> {
     let l = label(spec);
-    let bare_host = start_host(spec, FUSE, None, false);
-    let bare = bare_boot_writes(bare_host.sysfs(), spec, k, Assign::IdById)?;
-    drop(bare_host);
-    report.add(
-        FUSE,
-        l,
-        format!("bare writes of {k} mdevs' boot state (aqmask, then create + 2 assigns each)"),
-        &[bare],
-    )?;
-    let bare_host = start_host(spec, FUSE, None, false);
-    let bare_ap_config = bare_boot_writes(bare_host.sysfs(), spec, k, Assign::ApConfig)?;
-    drop(bare_host);
-    report.add(
-        FUSE,
-        l,
-        format!("bare writes of {k} mdevs' boot state (aqmask, then create + 1 `ap_config` each)"),
-        &[bare_ap_config],
-    )?;
+    let mut bare_row = |how: Assign, what: &str| -> Res<Duration> {
+        let bare_host = start_host(spec, FUSE, None, false);
+        let took = bare_boot_writes(bare_host.sysfs(), spec, k, how)?;
+        drop(bare_host);
+        let row =
+            format!("bare writes of {k} mdevs' boot state (aqmask, then create + {what} each)");
+        report.add(FUSE, l, row, &[took])?;
+        Ok(took)
+    };
+    let bare = bare_row(Assign::IdById, "2 assigns")?;
+    let bare_ap_config = bare_row(Assign::ApConfig, "1 `ap_config`")?;
     let config = new_temp_dir("ap-bench-config-")?;
     write_boot_config(config.path(), spec, k)?;
     let mut host = start_host(spec, FUSE, Some(config.path()), false);
