@@ -190,8 +190,6 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
         tracing::error!(error = %e, "cannot re-read the host before the automatic starts");
     }
     let candidates = autostart_due(engine, only);
-    // The definitions do not change while the writer is held.
-    let names = name_map(&engine.state());
     let (mut started, mut failed, mut waiting) = (0, 0, false);
     for uuid in candidates {
         if engine.is_stopping() {
@@ -207,7 +205,7 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
         }
         // The next start sees this one's queues: the model has the mdev as
         // started (predicted) or as read after a failure.
-        let seen = match engine.start_locked(&held, &names, uuid).await {
+        let seen = match engine.start_locked(&held, uuid).await {
             Ok(outcome) => {
                 started += usize::from(outcome == Started::Now);
                 engine.state().start_failures.remove(&uuid);

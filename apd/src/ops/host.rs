@@ -1,8 +1,6 @@
 //! The host: `SetMasks` (and the persistent masks at boot) and
 //! `ConfigureAdapter`.
 
-use std::collections::BTreeMap;
-
 use apbus::Error;
 use libap::apply::Outcome;
 use libap::plan::Step;
@@ -11,7 +9,7 @@ use libap::validate::check_mask_change_named;
 use libap::{ApMask, Host};
 use uuid::Uuid;
 
-use super::{kernel_refusal, name_map, store_failed};
+use super::{kernel_refusal, name_map, store_failed, NameMap};
 use crate::convert::{self, mask_from_ids, IdKind};
 use crate::engine::{touched, Engine};
 use crate::lock::LockGuard;
@@ -69,12 +67,12 @@ impl Engine {
         &self,
         held: &LockGuard,
         host: &Host,
-        names: &BTreeMap<Uuid, String>,
+        names: &NameMap,
         new_ap: ApMask,
         new_aq: ApMask,
         store: Option<(Option<ApMask>, Option<ApMask>)>,
     ) -> Result<(), Error> {
-        let lookup = |u: Uuid| names.get(&u).cloned();
+        let lookup = |u: Uuid| names.get(&u);
         check_mask_change_named(host, &lookup, new_ap, new_aq)
             .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         let mut steps = libap::plan::masks(host.apmask, host.aqmask, new_ap, new_aq);

@@ -1,7 +1,6 @@
 //! mdevs: `Start` (and the automatic starts), `Stop`, `Assign` and
 //! `Unassign`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use apbus::{Error, IdLists, Scope};
@@ -16,7 +15,7 @@ use libap::{ApMask, Definition, Host, Matrix};
 use uuid::Uuid;
 
 use super::definitions::definition_refusal;
-use super::{kernel_refusal, name_map, store_failed, target};
+use super::{kernel_refusal, name_map, store_failed, target, NameMap};
 use crate::convert::{self, matrix_from_ids};
 use crate::engine::{touched, Engine};
 use crate::lock::LockGuard;
@@ -58,8 +57,7 @@ impl Engine {
     pub async fn start(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
         let (uuid, _) = self.sync_mdev(arg).await?;
-        let names = name_map(&self.state());
-        let result = self.start_locked(w.held(), &names, uuid).await;
+        let result = self.start_locked(w.held(), uuid).await;
         if result.is_ok() {
             // A successful start by hand ends an automatic start's failure.
             self.state().start_failures.remove(&uuid);
@@ -97,17 +95,14 @@ impl Engine {
 
     /// Creates a defined mdev and assigns its matrix, all or nothing,
     /// checked against the model (the caller holds the writer, has brought
-    /// the mdevs up to date, and re-reads this mdev afterwards). `names`
-    /// are the definitions' names ([`name_map`]), made once by a caller
-    /// that starts many (a boot of 1,000 made them 1,000 times).
-    pub async fn start_locked(
-        &self,
-        held: &LockGuard,
-        names: &BTreeMap<Uuid, String>,
-        uuid: Uuid,
-    ) -> Result<Started, Error> {
-        let host = self.state().host.clone();
-        let lookup = |u: Uuid| names.get(&u).cloned();
+    /// the mdevs up to date, and brings this mdev up to date afterwards:
+    /// [`Engine::after_start`]).
+    pub async fn start_locked(&self, held: &LockGuard, uuid: Uuid) -> Result<Started, Error> {
+        let (host, names) = {
+            let s = self.state();
+            (s.host.clone(), name_map(&s))
+        };
+        let lookup = |u: Uuid| names.get(&u);
         let (def, who) = {
             let s = self.state();
             (s.defs.get(&uuid).cloned(), target(&s, uuid))
@@ -277,7 +272,7 @@ impl Engine {
         f: &ApplyError,
         add: bool,
         uuid: Uuid,
-        names: &BTreeMap<Uuid, String>,
+        names: &NameMap,
         want: &Matrix,
         action: &str,
     ) -> Error {
@@ -354,12 +349,12 @@ fn scope_parts(
 /// `current`) as the kernel would, in the order they are written.
 fn check_assigns(
     host: &Host,
-    names: &BTreeMap<Uuid, String>,
+    names: &NameMap,
     uuid: Uuid,
     current: Matrix,
     want: &Matrix,
 ) -> Result<(), Error> {
-    let lookup = |u: Uuid| names.get(&u).cloned();
+    let lookup = |u: Uuid| names.get(&u);
     let mut cur = current;
     for (kind, mask) in [
         (AssignKind::Adapter, want.adapters),

@@ -12,20 +12,32 @@ pub use definitions::definition_to_bus;
 pub use mdevs::Started;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use apbus::Error;
 use libap::apply::ApplyError;
+use libap::Definition;
 use uuid::Uuid;
 
 use crate::convert;
 use crate::engine::{Engine, Failure, State};
 
-/// Names of definitions, for libap's messages.
-pub fn name_map(s: &State) -> BTreeMap<Uuid, String> {
-    s.defs
-        .values()
-        .filter_map(|d| d.name.clone().map(|n| (d.uuid, n)))
-        .collect()
+/// Names of definitions, for libap's messages: the definitions the model
+/// shares, looked up only when a message names an mdev (no copy of 1,000
+/// names per change).
+#[derive(Debug, Clone)]
+pub struct NameMap(Arc<BTreeMap<Uuid, Definition>>);
+
+impl NameMap {
+    /// The name of the definition `uuid`, if it has one.
+    pub fn get(&self, uuid: &Uuid) -> Option<String> {
+        self.0.get(uuid).and_then(|d| d.name.clone())
+    }
+}
+
+/// The names of the model's definitions ([`NameMap`]).
+pub fn name_map(s: &State) -> NameMap {
+    NameMap(s.defs.clone())
 }
 
 /// How people call an mdev in a refusal: its name, else its UUID (as
