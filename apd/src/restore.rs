@@ -4,6 +4,7 @@
 //! is reported and retried when a uevent changes the host.
 
 use apbus::Error;
+use libap::apply::StepLog;
 use libap::resync::Stale;
 use uuid::Uuid;
 
@@ -205,7 +206,8 @@ pub async fn start_autostart(engine: &Engine, only: Option<&[Uuid]>) -> (usize, 
         }
         // The next start sees this one's queues: the model has the mdev as
         // started (predicted) or as read after a failure.
-        let seen = match engine.start_locked(&held, uuid).await {
+        // One line per mdev (its mdev-started event), not one per write.
+        let seen = match engine.start_locked(&held, uuid, StepLog::Debug).await {
             Ok(outcome) => {
                 started += usize::from(outcome == Started::Now);
                 engine.state().start_failures.remove(&uuid);

@@ -8,7 +8,7 @@
 //! its intent journal.
 
 use apsim::{NodeKind, Sim, Topology};
-use libap::apply::{execute, execute_journaled, ApplyCause, Journal, Outcome};
+use libap::apply::{execute, execute_journaled, ApplyCause, Journal, Outcome, StepLog};
 use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
 use libap::plan::{plan, Plan, Step};
 use libap::store::Store;
@@ -589,7 +589,7 @@ proptest! {
         let store_before = store_files(&store);
         let dying = Recording::dying(&fs, at, answer_lost);
         let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            execute_journaled(&p.steps, &dying, &store, Some(&journal))
+            execute_journaled(&p.steps, &dying, &store, Some(&journal), StepLog::Info)
         }));
         if killed.is_ok() {
             prop_assert!(!journal.path().exists(), "a finished run leaves no journal");

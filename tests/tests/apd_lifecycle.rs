@@ -276,6 +276,15 @@ fn reboot_restores_autostart_mdevs_and_leaves_manual_ones_down() {
     );
     assert_eq!(status.active, 1);
     assert_eq!(status.persistent_apmask, format!("0xf9{}", "f".repeat(62)));
+    // The start by hand logged each write; the restore logs one line per
+    // mdev (its event), its writes only at debug level.
+    if std::env::var_os("RUST_LOG").is_none() {
+        let log = host.apd_log();
+        let write = format!("assign adapter 5 to guest1 ({GUEST1_UUID})");
+        let started = format!("mdev guest1 ({GUEST1_UUID}) was started");
+        assert_eq!(log.matches(&write).count(), 1, "{log}");
+        assert_eq!(log.matches(&started).count(), 2, "{log}");
+    }
     // A restart without reboot changes nothing.
     host.restart_apd();
     assert!(mdev_exists(&host, GUEST1_UUID));

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, Status};
-use libap::apply::{ApplyError, ApplyReport, Journal};
+use libap::apply::{ApplyError, ApplyReport, Journal, StepLog};
 use libap::plan::Step;
 use libap::resync::{Delta, Stale};
 use libap::store::Store;
@@ -311,11 +311,23 @@ impl Engine {
     /// journal first (a kill half-way is undone at the next start). The
     /// caller holds the writer and the s390 lock (`_held`: it decided on
     /// what it read under the lock), and re-reads [`touched`] afterwards.
-    pub async fn execute(&self, _held: &LockGuard, steps: Vec<Step>) -> Result<Executed, Error> {
+    pub async fn execute(&self, held: &LockGuard, steps: Vec<Step>) -> Result<Executed, Error> {
+        self.execute_logged(held, steps, StepLog::Info).await
+    }
+
+    /// [`Engine::execute`], each step logged as `log` says (DEBUG for a
+    /// batch whose caller logs one line per mdev: the boot restore).
+    pub async fn execute_logged(
+        &self,
+        _held: &LockGuard,
+        steps: Vec<Step>,
+        log: StepLog,
+    ) -> Result<Executed, Error> {
         let store = self.store.clone();
         let journal = self.journal.clone();
         self.blocking(move |fs| {
-            libap::apply::execute_journaled(&steps, fs, &store, journal.as_ref()).map_err(Box::new)
+            libap::apply::execute_journaled(&steps, fs, &store, journal.as_ref(), log)
+                .map_err(Box::new)
         })
         .await
     }

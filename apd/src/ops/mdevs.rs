@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use apbus::{Error, IdLists, Scope};
-use libap::apply::ApplyError;
+use libap::apply::{ApplyError, StepLog};
 use libap::plan::Step;
 use libap::resync::{Delta, Stale};
 use libap::validate::{
@@ -57,7 +57,7 @@ impl Engine {
     pub async fn start(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
         let (uuid, _) = self.sync_mdev(arg).await?;
-        let result = self.start_locked(w.held(), uuid).await;
+        let result = self.start_locked(w.held(), uuid, StepLog::Info).await;
         if result.is_ok() {
             // A successful start by hand ends an automatic start's failure.
             self.state().start_failures.remove(&uuid);
@@ -96,8 +96,14 @@ impl Engine {
     /// Creates a defined mdev and assigns its matrix, all or nothing,
     /// checked against the model (the caller holds the writer, has brought
     /// the mdevs up to date, and brings this mdev up to date afterwards:
-    /// [`Engine::after_start`]).
-    pub async fn start_locked(&self, held: &LockGuard, uuid: Uuid) -> Result<Started, Error> {
+    /// [`Engine::after_start`]). Its steps are logged as `log` says; the
+    /// publisher logs its `mdev-started` event either way.
+    pub async fn start_locked(
+        &self,
+        held: &LockGuard,
+        uuid: Uuid,
+        log: StepLog,
+    ) -> Result<Started, Error> {
         let (host, names) = {
             let s = self.state();
             (s.host.clone(), name_map(&s))
@@ -135,13 +141,16 @@ impl Engine {
         if !active {
             refusal(&host)?;
         }
-        match self.execute(held, libap::plan::start(&host, &def)).await? {
+        match self
+            .execute_logged(held, libap::plan::start(&host, &def), log)
+            .await?
+        {
             Ok(report) if !report.changed_at(0) => {
                 tracing::debug!(uuid = %uuid, "already active; nothing to start");
                 Ok(Started::Already)
             }
             Ok(report) => {
-                tracing::info!(uuid = %uuid, writes = report.changed(), "started");
+                tracing::debug!(uuid = %uuid, writes = report.changed(), "started");
                 Ok(Started::Now)
             }
             Err(failure) => {
