@@ -12,13 +12,15 @@ pub mod mdev;
 mod queue_list;
 pub mod socket;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use apbus::bus::BusChoice;
 use apbus::{AdapterInfo, MdevInfo, ROOT_PATH};
 use uuid::Uuid;
 use zbus::object_server::SignalEmitter;
+use zbus::zvariant::Value;
 use zbus::Connection;
 
 use crate::convert::adapter_info;
@@ -328,66 +330,85 @@ impl Publisher {
         for (_, before, info) in changes {
             let Some(info) = info else { continue };
             let path = apbus::mdev_path(&info.uuid);
-            if before.is_none() {
-                // InterfacesAdded carries every property, as published.
+            let Some(before) = before else {
+                // InterfacesAdded carries every property, as published;
+                // after it the getters read the live mdev again.
                 let iface = MdevIface {
                     info: MdevInfo::clone(info),
                     engine: engine.clone(),
                     announcing: true,
                 };
                 server.at(path.as_str(), iface).await?;
-            }
+                let iface = server.interface::<_, MdevIface>(path.as_str()).await?;
+                iface.get_mut().await.announcing = false;
+                continue;
+            };
             let iface = server.interface::<_, MdevIface>(path.as_str()).await?;
             let mut guard = iface.get_mut().await;
             guard.info = MdevInfo::clone(info);
-            guard.announcing = true;
-            let emitted = match before {
-                Some(before) => emit_mdev_changes(&guard, iface.signal_emitter(), before).await,
-                None => Ok(()),
-            };
-            guard.announcing = false;
-            emitted?;
+            emit_mdev_changes(iface.signal_emitter(), before, info).await?;
         }
         Ok(())
     }
 }
 
-/// `PropertiesChanged` for what differs between `before` and the
-/// published `iface.info` (the getters give `info` while announcing).
+/// One `PropertiesChanged` for everything that differs between `before`
+/// and the published `info` ([`mdev_changes`]), not one signal per
+/// property: a start changes Active and GuestMatrix together, and a boot
+/// restore ends with 1,000 starts.
 async fn emit_mdev_changes(
-    iface: &MdevIface,
     em: &SignalEmitter<'_>,
     before: &MdevInfo,
+    info: &MdevInfo,
 ) -> zbus::Result<()> {
-    let info = &iface.info;
+    let changed = mdev_changes(before, info);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    zbus::fdo::Properties::properties_changed(
+        em,
+        <MdevIface as zbus::object_server::Interface>::name(),
+        changed,
+        Cow::Borrowed(&[]),
+    )
+    .await
+}
+
+/// The Mdev properties whose values differ between `before` and `info`,
+/// by their bus names, with the values the getters give while announcing.
+fn mdev_changes<'a>(before: &MdevInfo, info: &'a MdevInfo) -> HashMap<&'static str, Value<'a>> {
+    let mut c = HashMap::new();
     if before.name != info.name {
-        iface.name_changed(em).await?;
+        c.insert("Name", Value::from(info.name.as_str()));
     }
     if before.defined != info.defined {
-        iface.defined_changed(em).await?;
+        c.insert("Defined", Value::from(info.defined));
     }
     if before.active != info.active {
-        iface.active_changed(em).await?;
+        c.insert("Active", Value::from(info.active));
     }
     if before.autostart != info.autostart {
-        iface.autostart_changed(em).await?;
+        c.insert("Autostart", Value::from(info.autostart));
     }
     if before.ids.adapters != info.ids.adapters {
-        iface.adapters_changed(em).await?;
+        c.insert("Adapters", Value::from(info.ids.adapters.clone()));
     }
     if before.ids.domains != info.ids.domains {
-        iface.domains_changed(em).await?;
+        c.insert("Domains", Value::from(info.ids.domains.clone()));
     }
     if before.ids.control_domains != info.ids.control_domains {
-        iface.control_domains_changed(em).await?;
+        c.insert(
+            "ControlDomains",
+            Value::from(info.ids.control_domains.clone()),
+        );
     }
     if before.guest_matrix != info.guest_matrix {
-        iface.guest_matrix_changed(em).await?;
+        c.insert("GuestMatrix", Value::from(info.guest_matrix.clone()));
     }
     if before.start_error != info.start_error {
-        iface.start_error_changed(em).await?;
+        c.insert("StartError", Value::from(info.start_error.as_str()));
     }
-    Ok(())
+    c
 }
 
 fn label(info: &MdevInfo) -> String {
@@ -634,6 +655,59 @@ mod tests {
                 assert_eq!(shared, same_inputs, "{u}");
             }
         }
+    }
+
+    /// A change of everything is one signal naming every Mdev property
+    /// but Uuid (which never changes), each with the type the interface
+    /// has (the introspection XML, checked against the live service); a
+    /// change of one field names that one alone, and no change none.
+    #[test]
+    fn one_properties_changed_names_each_changed_property_with_its_type() {
+        let xml = include_str!("../../org.apctl.Apd1.xml");
+        let from = xml
+            .find("<interface name=\"org.apctl.Apd1.Mdev\">")
+            .expect("Mdev");
+        let block = &xml[from..];
+        let block = &block[..block.find("</interface>").expect("its end")];
+        let want: BTreeMap<&str, String> = block
+            .split("<property name=\"")
+            .skip(1)
+            .filter_map(|p| {
+                let (name, rest) = p.split_once('"')?;
+                let ty = rest.split("type=\"").nth(1)?.split('"').next()?;
+                Some((name, ty.to_string()))
+            })
+            .filter(|(name, _)| *name != "Uuid")
+            .collect();
+        assert_eq!(want.len(), 9, "{block}");
+        let before = mdev(U, false, true);
+        let after = MdevInfo {
+            uuid: U.into(),
+            name: "guest2".into(),
+            defined: false,
+            active: true,
+            autostart: true,
+            ids: IdLists {
+                adapters: vec![6],
+                domains: vec![0xab],
+                control_domains: vec![1],
+            },
+            guest_matrix: vec!["06.00ab".into()],
+            start_error: "x".into(),
+            ..MdevInfo::default()
+        };
+        let got: BTreeMap<&str, String> = mdev_changes(&before, &after)
+            .iter()
+            .map(|(k, v)| (*k, v.value_signature().to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(mdev_changes(&after, &after).is_empty());
+        let started = MdevInfo {
+            active: true,
+            ..before.clone()
+        };
+        let only: Vec<&str> = mdev_changes(&before, &started).into_keys().collect();
+        assert_eq!(only, ["Active"]);
     }
 
     const U: &str = "62177883-f1bb-47f0-914d-32a22e3a8804";
