@@ -401,7 +401,7 @@ impl Host {
         // queue: an LPAR change shows as cards and queues coming and going,
         // and without QCI the configuration follows the devices present.
         if stale.config || stale.masks || !cards.is_empty() || !queues.is_empty() {
-            delta.config = Some(RawConfig::read(fs)?);
+            delta.config = Some(RawConfig::reread(fs, self)?);
         }
         if stale.all_mdevs {
             delta.vfio = Some(read_vfio_part(fs, &self.queues)?);

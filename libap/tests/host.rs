@@ -455,3 +455,41 @@ fn cards_read_side_by_side_make_the_same_model() {
         );
     }
 }
+
+/// A control-domain change of the LPAR sends no uevent (kernel spec §1):
+/// the re-read apd makes before each change sees it, and reads only the
+/// configuration masks, not the maximum ids, which the kernel sets once,
+/// at boot.
+#[test]
+fn the_re_read_before_a_change_sees_the_lpar_without_the_maximum_ids() {
+    let fs = libap::sysfs::SimSysfs(apsim::Sim::new(
+        apsim::Topology::from_toml_str(include_str!("../../apsim/examples/seed.toml"))
+            .expect("seed topology"),
+    ));
+    let mut model = Host::read(&fs).expect("read");
+    fs.write(".apsim/lpar", b"add control 0x10\n")
+        .expect("a control domain joins the LPAR");
+    let counting = Counting {
+        inner: &fs,
+        accesses: std::sync::atomic::AtomicUsize::new(0),
+        reads: std::sync::Mutex::new(Vec::new()),
+    };
+    assert!(model
+        .refresh(&counting, &Stale::before_change())
+        .expect("re-read"));
+    assert!(model.config.control_domains.contains(0x10));
+    assert_eq!(model, Host::read(&fs).expect("read"));
+    let reads = counting.reads.into_inner().expect("reads");
+    assert!(
+        reads
+            .iter()
+            .any(|p| p == libap::host::paths::CONTROL_DOMAIN_MASK),
+        "{reads:?}"
+    );
+    for max in [
+        libap::host::paths::MAX_ADAPTER_ID,
+        libap::host::paths::MAX_DOMAIN_ID,
+    ] {
+        assert!(!reads.iter().any(|p| p == max), "{max} re-read: {reads:?}");
+    }
+}

@@ -98,6 +98,26 @@ pub(crate) struct RawConfig {
 
 impl RawConfig {
     pub(crate) fn read(fs: &dyn Sysfs) -> Result<RawConfig, HostError> {
+        let max_adapter_id =
+            parse_max_id(paths::MAX_ADAPTER_ID, read_opt(fs, paths::MAX_ADAPTER_ID)?)?;
+        let max_domain_id =
+            parse_max_id(paths::MAX_DOMAIN_ID, read_opt(fs, paths::MAX_DOMAIN_ID)?)?;
+        Self::read_masks(fs, max_adapter_id, max_domain_id)
+    }
+
+    /// The configuration masks again, with the maximum ids of `host`: the
+    /// kernel sets those once, at boot (ap_bus's init reads them from QCI
+    /// and nothing changes them after), so a re-read before every change
+    /// and report skips their two files.
+    pub(crate) fn reread(fs: &dyn Sysfs, host: &Host) -> Result<RawConfig, HostError> {
+        Self::read_masks(fs, host.max_adapter_id, host.max_domain_id)
+    }
+
+    fn read_masks(
+        fs: &dyn Sysfs,
+        max_adapter_id: u8,
+        max_domain_id: u8,
+    ) -> Result<RawConfig, HostError> {
         let read = |path: &str| -> Result<Option<ApMask>, HostError> {
             match read_opt(fs, path)? {
                 None => Ok(None),
@@ -106,11 +126,8 @@ impl RawConfig {
             }
         };
         Ok(RawConfig {
-            max_adapter_id: parse_max_id(
-                paths::MAX_ADAPTER_ID,
-                read_opt(fs, paths::MAX_ADAPTER_ID)?,
-            )?,
-            max_domain_id: parse_max_id(paths::MAX_DOMAIN_ID, read_opt(fs, paths::MAX_DOMAIN_ID)?)?,
+            max_adapter_id,
+            max_domain_id,
             adapters: read(paths::ADAPTER_MASK)?,
             usage_domains: read(paths::USAGE_DOMAIN_MASK)?,
             control_domains: read(paths::CONTROL_DOMAIN_MASK)?,
