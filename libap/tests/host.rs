@@ -493,3 +493,38 @@ fn the_re_read_before_a_change_sees_the_lpar_without_the_maximum_ids() {
         assert!(!reads.iter().any(|p| p == max), "{max} re-read: {reads:?}");
     }
 }
+
+/// A card's mode comes from its type's last letter: `ap_functions` is read
+/// only for a type that does not tell, and `hwtype` never (nothing needs
+/// it): two files fewer per card at start.
+#[test]
+fn a_card_is_read_without_the_files_its_type_makes_needless() {
+    let fake = HostSpec::seed().fake();
+    let read_counted = |fs: &dyn Sysfs| {
+        let counting = Counting {
+            inner: fs,
+            accesses: std::sync::atomic::AtomicUsize::new(0),
+            reads: std::sync::Mutex::new(Vec::new()),
+        };
+        let host = Host::read(&counting).expect("read");
+        (host, counting.reads.into_inner().expect("reads"))
+    };
+    let (host, reads) = read_counted(&fake);
+    let modes: Vec<Option<CardMode>> = host.cards.values().map(|c| c.mode).collect();
+    assert_eq!(
+        modes,
+        [
+            Some(CardMode::Cca),
+            Some(CardMode::Accel),
+            Some(CardMode::Ep11)
+        ]
+    );
+    let needless = |p: &&String| p.ends_with("/ap_functions") || p.ends_with("/hwtype");
+    assert_eq!(reads.iter().filter(needless).count(), 0, "{reads:?}");
+    // A type without its letter: the functions tell (0x92000000: CCA).
+    fake.file("devices/ap/card06/type", "CEX9\n");
+    let (host, reads) = read_counted(&fake);
+    assert_eq!(host.cards[&6].mode, Some(CardMode::Cca));
+    let read: Vec<&String> = reads.iter().filter(needless).collect();
+    assert_eq!(read, ["devices/ap/card06/ap_functions"]);
+}

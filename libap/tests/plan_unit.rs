@@ -50,9 +50,7 @@ fn seed_host() -> Host {
             Card {
                 id: a,
                 type_name: "CEX7C".into(),
-                hwtype: Some(13),
                 mode: Some(CardMode::Cca),
-                functions: None,
                 config: true,
                 online: true,
                 chkstop: false,

@@ -160,12 +160,9 @@ pub struct Card {
     pub id: u8,
     /// `type`, e.g. `CEX7C` (empty if unreadable).
     pub type_name: String,
-    /// `hwtype` (e.g. 13 for CEX7).
-    pub hwtype: Option<u32>,
-    /// Mode, from the type letter or `ap_functions`.
+    /// Mode, from the type letter, else from `ap_functions`. (`hwtype`
+    /// is not read: nothing apd shows or decides needs it.)
     pub mode: Option<CardMode>,
-    /// `ap_functions`.
-    pub functions: Option<u32>,
     /// `config`: configured (true) or standby (false).
     pub config: bool,
     /// `online`.

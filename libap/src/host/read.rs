@@ -362,14 +362,18 @@ pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostErro
     let type_name = attr("type")?
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let functions = attr("ap_functions")?.and_then(|s| parse_hex_u32(&s));
-    let mode =
-        CardMode::from_type(&type_name).or_else(|| functions.and_then(CardMode::from_functions));
+    // The type's last letter tells the mode; `ap_functions` is read only
+    // where it does not: a file fewer per card, 256 at the start on a full
+    // LPAR.
+    let mode = match CardMode::from_type(&type_name) {
+        Some(mode) => Some(mode),
+        None => attr("ap_functions")?
+            .and_then(|s| parse_hex_u32(&s))
+            .and_then(CardMode::from_functions),
+    };
     Ok(Some(Card {
         id,
-        hwtype: attr("hwtype")?.and_then(|s| s.trim().parse().ok()),
         mode,
-        functions,
         type_name,
         // Kernels without `config` have no standby state: configured.
         config: attr("config")?.and_then(|s| parse_bool(&s)).unwrap_or(true),
