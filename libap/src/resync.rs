@@ -22,9 +22,9 @@ use uuid::Uuid;
 
 use crate::apqn::Apqn;
 use crate::host::{
-    list_queues, parse_card_name, parse_mdev_name, paths, read_bindings, read_card, read_driver,
-    read_mask, read_mdev_from, read_queue, read_vfio_part, Card, Features, GuestMatrix, Host,
-    HostError, Matrix, Mdev, Queue, RawConfig,
+    list_queues, parse_card_name, parse_mdev_name, paths, read_bindings, read_bindings_of,
+    read_card, read_driver, read_mask, read_mdev_from, read_queue, read_vfio_part, Card, Features,
+    GuestMatrix, Host, HostError, Matrix, Mdev, Queue, RawConfig,
 };
 use crate::mask::ApMask;
 use crate::sysfs::Sysfs;
@@ -337,14 +337,46 @@ impl Bindings {
             Some(b) => b,
             None => self.0.insert(read_bindings(fs)?),
         };
-        Ok(apqns
-            .iter()
-            .map(|&apqn| Queue {
-                apqn,
-                driver: bound.get(&apqn).cloned(),
-            })
-            .collect())
+        Ok(in_listing(bound, apqns))
     }
+
+    /// The drivers of queues whose host ownership bits flipped: by the
+    /// masks now (`host_owned`) each can only be bound to vfio_ap, or only
+    /// to a host driver (kernel spec §3: a bind the masks do not allow
+    /// fails), so many are read from the listings of that side alone. A
+    /// boot restore that gives 1,024 queues to vfio_ap lists vfio_ap's
+    /// directory, not cex4queue's 64,512 entries as well.
+    fn moved(
+        &mut self,
+        fs: &dyn Sysfs,
+        apqns: &[Apqn],
+        host_owned: impl Fn(Apqn) -> bool,
+    ) -> Result<Vec<Queue>, HostError> {
+        if apqns.len() < LIST_DRIVERS_FROM || self.0.is_some() {
+            return self.queues(fs, apqns);
+        }
+        let to_host = apqns.iter().any(|q| host_owned(*q));
+        let to_vfio = apqns.iter().any(|q| !host_owned(*q));
+        let bound = read_bindings_of(fs, |driver| {
+            if driver == paths::VFIO_AP_DRIVER {
+                to_vfio
+            } else {
+                to_host
+            }
+        })?;
+        Ok(in_listing(&bound, apqns))
+    }
+}
+
+/// Each of `apqns` with its driver from `bound` (absent: unbound).
+fn in_listing(bound: &BTreeMap<Apqn, Arc<str>>, apqns: &[Apqn]) -> Vec<Queue> {
+    apqns
+        .iter()
+        .map(|&apqn| Queue {
+            apqn,
+            driver: bound.get(&apqn).cloned(),
+        })
+        .collect()
 }
 
 impl Host {
@@ -394,7 +426,9 @@ impl Host {
             .filter(|q| flipped.holds(**q) && !queues.contains(q) && !cards.contains(&q.adapter))
             .copied()
             .collect();
-        for q in bindings.queues(fs, &moved)? {
+        let (ap, aq) = delta.masks.unwrap_or((self.apmask, self.aqmask));
+        let host_owned = |q: Apqn| ap.contains(q.adapter) && aq.contains(q.domain);
+        for q in bindings.moved(fs, &moved, host_owned)? {
             delta.queues.push((q.apqn, Some(q)));
         }
         // The configuration files are few, and re-read with any card or

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{m, seed_with_guests, HostSpec, G1, G2};
+use common::{m, seed_with_guests, Counting, HostSpec, G1, G2};
 use libap::host::{CardMode, Owner};
 use libap::resync::Stale;
 use libap::{ApMask, Apqn, DirSysfs, Host, HostError, Sysfs};
@@ -285,45 +285,6 @@ fn a_queue_state_is_read_when_a_report_asks_for_it() {
     );
 }
 
-/// Counts every access through it and keeps the paths read.
-#[derive(Debug)]
-struct Counting<'a> {
-    inner: &'a dyn Sysfs,
-    accesses: std::sync::atomic::AtomicUsize,
-    reads: std::sync::Mutex<Vec<String>>,
-}
-
-impl Counting<'_> {
-    fn count(&self, path: &str) {
-        self.accesses
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.reads.lock().expect("lock").push(path.to_string());
-    }
-}
-
-impl Sysfs for Counting<'_> {
-    fn read(&self, path: &str) -> Result<String, libap::SysfsError> {
-        self.count(path);
-        self.inner.read(path)
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), libap::SysfsError> {
-        self.count(path);
-        self.inner.write(path, data)
-    }
-    fn list(&self, path: &str) -> Result<Vec<String>, libap::SysfsError> {
-        self.count(path);
-        self.inner.list(path)
-    }
-    fn read_link(&self, path: &str) -> Result<String, libap::SysfsError> {
-        self.count(path);
-        self.inner.read_link(path)
-    }
-    fn exists(&self, path: &str) -> bool {
-        self.count(path);
-        self.inner.exists(path)
-    }
-}
-
 /// A simulated host of `cards` CEX7C adapters x 64 usage domains, whose
 /// domains 32..63 are given to vfio_ap.
 fn cards_by_64_domains(cards: u8) -> libap::sysfs::SimSysfs {
@@ -351,11 +312,7 @@ fn cards_by_64_domains(cards: u8) -> libap::sysfs::SimSysfs {
 #[test]
 fn the_whole_read_touches_no_queue() {
     let sim = cards_by_64_domains(32);
-    let counting = Counting {
-        inner: &sim,
-        accesses: 0.into(),
-        reads: Vec::new().into(),
-    };
+    let counting = Counting::new(&sim);
     let host = Host::read(&counting).expect("read");
     assert_eq!(host.queues.len(), 32 * 64);
     let vfio = host.queues.values().filter(|q| q.is_vfio()).count();
@@ -469,11 +426,7 @@ fn the_re_read_before_a_change_sees_the_lpar_without_the_maximum_ids() {
     let mut model = Host::read(&fs).expect("read");
     fs.write(".apsim/lpar", b"add control 0x10\n")
         .expect("a control domain joins the LPAR");
-    let counting = Counting {
-        inner: &fs,
-        accesses: std::sync::atomic::AtomicUsize::new(0),
-        reads: std::sync::Mutex::new(Vec::new()),
-    };
+    let counting = Counting::new(&fs);
     assert!(model
         .refresh(&counting, &Stale::before_change())
         .expect("re-read"));
@@ -501,11 +454,7 @@ fn the_re_read_before_a_change_sees_the_lpar_without_the_maximum_ids() {
 fn a_card_is_read_without_the_files_its_type_makes_needless() {
     let fake = HostSpec::seed().fake();
     let read_counted = |fs: &dyn Sysfs| {
-        let counting = Counting {
-            inner: fs,
-            accesses: std::sync::atomic::AtomicUsize::new(0),
-            reads: std::sync::Mutex::new(Vec::new()),
-        };
+        let counting = Counting::new(fs);
         let host = Host::read(&counting).expect("read");
         (host, counting.reads.into_inner().expect("reads"))
     };

@@ -2,7 +2,10 @@
 //! writes on the simulator (accepted or refused by it), re-reading only what
 //! `Stale::after_write` names gives the same `Host` as `Host::read`.
 
+mod common;
+
 use apsim::{Sim, Topology};
+use common::Counting;
 use libap::host::paths;
 use libap::resync::Stale;
 use libap::sysfs::{SimSysfs, Sysfs};
@@ -179,6 +182,32 @@ fn grid16() -> SimSysfs {
     SimSysfs(Sim::new(
         Topology::from_toml_str(&toml).expect("grid topology"),
     ))
+}
+
+/// Giving many queues to vfio_ap re-reads their drivers from vfio_ap's
+/// listing alone (a queue the masks give to vfio_ap can be bound to no
+/// other driver, kernel spec §3), and taking them back from the host
+/// drivers' listings alone.
+#[test]
+fn moved_queues_are_read_from_the_drivers_of_their_side() {
+    let fs = grid16();
+    let mut model = Host::read(&fs).expect("read");
+    for (data, listed, skipped) in [
+        ("-0-7\n", "vfio_ap", "cex4queue"),
+        ("+0-7\n", "cex4queue", "vfio_ap"),
+    ] {
+        fs.write(paths::AQMASK, data.as_bytes())
+            .expect("mask write");
+        let counting = Counting::new(&fs);
+        assert!(model
+            .refresh(&counting, &Stale::after_write(paths::AQMASK, data))
+            .expect("re-read"));
+        assert_eq!(model, Host::read(&fs).expect("read"), "after {data:?}");
+        let accessed = counting.paths();
+        let dir = |d: &str| format!("{}/{d}", paths::AP_DRIVERS);
+        assert!(accessed.contains(&dir(listed)), "{data:?}: {accessed:?}");
+        assert!(!accessed.contains(&dir(skipped)), "{data:?}: {accessed:?}");
+    }
 }
 
 /// A write on the 16 x 16 host: mostly a mask write of a range of ids

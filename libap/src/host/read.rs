@@ -390,6 +390,14 @@ pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostErro
 /// (`bus/ap/drivers/<driver>/XX.YYYY`, kernel spec §3): one listing per AP
 /// driver instead of one `driver` link per queue.
 pub(crate) fn read_bindings(fs: &dyn Sysfs) -> Result<BTreeMap<Apqn, Arc<str>>, HostError> {
+    read_bindings_of(fs, |_| true)
+}
+
+/// [`read_bindings`] from the drivers `listed` picks only.
+pub(crate) fn read_bindings_of(
+    fs: &dyn Sysfs,
+    listed: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<Apqn, Arc<str>>, HostError> {
     let gone = |e: &SysfsError| e.errno == libc::ENOENT || e.errno == libc::ENOTDIR;
     let drivers = match fs.list(paths::AP_DRIVERS) {
         Ok(d) => d,
@@ -397,7 +405,7 @@ pub(crate) fn read_bindings(fs: &dyn Sysfs) -> Result<BTreeMap<Apqn, Arc<str>>, 
         Err(e) => return Err(e.into()),
     };
     let mut bound = BTreeMap::new();
-    for driver in drivers {
+    for driver in drivers.into_iter().filter(|d| listed(d)) {
         // A driver may be unloaded between the two listings.
         let names = match fs.list(&format!("{}/{driver}", paths::AP_DRIVERS)) {
             Ok(n) => n,

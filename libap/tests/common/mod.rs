@@ -348,3 +348,56 @@ pub fn seed_with_guests() -> HostSpec {
         .push((G2.into(), m(&[5]), m(&[0x47, 0xff]), ApMask::empty()));
     s
 }
+
+/// Counts every access through it and keeps the paths read.
+#[derive(Debug)]
+pub struct Counting<'a> {
+    pub inner: &'a dyn Sysfs,
+    pub accesses: std::sync::atomic::AtomicUsize,
+    pub reads: Mutex<Vec<String>>,
+}
+
+impl<'a> Counting<'a> {
+    /// Counts the accesses to `inner`.
+    pub fn new(inner: &'a dyn Sysfs) -> Self {
+        Counting {
+            inner,
+            accesses: 0.into(),
+            reads: Vec::new().into(),
+        }
+    }
+
+    /// The paths accessed, in order.
+    pub fn paths(self) -> Vec<String> {
+        self.reads.into_inner().expect("reads")
+    }
+
+    fn count(&self, path: &str) {
+        self.accesses
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.reads.lock().expect("lock").push(path.to_string());
+    }
+}
+
+impl Sysfs for Counting<'_> {
+    fn read(&self, path: &str) -> Result<String, SysfsError> {
+        self.count(path);
+        self.inner.read(path)
+    }
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
+        self.count(path);
+        self.inner.write(path, data)
+    }
+    fn list(&self, path: &str) -> Result<Vec<String>, SysfsError> {
+        self.count(path);
+        self.inner.list(path)
+    }
+    fn read_link(&self, path: &str) -> Result<String, SysfsError> {
+        self.count(path);
+        self.inner.read_link(path)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.count(path);
+        self.inner.exists(path)
+    }
+}
