@@ -382,11 +382,11 @@ impl Sysfs for FailingAt<'_> {
     }
 }
 
-/// The cards of a big host are read on several threads (issue 17): the
-/// model is the same as one card at a time (each card re-read alone, as
-/// after its uevent), and a card that cannot be read, whichever thread
-/// meets it, fails the read naming its file, never a panic or a card
-/// quietly left out.
+/// The cards of a big host are read on several threads, and the drivers'
+/// listings beside them (issue 17): the model is the same as one card at
+/// a time (each card re-read alone, as after its uevent), and a card or a
+/// listing that cannot be read, whichever thread meets it, fails the read
+/// naming its file, never a panic or a card quietly left out.
 #[test]
 fn cards_read_side_by_side_make_the_same_model() {
     let sim = cards_by_64_domains(70);
@@ -399,8 +399,13 @@ fn cards_read_side_by_side_make_the_same_model() {
     let every_card = (0..70).fold(Stale::none(), |s, a| s.and(Stale::card(a)));
     one_by_one.refresh(&sim, &every_card).expect("re-read");
     assert_eq!(one_by_one, host);
-    for card in [0, 17, 35, 52, 69] {
-        let path = format!("devices/ap/card{card:02x}/type");
+    // The drivers' listings are read beside the cards: one that fails
+    // fails the read too.
+    let unreadable = [0, 17, 35, 52, 69]
+        .map(|card| format!("devices/ap/card{card:02x}/type"))
+        .into_iter()
+        .chain(["bus/ap/drivers/cex4queue".to_string()]);
+    for path in unreadable {
         let failing = FailingAt {
             inner: &sim,
             path: path.clone(),

@@ -189,12 +189,26 @@ impl Host {
             Err(e) => return Err(e.into()),
         };
         let ids: Vec<u8> = entries.iter().filter_map(|n| parse_card_name(n)).collect();
+        // On a big host the drivers' listings (cex4queue's has a name per
+        // host queue, 64,512 on a full LPAR) are read beside the cards.
+        let (cards, bindings) = if ids.len() > CARDS_PER_READER {
+            std::thread::scope(|s| {
+                let bindings = s.spawn(|| read_bindings(fs));
+                let cards = read_cards(fs, &ids);
+                let bindings = bindings
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (cards, bindings)
+            })
+        } else {
+            (read_cards(fs, &ids), read_bindings(fs))
+        };
         let mut present = Vec::new();
-        for (card, queues) in read_cards(fs, &ids)? {
+        for (card, queues) in cards? {
             self.cards.insert(card.id, card);
             present.extend(queues);
         }
-        let mut bindings = read_bindings(fs)?;
+        let mut bindings = bindings?;
         for apqn in present {
             let driver = bindings.remove(&apqn);
             self.queues_mut().insert(apqn, Queue { apqn, driver });
