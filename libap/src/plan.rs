@@ -41,7 +41,7 @@ pub use step::{Step, WireStep};
 
 use crate::definition::Definition;
 use crate::desired::DesiredState;
-use crate::host::{paths, Host, Mdev};
+use crate::host::{host_owns, paths, Host, Mdev};
 use crate::mask::ApMask;
 use crate::validate::{self, Asker, AssignKind, Finding, FindingKind, Severity};
 use std::collections::{BTreeMap, BTreeSet};
@@ -274,8 +274,7 @@ impl Simulation<'_> {
         let (cex4queue, vfio_ap): (std::sync::Arc<str>, std::sync::Arc<str>) =
             ("cex4queue".into(), paths::VFIO_AP_DRIVER.into());
         for q in self.host.queues_mut().values_mut() {
-            let host_owned = apmask.contains(q.apqn.adapter) && aqmask.contains(q.apqn.domain);
-            let driver = if host_owned {
+            let driver = if host_owns(apmask, aqmask, q.apqn) {
                 Some(cex4queue.clone())
             } else if loaded {
                 Some(vfio_ap.clone())

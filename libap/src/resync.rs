@@ -22,9 +22,9 @@ use uuid::Uuid;
 
 use crate::apqn::Apqn;
 use crate::host::{
-    list_queues, parse_card_name, parse_mdev_name, paths, read_bindings, read_bindings_of,
-    read_card, read_driver, read_mask, read_mdev_from, read_queue, read_vfio_part, Card, Features,
-    GuestMatrix, Host, HostError, Matrix, Mdev, Queue, RawConfig,
+    host_owns, list_queues, parse_card_name, parse_mdev_name, paths, read_bindings,
+    read_bindings_of, read_card, read_driver, read_mask, read_mdev_from, read_queue,
+    read_vfio_part, Card, Features, GuestMatrix, Host, HostError, Matrix, Mdev, Queue, RawConfig,
 };
 use crate::mask::ApMask;
 use crate::sysfs::Sysfs;
@@ -427,8 +427,7 @@ impl Host {
             .copied()
             .collect();
         let (ap, aq) = delta.masks.unwrap_or((self.apmask, self.aqmask));
-        let host_owned = |q: Apqn| ap.contains(q.adapter) && aq.contains(q.domain);
-        for q in bindings.moved(fs, &moved, host_owned)? {
+        for q in bindings.moved(fs, &moved, |q| host_owns(ap, aq, q))? {
             delta.queues.push((q.apqn, Some(q)));
         }
         // The configuration files are few, and re-read with any card or

@@ -104,15 +104,16 @@ impl Engine {
         uuid: Uuid,
         log: StepLog,
     ) -> Result<Started, Error> {
-        let (host, names) = {
+        let (host, names, def, who) = {
             let s = self.state();
-            (s.host.clone(), name_map(&s))
+            (
+                s.host.clone(),
+                name_map(&s),
+                s.defs.get(&uuid).cloned(),
+                target(&s, uuid),
+            )
         };
         let lookup = |u: Uuid| names.get(&u);
-        let (def, who) = {
-            let s = self.state();
-            (s.defs.get(&uuid).cloned(), target(&s, uuid))
-        };
         let Some(def) = def else {
             return Err(Error::NotFound(format!(
                 "cannot start {who}: it has no definition; define it first with `apctl define`"

@@ -11,7 +11,7 @@
 mod owners;
 mod read;
 
-pub use owners::{Owner, OwnerIndex};
+pub use owners::{host_owns, Owner, OwnerIndex};
 pub(crate) use read::{
     list_queues, read_bindings, read_bindings_of, read_card, read_driver, read_mask,
     read_mdev_from, read_queue, read_vfio_part, RawConfig,

@@ -27,6 +27,12 @@ pub enum Owner {
     },
 }
 
+/// Whether `apmask` and `aqmask` give `apqn` to the host (kernel spec §2:
+/// both its bits set); otherwise it is free for vfio_ap.
+pub fn host_owns(apmask: ApMask, aqmask: ApMask, apqn: Apqn) -> bool {
+    apmask.contains(apqn.adapter) && aqmask.contains(apqn.domain)
+}
+
 impl Host {
     /// The queues, to change: copied first while a copy of the model
     /// shares them.
@@ -51,7 +57,7 @@ impl Host {
 
     /// Whether the masks give `apqn` to the host.
     pub fn is_host_owned(&self, apqn: Apqn) -> bool {
-        self.apmask.contains(apqn.adapter) && self.aqmask.contains(apqn.domain)
+        host_owns(self.apmask, self.aqmask, apqn)
     }
 
     /// An index from APQN to the mdev whose matrix holds it, for tables over
