@@ -437,7 +437,7 @@ fn the_re_read_before_a_change_sees_the_lpar_without_the_maximum_ids() {
         .expect("re-read"));
     assert!(model.config.control_domains.contains(0x10));
     assert_eq!(model, Host::read(&fs).expect("read"));
-    let reads = counting.reads.into_inner().expect("reads");
+    let reads = counting.paths();
     assert!(
         reads
             .iter()
@@ -461,7 +461,7 @@ fn a_card_is_read_without_the_files_its_type_makes_needless() {
     let read_counted = |fs: &dyn Sysfs| {
         let counting = Counting::new(fs);
         let host = Host::read(&counting).expect("read");
-        (host, counting.reads.into_inner().expect("reads"))
+        (host, counting.paths())
     };
     let (host, reads) = read_counted(&fake);
     let modes: Vec<Option<CardMode>> = host.cards.values().map(|c| c.mode).collect();
