@@ -198,7 +198,7 @@ impl Sim {
             Obj::Link(t) => Node {
                 kind: NodeKind::Symlink,
                 mode: 0o777,
-                size: t.len() as u64,
+                size: t.text().len() as u64,
             },
         })
     }
@@ -206,7 +206,7 @@ impl Sim {
     /// The target of a symlink, relative, as sysfs stores it.
     pub fn readlink(&self, path: &str) -> Result<String, Errno> {
         match self.lock().resolve(path, false)?.1 {
-            Obj::Link(t) => Ok(t),
+            Obj::Link(t) => Ok(t.text()),
             _ => Err(libc::EINVAL),
         }
     }

@@ -10,6 +10,7 @@ pub mod names;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -17,45 +18,65 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, TimeOrNow,
 };
 
+use rustc_hash::FxHashMap;
+
 use crate::{Node, NodeKind, Sim};
 use names::{Found, Names};
 
-/// Inode numbers for paths, handed out on first sight and kept.
+/// Inode numbers for paths, handed out on first sight and kept. A listing
+/// of a full LPAR's `cex4queue` driver names 64,512 paths at once, so a
+/// path is stored once (shared by both tables) and hashed with Fx, not
+/// SipHash: nothing here is exposed to hash flooding.
 #[derive(Debug, Default)]
 struct Inodes {
-    paths: Vec<String>,
-    by_path: HashMap<String, u64>,
+    paths: Vec<Arc<str>>,
+    by_path: FxHashMap<Arc<str>, u64>,
 }
 
 impl Inodes {
     fn new() -> Inodes {
         let mut i = Inodes::default();
-        i.get_or_add(String::new());
+        i.get_or_add("");
         i
     }
 
-    fn get_or_add(&mut self, path: String) -> u64 {
-        if let Some(ino) = self.by_path.get(&path) {
+    fn get_or_add(&mut self, path: &str) -> u64 {
+        if let Some(ino) = self.by_path.get(path) {
             return *ino;
         }
+        let path: Arc<str> = Arc::from(path);
         self.paths.push(path.clone());
         let ino = self.paths.len() as u64;
         self.by_path.insert(path, ino);
         ino
     }
 
+    fn reserve(&mut self, more: usize) {
+        self.paths.reserve(more);
+        self.by_path.reserve(more);
+    }
+
     fn path(&self, ino: u64) -> Option<&str> {
         let i = usize::try_from(ino.checked_sub(1)?).ok()?;
-        self.paths.get(i).map(String::as_str)
+        self.paths.get(i).map(|p| &**p)
     }
 }
 
 fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
+    let mut path = String::with_capacity(parent.len() + 1 + name.len());
+    join_into(&mut path, parent, name);
+    path
+}
+
+/// `parent/name` into `buf` (cleared first): a listing joins each of its
+/// names into one buffer.
+fn join_into(buf: &mut String, parent: &str, name: &str) {
+    buf.clear();
+    if !parent.is_empty() {
+        buf.push_str(parent);
+        buf.push('/');
     }
+    buf.push_str(name);
 }
 
 fn file_type(kind: NodeKind) -> FileType {
@@ -154,7 +175,7 @@ impl Filesystem for SysfsFs {
         let before = self.sim.removals();
         match self.sim.stat(&path) {
             Ok(node) => {
-                let ino = self.inodes.get_or_add(path.clone());
+                let ino = self.inodes.get_or_add(&path);
                 let found = Found {
                     ino,
                     parent,
@@ -335,12 +356,15 @@ impl Filesystem for SysfsFs {
         let mut entries = Vec::with_capacity(list.len() + 2);
         entries.push((ino, FileType::Directory, ".".to_string()));
         entries.push((
-            self.inodes.get_or_add(parent),
+            self.inodes.get_or_add(&parent),
             FileType::Directory,
             "..".to_string(),
         ));
+        self.inodes.reserve(list.len());
+        let mut child_path = String::new();
         for e in list {
-            let child = self.inodes.get_or_add(join(&path, &e.name));
+            join_into(&mut child_path, &path, &e.name);
+            let child = self.inodes.get_or_add(&child_path);
             entries.push((child, file_type(e.kind), e.name));
         }
         let fh = self.new_handle(Handle::Dir(entries));

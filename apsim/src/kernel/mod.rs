@@ -225,8 +225,18 @@ pub(crate) enum DriverKey {
 }
 
 /// Formats an APQN as sysfs names queues.
+/// A queue's name, `XX.YYYY`. Listings make one per queue (65,536 on a
+/// full LPAR), so the digits are written directly, not through `format!`.
 pub(crate) fn apqn(a: u8, d: u8) -> String {
-    format!("{a:02x}.{d:04x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hex = |n: u8| char::from(HEX[usize::from(n & 0xf)]);
+    let mut s = String::with_capacity(7);
+    s.push(hex(a >> 4));
+    s.push(hex(a));
+    s.push_str(".00");
+    s.push(hex(d >> 4));
+    s.push(hex(d));
+    s
 }
 
 /// The whole simulated kernel state.
@@ -476,6 +486,16 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_names_are_the_kernels_format() {
+        // ap_queue's dev_set_name: "%02x.%04x".
+        for a in 0..=255u8 {
+            for d in 0..=255u8 {
+                assert_eq!(apqn(a, d), format!("{a:02x}.{d:04x}"));
+            }
+        }
+    }
 
     fn mdev(uuid: &str, iommu_group: u32) -> Mdev {
         Mdev::new(uuid.to_string(), iommu_group)

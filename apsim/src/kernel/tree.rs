@@ -147,7 +147,32 @@ pub(crate) enum Attr {
 pub(crate) enum Obj {
     Dir(Dir),
     Attr(Attr),
-    Link(String),
+    Link(Target),
+}
+
+/// A symlink's target: a path as written, or a bus device's, made only
+/// when it is read: a listing of a driver on a full LPAR has a link per
+/// bound queue (64,512), and a listing needs none of their targets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Path(String),
+    /// [`dev_target`]`(up, dev)`.
+    Dev(usize, BusDev),
+}
+
+impl Target {
+    /// The target as `readlink` shows it.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Target::Path(p) => p.clone(),
+            Target::Dev(up, dev) => dev_target(*up, *dev),
+        }
+    }
+}
+
+/// The link to bus device `dev` from a directory `up` levels below the root.
+pub(super) fn dev_link(up: usize, dev: BusDev) -> Obj {
+    Obj::Link(Target::Dev(up, dev))
 }
 
 /// What a write did: done, or an mdev removal that waits for its guest.
@@ -242,16 +267,23 @@ pub(super) const MDEV_NODES: &[MdevNode] = &[
         Obj::Attr(Attr::Uevent(Dev::Mdev(m.uuid.clone())))
     }),
     ("driver", |_| {
-        Obj::Link("../../../../bus/mdev/drivers/vfio_ap_mdev".to_string())
+        Obj::Link(Target::Path(
+            "../../../../bus/mdev/drivers/vfio_ap_mdev".to_string(),
+        ))
     }),
     ("subsystem", |_| {
-        Obj::Link("../../../../bus/mdev".to_string())
+        Obj::Link(Target::Path("../../../../bus/mdev".to_string()))
     }),
     ("iommu_group", |m| {
-        Obj::Link(format!("../../../../kernel/iommu_groups/{}", m.iommu_group))
+        Obj::Link(Target::Path(format!(
+            "../../../../kernel/iommu_groups/{}",
+            m.iommu_group
+        )))
     }),
     ("mdev_type", |_| {
-        Obj::Link("../mdev_supported_types/vfio_ap-passthrough".to_string())
+        Obj::Link(Target::Path(
+            "../mdev_supported_types/vfio_ap-passthrough".to_string(),
+        ))
     }),
 ];
 
@@ -264,9 +296,13 @@ pub(super) const MATRIX_NODES: &[Node] = &[
     ("features", || Obj::Attr(Attr::MatrixFeatures)),
     ("mdev_supported_types", || Obj::Dir(Dir::MdevTypes)),
     ("driver", || {
-        Obj::Link("../../../bus/matrix/drivers/vfio_ap".to_string())
+        Obj::Link(Target::Path(
+            "../../../bus/matrix/drivers/vfio_ap".to_string(),
+        ))
     }),
-    ("subsystem", || Obj::Link("../../../bus/matrix".to_string())),
+    ("subsystem", || {
+        Obj::Link(Target::Path("../../../bus/matrix".to_string()))
+    }),
 ];
 
 pub(super) const CONTROL: &[(&str, Ctl)] = &[
@@ -374,7 +410,10 @@ pub(super) fn mdev_entry(d: &Dir, m: &Mdev) -> Option<Obj> {
     // From a directory `up` levels below the root to the mdev's own.
     let to_mdev = |up: usize| {
         let root = "../".repeat(up);
-        Obj::Link(format!("{root}devices/vfio_ap/matrix/{}", m.uuid))
+        Obj::Link(Target::Path(format!(
+            "{root}devices/vfio_ap/matrix/{}",
+            m.uuid
+        )))
     };
     match d {
         Dir::BusMdevDevices => Some(to_mdev(3)),
@@ -383,7 +422,7 @@ pub(super) fn mdev_entry(d: &Dir, m: &Mdev) -> Option<Obj> {
         Dir::Matrix => Some(Obj::Dir(Dir::Mdev(m.uuid.clone()))),
         // matrix/mdev_supported_types/vfio_ap-passthrough/devices: three
         // levels up is the matrix device, the mdev's parent.
-        Dir::MdevTypeDevices => Some(Obj::Link(format!("../../../{}", m.uuid))),
+        Dir::MdevTypeDevices => Some(Obj::Link(Target::Path(format!("../../../{}", m.uuid)))),
         _ => None,
     }
 }
@@ -429,7 +468,7 @@ pub(super) fn attr_entries<T: Copy>(
 }
 
 pub(super) fn link(name: impl Into<String>, target: impl Into<String>) -> (String, Obj) {
-    (name.into(), Obj::Link(target.into()))
+    (name.into(), Obj::Link(Target::Path(target.into())))
 }
 
 pub(super) fn dir(name: impl Into<String>, d: Dir) -> (String, Obj) {

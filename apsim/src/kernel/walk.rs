@@ -140,14 +140,11 @@ impl Kernel {
     fn bus_ap_devices(&self) -> Vec<(String, Obj)> {
         let mut v = Vec::with_capacity(self.cards.len() + self.queues.len());
         for a in self.cards.keys() {
-            v.push(link(
-                format!("card{a:02x}"),
-                dev_target(3, BusDev::Card(*a)),
-            ));
+            v.push((format!("card{a:02x}"), dev_link(3, BusDev::Card(*a))));
         }
         for (a, d) in self.queues.keys() {
             let q = super::apqn(*a, *d);
-            v.push(link(q, dev_target(3, BusDev::Queue(*a, *d))));
+            v.push((q, dev_link(3, BusDev::Queue(*a, *d))));
         }
         v
     }
@@ -160,16 +157,13 @@ impl Kernel {
         ];
         for (a, c) in &self.cards {
             if c.driver == Some(drv) {
-                v.push(link(
-                    format!("card{a:02x}"),
-                    dev_target(4, BusDev::Card(*a)),
-                ));
+                v.push((format!("card{a:02x}"), dev_link(4, BusDev::Card(*a))));
             }
         }
         for ((a, d), q) in &self.queues {
             if q.driver == Some(drv) {
                 let n = super::apqn(*a, *d);
-                v.push(link(n, dev_target(4, BusDev::Queue(*a, *d))));
+                v.push((n, dev_link(4, BusDev::Queue(*a, *d))));
             }
         }
         v
@@ -252,12 +246,12 @@ impl Kernel {
                     return self
                         .cards
                         .contains_key(&a)
-                        .then(|| Obj::Link(dev_target(3, BusDev::Card(a))));
+                        .then(|| dev_link(3, BusDev::Card(a)));
                 }
                 let (a, dom) = parse_queue(name)?;
                 self.queues
                     .contains_key(&(a, dom))
-                    .then(|| Obj::Link(dev_target(3, BusDev::Queue(a, dom))))
+                    .then(|| dev_link(3, BusDev::Queue(a, dom)))
             }
             Dir::DevAp => match parse_card(name) {
                 Some(a) => self
@@ -282,11 +276,11 @@ impl Kernel {
             Dir::ApDriver(drv) => {
                 if let Some(a) = parse_card(name) {
                     return (self.cards.get(&a)?.driver == Some(*drv))
-                        .then(|| Obj::Link(dev_target(4, BusDev::Card(a))));
+                        .then(|| dev_link(4, BusDev::Card(a)));
                 }
                 if let Some((a, dom)) = parse_queue(name) {
                     return (self.queues.get(&(a, dom))?.driver == Some(*drv))
-                        .then(|| Obj::Link(dev_target(4, BusDev::Queue(a, dom))));
+                        .then(|| dev_link(4, BusDev::Queue(a, dom)));
                 }
                 self.small_child(d, name)
             }
@@ -317,6 +311,7 @@ impl Kernel {
             match obj {
                 Obj::Dir(d) => stack.push((name, d)),
                 Obj::Link(target) if follow_last || !todo.is_empty() => {
+                    let target = target.text();
                     links += 1;
                     if links > 40 {
                         return Err(libc::ELOOP);
