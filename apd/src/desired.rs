@@ -3,6 +3,7 @@
 //! (libap's planner validates without writing).
 
 use apbus::Error;
+use libap::apply::{Known, StepLog};
 use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
 use libap::resync::Stale;
 use libap::{ApMask, Host};
@@ -182,7 +183,10 @@ impl Engine {
         }
         let steps = wire(&plan);
         let touched = crate::engine::touched(&plan.steps);
-        let result = self.execute(w.held(), plan.steps).await;
+        let known = Known::from_host(&host, &plan.steps);
+        let result = self
+            .execute_logged(w.held(), plan.steps, StepLog::Info, known)
+            .await;
         // The store changed (or was rolled back): read it again.
         crate::restore::load(self).await;
         self.refresh(touched).await;

@@ -8,7 +8,7 @@
 //! its intent journal.
 
 use apsim::{NodeKind, Sim, Topology};
-use libap::apply::{execute, execute_journaled, ApplyCause, Journal, Outcome, StepLog};
+use libap::apply::{execute, execute_journaled, ApplyCause, Journal, Known, Outcome, StepLog};
 use libap::desired::{DesiredMasks, DesiredState, MaskForm, MdevSpec};
 use libap::plan::{plan, Plan, Step};
 use libap::store::Store;
@@ -589,7 +589,14 @@ proptest! {
         let store_before = store_files(&store);
         let dying = Recording::dying(&fs, at, answer_lost);
         let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            execute_journaled(&p.steps, &dying, &store, Some(&journal), StepLog::Info)
+            execute_journaled(
+                &p.steps,
+                &dying,
+                &store,
+                Some(&journal),
+                StepLog::Info,
+                &Known::nothing(),
+            )
         }));
         if killed.is_ok() {
             prop_assert!(!journal.path().exists(), "a finished run leaves no journal");
@@ -618,6 +625,8 @@ proptest! {
 struct Recording<'a> {
     inner: &'a SimSysfs,
     writes: std::sync::Mutex<Vec<String>>,
+    /// The paths looked up (`exists`).
+    lookups: std::sync::Mutex<Vec<String>>,
     kill: Option<(usize, bool)>,
 }
 
@@ -626,6 +635,7 @@ impl Recording<'_> {
         Recording {
             inner,
             writes: Vec::new().into(),
+            lookups: Vec::new().into(),
             kill: None,
         }
     }
@@ -677,8 +687,84 @@ impl Sysfs for Recording<'_> {
         self.inner.read_link(path)
     }
     fn exists(&self, path: &str) -> bool {
+        self.lookups.lock().expect("lock").push(path.to_string());
         self.inner.exists(path)
     }
+}
+
+/// guest1 (adapters 0, 1 x domains 0, 1) planned on a fresh simulator
+/// from a read of it: the simulator, the store's directory, the store,
+/// the plan and the host it was made on.
+fn guest1_planned() -> (SimSysfs, tempfile::TempDir, Store, Plan, Host) {
+    let fs = boot();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path().join("cfg"));
+    let want = DesiredState {
+        masks: vfio_masks(&[0, 1], &[0, 1]),
+        mdevs: vec![spec(G1, "guest1", &[0, 1], &[0, 1])],
+    };
+    let host = read_host(&fs);
+    let p = plan(&host, &[], (None, None), &want, false).expect("valid");
+    (fs, dir, store, p, host)
+}
+
+/// A caller that read the host under the lock it holds for the run tells
+/// the executor which mdevs are absent: their create is written without
+/// a lookup of the mdev first (a FUSE request per mdev of a boot
+/// restore); without that knowledge the executor looks, once.
+#[test]
+fn a_create_known_absent_is_written_without_a_lookup() {
+    let uuid = Uuid::parse_str(G1).expect("uuid");
+    let mdev_dir = libap::host::paths::mdev(&uuid);
+    for (told, lookups) in [(true, 0), (false, 1)] {
+        let (fs, _dir, store, p, host) = guest1_planned();
+        let known = if told {
+            Known::from_host(&host, &p.steps)
+        } else {
+            Known::nothing()
+        };
+        let rec = Recording::new(&fs);
+        execute_journaled(&p.steps, &rec, &store, None, StepLog::Info, &known)
+            .expect("guest1 starts");
+        let looked = rec.lookups.lock().expect("lock").clone();
+        assert_eq!(
+            looked.iter().filter(|l| **l == mdev_dir).count(),
+            lookups,
+            "told {told}: {looked:?}"
+        );
+        assert_eq!(
+            rec.mdev_writes(uuid),
+            ["create", "ap_config"],
+            "told {told}"
+        );
+        assert!(read_host(&fs).mdevs.contains_key(&uuid));
+    }
+}
+
+/// An mdev known absent that another tool creates between the caller's
+/// read and the run: the kernel refuses the create (EEXIST), the run
+/// fails naming the create and is rolled back; the other tool's mdev is
+/// left as it made it, with none of our ids.
+#[test]
+fn a_create_known_absent_that_appeared_meanwhile_fails_and_rolls_back() {
+    let (fs, _dir, store, p, host) = guest1_planned();
+    let known = Known::from_host(&host, &p.steps);
+    fs.write(
+        libap::host::paths::MDEV_CREATE,
+        format!("{G1}\n").as_bytes(),
+    )
+    .expect("another tool creates guest1's mdev");
+    let before = sysfs_snapshot(&fs);
+    let e = execute_journaled(&p.steps, &fs, &store, None, StepLog::Info, &known)
+        .expect_err("the create is refused");
+    assert!(matches!(*e.failed_step, Step::Create { .. }), "{e}");
+    assert!(
+        e.to_string().contains("EEXIST") || e.to_string().contains("exists"),
+        "{e}"
+    );
+    assert!(e.rolled_back, "{e}");
+    let d = diff(&before, &sysfs_snapshot(&fs));
+    assert!(d.is_empty(), "{d:#?}");
 }
 
 /// Creates guest1 (adapters 0, 1 x domains 0, 1 and control domain 2)

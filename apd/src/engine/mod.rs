@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use apbus::{AdapterInfo, ApqnInfo, Error, IdLists, MdevInfo, Status};
-use libap::apply::{ApplyError, ApplyReport, Journal, StepLog};
+use libap::apply::{ApplyError, ApplyReport, Journal, Known, StepLog};
 use libap::plan::Step;
 use libap::resync::{Delta, Stale};
 use libap::store::Store;
@@ -312,21 +312,26 @@ impl Engine {
     /// caller holds the writer and the s390 lock (`_held`: it decided on
     /// what it read under the lock), and re-reads [`touched`] afterwards.
     pub async fn execute(&self, held: &LockGuard, steps: Vec<Step>) -> Result<Executed, Error> {
-        self.execute_logged(held, steps, StepLog::Info).await
+        self.execute_logged(held, steps, StepLog::Info, Known::nothing())
+            .await
     }
 
     /// [`Engine::execute`], each step logged as `log` says (DEBUG for a
-    /// batch whose caller logs one line per mdev: the boot restore).
+    /// batch whose caller logs one line per mdev: the boot restore), on a
+    /// host of which the caller read what `known` says under `_held`
+    /// (libap's [`Known`]: an mdev found absent is created without a
+    /// lookup first).
     pub async fn execute_logged(
         &self,
         _held: &LockGuard,
         steps: Vec<Step>,
         log: StepLog,
+        known: Known,
     ) -> Result<Executed, Error> {
         let store = self.store.clone();
         let journal = self.journal.clone();
         self.blocking(move |fs| {
-            libap::apply::execute_journaled(&steps, fs, &store, journal.as_ref(), log)
+            libap::apply::execute_journaled(&steps, fs, &store, journal.as_ref(), log, &known)
                 .map_err(Box::new)
         })
         .await

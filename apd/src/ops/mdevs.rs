@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use apbus::{Error, IdLists, Scope};
-use libap::apply::{ApplyError, StepLog};
+use libap::apply::{ApplyError, Known, StepLog};
 use libap::plan::Step;
 use libap::resync::{Delta, Stale};
 use libap::validate::{
@@ -142,10 +142,10 @@ impl Engine {
         if !active {
             refusal(&host)?;
         }
-        match self
-            .execute_logged(held, libap::plan::start(&host, &def), log)
-            .await?
-        {
+        // The model was read under `held`: a create needs no lookup first.
+        let steps = libap::plan::start(&host, &def);
+        let known = Known::from_host(&host, &steps);
+        match self.execute_logged(held, steps, log, known).await? {
             Ok(report) if !report.changed_at(0) => {
                 tracing::debug!(uuid = %uuid, "already active; nothing to start");
                 Ok(Started::Already)

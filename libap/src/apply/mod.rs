@@ -26,6 +26,12 @@
 //! have the value, ...): such a step writes nothing and is reported as
 //! [`Outcome::InPlace`], so a caller can tell no change from a change.
 //!
+//! A caller that has just read the host under the lock it holds for the
+//! run tells the executor what it knows ([`Known`]): an mdev it found
+//! absent is created without a lookup first (one FUSE request per mdev of
+//! a boot restore). A create the kernel refuses because someone made the
+//! mdev meanwhile (`EEXIST`) then fails the run, which is rolled back.
+//!
 //! With a [`Journal`] ([`execute_journaled`]) each change is announced
 //! in it, synced, before it is made, so a writer killed half-way can be
 //! undone by the next one ([`Journal::recover`]).
@@ -66,7 +72,42 @@ struct Live {
     created: BTreeSet<Uuid>,
 }
 
+/// What the caller read of the host under the lock it holds while the
+/// steps run (see the module's text): the mdevs the steps create that it
+/// found absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    absent: BTreeSet<Uuid>,
+}
+
+impl Known {
+    /// Nothing known: every create looks first.
+    pub fn nothing() -> Known {
+        Known::default()
+    }
+
+    /// What `host`, read under the caller's lock, tells about `steps`:
+    /// the mdevs they create that `host` does not have.
+    pub fn from_host(host: &Host, steps: &[Step]) -> Known {
+        let absent = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Create { uuid, .. } if !host.mdevs.contains_key(uuid) => Some(*uuid),
+                _ => None,
+            })
+            .collect();
+        Known { absent }
+    }
+}
+
 impl Live {
+    fn new(known: &Known) -> Live {
+        Live {
+            mdevs: known.absent.iter().map(|u| (*u, None)).collect(),
+            created: BTreeSet::new(),
+        }
+    }
+
     fn matrix(&mut self, sysfs: &dyn Sysfs, uuid: Uuid) -> Result<Option<Matrix>, ApplyCause> {
         if let Some(m) = self.mdevs.get(&uuid) {
             return Ok(*m);
@@ -412,7 +453,7 @@ pub fn execute_steps(
     sysfs: &dyn Sysfs,
     store: &Store,
 ) -> Result<ApplyReport, ApplyError> {
-    execute_journaled(steps, sysfs, store, None, StepLog::Info)
+    execute_journaled(steps, sysfs, store, None, StepLog::Info, &Known::nothing())
 }
 
 /// How the executor logs the steps it made: one INFO line each (a change
@@ -439,7 +480,8 @@ macro_rules! step_event {
 }
 
 /// Run `steps` in order, each change announced in `journal` (if any)
-/// before it is made, each step logged as `log` says. On the first failure every completed step is
+/// before it is made, each step logged as `log` says, on a host of which
+/// the caller read what `known` says. On the first failure every completed step is
 /// undone in reverse order and the error says which step failed, why, and
 /// whether the rollback was complete. The journal is removed when the run
 /// ends either way: only a writer killed half-way leaves one.
@@ -449,6 +491,7 @@ pub fn execute_journaled(
     store: &Store,
     journal: Option<&Journal>,
     log: StepLog,
+    known: &Known,
 ) -> Result<ApplyReport, ApplyError> {
     // Directories a definition write may create; removed again on rollback
     // when they were not there before and are empty.
@@ -461,7 +504,7 @@ pub fn execute_journaled(
         journal,
         ..Changes::default()
     };
-    let mut live = Live::default();
+    let mut live = Live::new(known);
     let mut report = ApplyReport { steps: Vec::new() };
     let mut i = 0;
     while i < total {
