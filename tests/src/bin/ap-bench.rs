@@ -1306,7 +1306,7 @@ fn section(report: &Report, total: Duration) -> String {
          from apd's spawn to its `READY=1` on NOTIFY_SOCKET (apd starts every \
          autostart mdev before it); a K whose projection (twice the slope of \
          the two K before it) exceeds the budget is skipped. Where a FUSE run \
-         takes seconds (big and wide hosts, the scale rows) a row has 1-3 runs \
+         takes seconds (big and wide hosts, the scale rows) a row has 1-5 runs \
          and no warm-up; elsewhere one untimed warm-up run came first. p90 is nearest rank. FUSE = apd on a \
          FUSE-mounted apsim (the real sysfs code path), in-process = `apd --sim`. \
          Hosts: big = `apsim/examples/big.toml` (256 adapters x 256 domains), \
