@@ -44,13 +44,33 @@ impl BusChoice {
         matches!(self, BusChoice::System)
     }
 
-    /// A connection builder for this bus; the caller adds what it serves and builds.
-    pub fn connection_builder(&self) -> zbus::Result<zbus::connection::Builder<'static>> {
+    /// The D-Bus address of this bus (the system and session buses from the
+    /// environment or their defaults, as zbus finds them).
+    pub fn address(&self) -> zbus::Result<zbus::Address> {
         match self {
-            BusChoice::System => zbus::connection::Builder::system(),
-            BusChoice::Session => zbus::connection::Builder::session(),
-            BusChoice::Address(a) => zbus::connection::Builder::address(a.as_str()),
+            BusChoice::System => zbus::Address::system(),
+            BusChoice::Session => zbus::Address::session(),
+            BusChoice::Address(a) => a.as_str().try_into(),
         }
+    }
+
+    /// A connection builder for this bus, its socket already connected
+    /// where it is a file (`unix:path=`); the caller adds what it serves
+    /// and builds. zbus connects a Unix socket on a blocking thread, which
+    /// costs every short-lived apctl a thread start; a non-blocking connect
+    /// to a local socket needs none. Any other transport is zbus's.
+    pub async fn connection_builder(&self) -> zbus::Result<zbus::connection::Builder<'static>> {
+        use zbus::address::transport::{Transport, UnixSocket};
+        let address = self.address()?;
+        if let Transport::Unix(unix) = address.transport() {
+            if let UnixSocket::File(path) = unix.path() {
+                return match tokio::net::UnixStream::connect(path).await {
+                    Ok(stream) => Ok(zbus::connection::Builder::unix_stream(stream)),
+                    Err(e) => Err(zbus::Error::Connection(std::sync::Arc::new(e), address)),
+                };
+            }
+        }
+        zbus::connection::Builder::address(address)
     }
 }
 
@@ -132,10 +152,67 @@ mod tests {
         );
     }
 
+    /// Runs `f` on a current-thread runtime (apctl's) and counts the
+    /// threads the runtime started for it (its blocking pool).
+    fn threads_started<T>(f: impl std::future::Future<Output = T>) -> (T, usize) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let started = Arc::new(AtomicUsize::new(0));
+        let counter = started.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+            .build()
+            .expect("a runtime");
+        let out = rt.block_on(f);
+        (out, started.load(Ordering::SeqCst))
+    }
+
     #[test]
-    fn an_address_builds_a_builder_without_connecting() {
-        assert!(BusChoice::Address("unix:path=/nonexistent/bus".into())
-            .connection_builder()
-            .is_ok());
+    fn a_socket_file_is_connected_without_a_thread() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("bus");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("a listener");
+        let bus = BusChoice::Address(format!("unix:path={}", path.display()));
+        let (connected, threads) = threads_started(async {
+            let builder = bus.connection_builder().await?;
+            // No bus answers: only the connect is of interest here.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(50), builder.build()).await;
+            Ok::<_, zbus::Error>(())
+        });
+        assert!(connected.is_ok(), "{:?}", connected.err());
+        assert_eq!(threads, 0, "a thread was started to connect {bus}");
+    }
+
+    #[test]
+    fn zbus_alone_starts_a_thread_for_the_same_socket() {
+        // The control of the test above, and the reason for the connect
+        // of our own: should a zbus release stop starting a thread here,
+        // this fails and the connect above can go.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("bus");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("a listener");
+        let address = format!("unix:path={}", path.display());
+        let (_, threads) = threads_started(async {
+            let builder = zbus::connection::Builder::address(address.as_str()).expect("an address");
+            // No bus answers: only the connect is of interest here.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(50), builder.build()).await;
+        });
+        assert!(threads >= 1, "zbus connected {address} without a thread");
+    }
+
+    #[test]
+    fn a_failed_connect_names_the_address() {
+        let bus = BusChoice::Address("unix:path=/nonexistent/apd-test/bus".into());
+        let (built, _) = threads_started(bus.connection_builder());
+        let Err(e) = built else {
+            panic!("connected to a socket that does not exist");
+        };
+        let text = e.to_string();
+        assert!(text.contains("/nonexistent/apd-test/bus"), "{text}");
     }
 }

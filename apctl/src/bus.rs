@@ -37,7 +37,7 @@ impl Apd {
     /// Connects to the bus; apd itself is only reached by the first call.
     pub async fn connect(bus: BusChoice) -> Result<Apd, CliError> {
         tracing::debug!(bus = %bus, "connecting");
-        let connection = match bus.connection_builder() {
+        let connection = match bus.connection_builder().await {
             Ok(b) => b.build().await,
             Err(e) => Err(e),
         }

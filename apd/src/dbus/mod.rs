@@ -187,7 +187,7 @@ pub async fn connect(bus: &BusChoice) -> zbus::Result<Connection> {
         }
     }
     tracing::warn!(%bus, "the bus is not a unix socket: introspection and GetManagedObjects are not bounded");
-    bus.connection_builder()?.build().await
+    bus.connection_builder().await?.build().await
 }
 
 /// Registers the root object's interfaces.
