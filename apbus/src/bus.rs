@@ -55,22 +55,40 @@ impl BusChoice {
     }
 
     /// A connection builder for this bus, its socket already connected
-    /// where it is a file (`unix:path=`); the caller adds what it serves
-    /// and builds. zbus connects a Unix socket on a blocking thread, which
-    /// costs every short-lived apctl a thread start; a non-blocking connect
-    /// to a local socket needs none. Any other transport is zbus's.
+    /// where it is a Unix socket ([`connect_unix`]); the caller adds what
+    /// it serves and builds. Any other transport is zbus's.
     pub async fn connection_builder(&self) -> zbus::Result<zbus::connection::Builder<'static>> {
-        use zbus::address::transport::{Transport, UnixSocket};
         let address = self.address()?;
-        if let Transport::Unix(unix) = address.transport() {
-            if let UnixSocket::File(path) = unix.path() {
-                return match tokio::net::UnixStream::connect(path).await {
-                    Ok(stream) => Ok(zbus::connection::Builder::unix_stream(stream)),
-                    Err(e) => Err(zbus::Error::Connection(std::sync::Arc::new(e), address)),
-                };
-            }
+        match connect_unix(&address).await {
+            Ok(Some(stream)) => Ok(zbus::connection::Builder::unix_stream(stream)),
+            Ok(None) => zbus::connection::Builder::address(address),
+            Err(e) => Err(zbus::Error::Connection(std::sync::Arc::new(e), address)),
         }
-        zbus::connection::Builder::address(address)
+    }
+}
+
+/// The stream of a bus whose address is a Unix socket (a file, or an
+/// abstract name), connected on the caller's thread; None for any other
+/// transport. zbus connects a Unix socket on a new blocking thread, which
+/// every short-lived apctl would pay a thread start for.
+pub async fn connect_unix(
+    address: &zbus::Address,
+) -> std::io::Result<Option<tokio::net::UnixStream>> {
+    use zbus::address::transport::{Transport, UnixSocket};
+    let Transport::Unix(unix) = address.transport() else {
+        return Ok(None);
+    };
+    match unix.path() {
+        UnixSocket::File(path) => tokio::net::UnixStream::connect(path).await.map(Some),
+        UnixSocket::Abstract(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            use std::os::unix::ffi::OsStrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            let s = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+            s.set_nonblocking(true)?;
+            tokio::net::UnixStream::from_std(s).map(Some)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -183,6 +201,20 @@ mod tests {
                 tokio::time::timeout(std::time::Duration::from_millis(50), builder.build()).await;
             Ok::<_, zbus::Error>(())
         });
+        assert!(connected.is_ok(), "{:?}", connected.err());
+        assert_eq!(threads, 0, "a thread was started to connect {bus}");
+    }
+
+    #[test]
+    fn an_abstract_socket_is_connected_without_a_thread() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("apbus-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .expect("an abstract name");
+        let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).expect("a listener");
+        let bus = BusChoice::Address(format!("unix:abstract={name}"));
+        let (connected, threads) =
+            threads_started(async { bus.connection_builder().await.map(|_| ()) });
         assert!(connected.is_ok(), "{:?}", connected.err());
         assert_eq!(threads, 0, "a thread was started to connect {bus}");
     }

@@ -174,12 +174,7 @@ impl Event {
 /// bounds the replies zbus builds itself ([`socket`]) wherever the bus is a
 /// unix socket.
 pub async fn connect(bus: &BusChoice) -> zbus::Result<Connection> {
-    let address = match bus {
-        BusChoice::System => zbus::Address::system(),
-        BusChoice::Session => zbus::Address::session(),
-        BusChoice::Address(a) => a.parse(),
-    };
-    if let Ok(address) = address {
+    if let Ok(address) = bus.address() {
         if let Some((split, refused)) = socket::connect(&address).await? {
             let conn = zbus::connection::Builder::socket(split).build().await?;
             tokio::spawn(socket::answer_refused(conn.clone(), refused));

@@ -18,7 +18,6 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
-use zbus::address::transport::{Transport, UnixSocket};
 use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
 use zbus::connection::AuthMechanism;
 use zbus::connection::Socket;
@@ -186,20 +185,8 @@ impl<W: WriteHalf> WriteHalf for GatedWrite<W> {
 pub async fn connect(
     address: &zbus::Address,
 ) -> io::Result<Option<(BoxedSplit, mpsc::Receiver<Message>)>> {
-    let Transport::Unix(unix) = address.transport() else {
+    let Some(stream) = apbus::bus::connect_unix(address).await? else {
         return Ok(None);
-    };
-    let stream = match unix.path() {
-        UnixSocket::File(path) => tokio::net::UnixStream::connect(path).await?,
-        UnixSocket::Abstract(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            use std::os::unix::ffi::OsStrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            let s = std::os::unix::net::UnixStream::connect_addr(&addr)?;
-            s.set_nonblocking(true)?;
-            tokio::net::UnixStream::from_std(s)?
-        }
-        _ => return Ok(None),
     };
     let (refused, calls) = mpsc::channel(REFUSED_QUEUE);
     Ok(Some((GatedStream { stream, refused }.into(), calls)))
