@@ -241,7 +241,7 @@ fn start_row(report: &mut Report, spec: &HostSpec) -> Res<()> {
 }
 
 /// Boot restore of `k` beside its bare writes (each on a fresh mount of
-/// the same host), `BOOT_SAMPLES` times for the largest `k`, bare and apd
+/// the same host), `SLOW_SAMPLES` times for the largest `k`, bare and apd
 /// in turn so that a noisy stretch of the VM weighs on both; returns the
 /// host apd restored last, for the rows after.
 fn boot_row(
@@ -251,7 +251,7 @@ fn boot_row(
     k: usize,
 ) -> Res<(Host, tempfile::TempDir)> {
     let l = label(spec);
-    let samples = if k >= 1000 { BOOT_SAMPLES } else { 1 };
+    let samples = if k >= 1000 { SLOW_SAMPLES } else { 1 };
     let bare_once = |how: Assign| -> Res<Duration> {
         let bare_host = start_host(spec, FUSE, None, false);
         bare_boot_writes(bare_host.sysfs(), spec, k, how)
@@ -305,11 +305,12 @@ fn boot_row(
     last.ok_or_else(|| "no boot restore ran".to_owned())
 }
 
-/// Runs of the 1,000-mdev boot restore and its bare writes: the rows the
-/// issue's 1.5x target is read from, a single run of which this shared
-/// VM's noise can move by half (the median of three still moved the
-/// 256x256 ratio from 0.96x to 1.81x between runs of one build).
-const BOOT_SAMPLES: usize = 5;
+/// Runs of the rows a ratio target is read from where one run takes
+/// seconds: the 1,000-mdev boot restore and its bare writes, and the first
+/// `apctl queues` and its bare reads. This shared VM's noise can move one
+/// run by half, and a median of three still moved the 256x256 boot ratio
+/// from 0.96x to 1.27x between two runs of one build.
+const SLOW_SAMPLES: usize = 5;
 
 /// With `k` active mdevs: `apctl list` beside the bare reads, and
 /// `apctl queues` (the first run reads every queue's state).
@@ -344,7 +345,7 @@ fn list_rows(
     let queues = fmt_count(u64::try_from(spec.queues()).unwrap_or(0));
     // A first `queues` is one run per apd start: where a run takes seconds
     // (not minutes) apd is restarted for more, each beside its bare reads.
-    let samples = if spec.heavy { 1 } else { BOOT_SAMPLES };
+    let samples = if spec.heavy { 1 } else { SLOW_SAMPLES };
     let (mut first, mut bare, mut requests) = (Vec::new(), Vec::new(), None);
     for i in 0..samples {
         check_interrupted()?;
