@@ -8,9 +8,15 @@ mod sim;
 pub use sim::SimSysfs;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::fs::File;
 use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::host::paths;
 
 /// Which sysfs operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -188,16 +194,75 @@ pub trait Sysfs: Send + Sync + fmt::Debug {
 }
 
 /// Sysfs rooted at a directory: `/sys` on a host, or the mount point of
-/// `apsim mount`.
+/// `apsim mount`. Clones share the attributes held open.
 #[derive(Debug, Clone)]
 pub struct DirSysfs {
     root: PathBuf,
+    held: Arc<Held>,
+}
+
+/// The AP bus's masks ([`paths::BUS_MASKS`]) kept open and read again from
+/// offset 0, where that shows the current value: sysfs makes a new `show`
+/// for a read at offset 0 (seq_file), and apsim's mount a new read of its
+/// model. Each change re-reads the five masks; through FUSE a held one
+/// costs one READ instead of OPEN, READ and RELEASE (and the LOOKUPs of
+/// the path once the kernel's TTL ran out).
+#[derive(Debug, Default)]
+struct Held {
+    /// Whether the masks' filesystem is sysfs or FUSE, asked once. A plain
+    /// directory (tests) may replace a file by another: nothing is held.
+    shows_anew: OnceLock<bool>,
+    files: Mutex<HashMap<&'static str, Arc<File>>>,
+}
+
+impl Held {
+    /// `path`'s text through a held file, or None: not a held path, not a
+    /// filesystem that shows anew, or the held file failed (then it is
+    /// dropped, and a fresh open tells the caller what is wrong).
+    fn read(&self, path: &str, full: &Path) -> Option<Vec<u8>> {
+        let key = paths::BUS_MASKS
+            .into_iter()
+            .find(|p| *p == path.trim_start_matches('/'))?;
+        if !*self.shows_anew.get_or_init(|| shows_anew(full)) {
+            return None;
+        }
+        let files = || self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = files().get(key).cloned();
+        let file = match held {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(File::open(full).ok()?);
+                files().insert(key, f.clone());
+                f
+            }
+        };
+        match read_from_start(&file) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::debug!(path, error = %e, "a held attribute failed; opening it again");
+                files().remove(key);
+                None
+            }
+        }
+    }
+}
+
+/// Whether `path` is on sysfs or a FUSE mount (apsim's), whose attributes
+/// show their current value at each read from offset 0.
+fn shows_anew(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, FUSE_SUPER_MAGIC, SYSFS_MAGIC};
+    statfs(path).is_ok_and(|s| {
+        s.filesystem_type() == SYSFS_MAGIC || s.filesystem_type() == FUSE_SUPER_MAGIC
+    })
 }
 
 impl DirSysfs {
     /// Sysfs rooted at `root` (the directory that plays `/sys`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            held: Arc::default(),
+        }
     }
 
     /// The root directory.
@@ -223,13 +288,15 @@ impl DirSysfs {
 /// a short read is the end, so no second read(2) (one more FUSE round
 /// trip on a mounted simulator) is spent to find it. Only a full buffer
 /// reads on.
-fn read_attribute(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
+///
+/// Each read is a pread(2) from offset 0: the same for a file just
+/// opened, and a new `show` for one held open.
+fn read_from_start(file: &File) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
     loop {
-        let n = match file.read(&mut buf[len..]) {
+        let offset = u64::try_from(len).unwrap_or(u64::MAX);
+        let n = match file.read_at(&mut buf[len..], offset) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -250,8 +317,12 @@ fn errno_of(e: &std::io::Error) -> i32 {
 impl Sysfs for DirSysfs {
     fn read(&self, path: &str) -> Result<String, SysfsError> {
         let full = self.resolve(SysfsOp::Read, path)?;
-        let bytes = read_attribute(&full)
-            .map_err(|e| SysfsError::new(SysfsOp::Read, path, errno_of(&e)))?;
+        let bytes = match self.held.read(path, &full) {
+            Some(bytes) => bytes,
+            None => File::open(&full)
+                .and_then(|f| read_from_start(&f))
+                .map_err(|e| SysfsError::new(SysfsOp::Read, path, errno_of(&e)))?,
+        };
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -330,7 +401,7 @@ macro_rules! forward_sysfs {
     )+};
 }
 
-forward_sysfs!(&T, std::sync::Arc<T>, Box<T>);
+forward_sysfs!(&T, Arc<T>, Box<T>);
 
 #[cfg(test)]
 mod tests {
@@ -372,6 +443,23 @@ mod tests {
         assert_eq!(errno_from_name("EBUSY"), Some(libc::EBUSY));
         assert_eq!(errno_from_name("16"), Some(16));
         assert_eq!(errno_from_name("ENOPE"), None);
+    }
+
+    #[test]
+    fn a_plain_directory_holds_no_mask_open() {
+        // A plain file may be replaced by another (a rename): only sysfs
+        // and FUSE show a held attribute anew.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ap = dir.path().join("bus/ap");
+        std::fs::create_dir_all(&ap).expect("mkdir");
+        let fs = DirSysfs::new(dir.path());
+        for value in ["0xf0\n", "0x0f\n", "0xff\n"] {
+            std::fs::write(ap.join("apmask.new"), value).expect("write");
+            std::fs::rename(ap.join("apmask.new"), ap.join("apmask")).expect("rename");
+            assert_eq!(fs.read(paths::APMASK).expect("read"), value);
+        }
+        assert!(!shows_anew(&ap.join("apmask")));
+        assert!(fs.held.files.lock().expect("lock").is_empty());
     }
 
     #[test]

@@ -43,6 +43,16 @@ pub mod paths {
     pub const USAGE_DOMAIN_MASK: &str = "bus/ap/ap_usage_domain_mask";
     /// Host configuration: control domains (ADM).
     pub const CONTROL_DOMAIN_MASK: &str = "bus/ap/ap_control_domain_mask";
+    /// The AP bus's masks, which every change re-reads under the lock:
+    /// attributes of the bus itself, there as long as the AP bus is, so a
+    /// reader may keep them open ([`crate::sysfs::DirSysfs`] does).
+    pub const BUS_MASKS: [&str; 5] = [
+        APMASK,
+        AQMASK,
+        ADAPTER_MASK,
+        USAGE_DOMAIN_MASK,
+        CONTROL_DOMAIN_MASK,
+    ];
     /// `N/M (complete)`.
     pub const BINDINGS: &str = "bus/ap/bindings";
     /// Writing anything forces a rescan.
