@@ -327,10 +327,12 @@ fn the_whole_read_touches_no_queue() {
         .filter(|p| p.split('/').any(|part| part.parse::<Apqn>().is_ok()))
         .collect();
     assert!(under_queue.is_empty(), "{under_queue:?}");
-    // About ten accesses per card and a few dozen for the rest, where a
-    // read of every queue would take thousands.
+    // Four accesses per healthy card (its directory, `type`, `online`,
+    // its listing; six before `online` settled `config` and `chkstop`)
+    // and a few dozen for the rest, where a read of every queue would
+    // take thousands.
     let accesses = counting.accesses.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(accesses <= 10 * 32 + 40, "{accesses} accesses");
+    assert!(accesses <= 4 * 32 + 40, "{accesses} accesses");
     // The drivers' listings agree with each queue's own `driver` link,
     // which a card's re-read (after its uevent) follows.
     let mut by_links = host.clone();
@@ -338,6 +340,50 @@ fn the_whole_read_touches_no_queue() {
     let changed = by_links.refresh(&sim, &every_card).expect("re-read");
     assert!(!changed);
     assert_eq!(by_links, host);
+}
+
+/// A card's `config` and `chkstop` are read only where its `online` does
+/// not settle them (kernel spec §8: `online` reads 1 only on a configured
+/// card that is not check-stopped). On the simulator, every state a card
+/// can be in, set online and offline, reads as its four files say.
+#[test]
+fn a_card_reads_as_its_files_say_in_every_state() {
+    let mut toml = String::from("usage_domains = [4]\ncontrol_domains = [4]\n");
+    for (id, config, chkstop) in [
+        (0, true, false),
+        (1, false, false),
+        (2, true, true),
+        (3, false, true),
+    ] {
+        toml.push_str(&format!(
+            "[[adapter]]\nid = {id}\ntype = \"CEX7C\"\nconfig = {config}\nchkstop = {chkstop}\n"
+        ));
+    }
+    let fs = libap::sysfs::SimSysfs(apsim::Sim::new(
+        apsim::Topology::from_toml_str(&toml).expect("topology"),
+    ));
+    let mut onlines = 0;
+    for online in ["0", "1", "0", "1"] {
+        for a in 0..4u8 {
+            // ENODEV where the card cannot go online: its state stays.
+            let _ = fs.write(&format!("devices/ap/card{a:02x}/online"), online.as_bytes());
+        }
+        let host = Host::read(&fs).expect("read");
+        for a in 0..4u8 {
+            let file = |name: &str| {
+                let path = format!("devices/ap/card{a:02x}/{name}");
+                fs.read(&path).expect("read a card file").trim() == "1"
+            };
+            let card = &host.cards[&a];
+            assert_eq!(
+                (card.config, card.online, card.chkstop),
+                (file("config"), file("online"), file("chkstop")),
+                "card {a} after online={online}"
+            );
+            onlines += usize::from(card.online);
+        }
+    }
+    assert_eq!(onlines, 2, "card 0 went online twice, the others never");
 }
 
 /// Fails every access to one path with EIO.

@@ -385,18 +385,31 @@ pub(crate) fn read_card(fs: &dyn Sysfs, id: u8) -> Result<Option<Card>, HostErro
             .and_then(|s| parse_hex_u32(&s))
             .and_then(CardMode::from_functions),
     };
+    let online = attr("online")?
+        .and_then(|s| parse_bool(&s))
+        .unwrap_or(false);
+    // `online` reads 1 only on a card that is configured and not
+    // check-stopped (kernel spec §8): then `config` and `chkstop` say
+    // nothing new, and a healthy card costs two files, not four (512 at
+    // the start on a full LPAR).
+    let (config, chkstop) = if online {
+        (true, false)
+    } else {
+        (
+            // Kernels without `config` have no standby state: configured.
+            attr("config")?.and_then(|s| parse_bool(&s)).unwrap_or(true),
+            attr("chkstop")?
+                .and_then(|s| parse_bool(&s))
+                .unwrap_or(false),
+        )
+    };
     Ok(Some(Card {
         id,
         mode,
         type_name,
-        // Kernels without `config` have no standby state: configured.
-        config: attr("config")?.and_then(|s| parse_bool(&s)).unwrap_or(true),
-        online: attr("online")?
-            .and_then(|s| parse_bool(&s))
-            .unwrap_or(false),
-        chkstop: attr("chkstop")?
-            .and_then(|s| parse_bool(&s))
-            .unwrap_or(false),
+        config,
+        online,
+        chkstop,
     }))
 }
 
