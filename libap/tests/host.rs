@@ -345,7 +345,7 @@ fn the_whole_read_touches_no_queue() {
 /// A card's `config` and `chkstop` are read only where its `online` does
 /// not settle them (kernel spec §8: `online` reads 1 only on a configured
 /// card that is not check-stopped). On the simulator, every state a card
-/// can be in, set online and offline, reads as its four files say.
+/// can be in, set online and offline, reads as its `config`, `online` and `chkstop` say.
 #[test]
 fn a_card_reads_as_its_files_say_in_every_state() {
     let mut toml = String::from("usage_domains = [4]\ncontrol_domains = [4]\n");
