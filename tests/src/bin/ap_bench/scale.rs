@@ -16,9 +16,9 @@ use e2e::{Host, Mode};
 use tokio::runtime::Runtime;
 
 use super::{
-    apsim_reads, bench_uuid, check_interrupted, count_active, fmt_count, mask_with, mask_without,
-    new_temp_dir, ready_after, start_host, time_apctl, write, write_boot_config, write_mdevctl_dir,
-    Client, HostSpec, Report, Res,
+    apsim_reads, bench_uuid, check_interrupted, count_active, fmt_count, fmt_duration, mask_with,
+    mask_without, new_temp_dir, ready_after, start_host, time_apctl, write, write_boot_config,
+    write_mdevctl_dir, Client, HostSpec, Report, Res,
 };
 
 const CREATE: &str = "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create";
@@ -292,11 +292,11 @@ fn boot_row(
     let (ready, bare, bare_ap_config) = (median(&ready), median(&bare), median(&bare_ap_config));
     report.note(format!(
         "FUSE, {l} host, boot restore of {k} autostart mdevs (median of {samples}): apd {} vs bare writes {} ({} of them; {} of the {} bare `ap_config` writes){}.",
-        super::fmt_duration(ready),
-        super::fmt_duration(bare),
+        fmt_duration(ready),
+        fmt_duration(bare),
         ratio(ready, bare),
         ratio(ready, bare_ap_config),
-        super::fmt_duration(bare_ap_config),
+        fmt_duration(bare_ap_config),
         requests.map_or(String::new(), |r| format!(
             "; apd's start made apsim serve {} FUSE requests",
             fmt_count(r)
@@ -514,6 +514,39 @@ fn bare_start_process(sys: &Path, a: &str, d: &str, runs: usize) -> Res<Vec<Dura
     Ok(bare)
 }
 
+/// `runs` times a D-Bus call that does nothing, from a new process:
+/// `dbus-send` asking apd's connection for `Peer.Ping`, which zbus
+/// answers without apd's code. Any command that reaches apd over the bus
+/// pays this (a process, the bus's handshake, two hops through the bus)
+/// before its call does any work. None without dbus-send.
+fn dbus_call_floor(host: &Host, runs: usize) -> Res<Option<Vec<Duration>>> {
+    let args = [
+        format!("--bus={}", host.bus_address()),
+        "--print-reply".to_owned(),
+        format!("--dest={}", apbus::BUS_NAME),
+        apbus::ROOT_PATH.to_owned(),
+        "org.freedesktop.DBus.Peer.Ping".to_owned(),
+    ];
+    let mut floor = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        check_interrupted()?;
+        let start = Instant::now();
+        let out = match std::process::Command::new("dbus-send").args(&args).output() {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot run dbus-send: {e}")),
+        };
+        floor.push(start.elapsed());
+        if !out.status.success() {
+            return Err(format!(
+                "dbus-send {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(Some(floor))
+}
+
 /// mdevctl (1.4.0, if installed) beside apctl on the same mount: `start`
 /// of one mdev (and its bare writes), and `list -d` of 1,000 definitions
 /// beside `apctl list --defined` of as many.
@@ -601,6 +634,26 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         ratio(median(&apctl), median(&bare_sh)),
         ratio(median(&apctl), median(&mdevctl_start))
     ));
+    match dbus_call_floor(host, runs)? {
+        Some(floor) => {
+            report.add(
+                FUSE,
+                l,
+                "a D-Bus call that does nothing, from a new process (`dbus-send` Ping to apd)",
+                &floor,
+            )?;
+            let least = median(&floor) + median(&bare);
+            report.note(format!(
+                "FUSE, {l} host: the least a start through the bus can take, a call that does nothing plus the bare writes, is {}: {} of `mdevctl start`, which needs neither.",
+                fmt_duration(least),
+                ratio(least, median(&mdevctl_start))
+            ));
+        }
+        None => report.note(
+            "The D-Bus floor row skipped: dbus-send is not installed (.ci/run installs dbus-bin)."
+                .to_owned(),
+        ),
+    }
     // 1,000 definitions on both sides.
     let defs = root.path().join("etc/mdevctl.d/matrix");
     fs::remove_file(defs.join(&uuid)).map_err(|e| format!("{uuid}: {e}"))?;
