@@ -1307,7 +1307,9 @@ fn section(report: &Report, total: Duration) -> String {
          autostart mdev before it); a K whose projection (twice the slope of \
          the two K before it) exceeds the budget is skipped. Where a FUSE run \
          takes seconds (big and wide hosts, the scale rows) a row has 1-5 runs \
-         and no warm-up; elsewhere one untimed warm-up run came first. p90 is nearest rank. FUSE = apd on a \
+         and no warm-up, except the one-mdev start rows of the scale rows: 30 \
+         rounds, each taking the five in turn; elsewhere one untimed warm-up run \
+         came first. p90 is nearest rank. FUSE = apd on a \
          FUSE-mounted apsim (the real sysfs code path), in-process = `apd --sim`. \
          Hosts: big = `apsim/examples/big.toml` (256 adapters x 256 domains), \
          seed = `apsim/examples/seed.toml` (7 x 5), wide = 256 adapters x 4 \

@@ -468,83 +468,76 @@ fn mdevctl_root(host: &Host) -> Res<tempfile::TempDir> {
     Ok(root)
 }
 
-/// `runs` times the bare writes of one mdev's start (create, then adapter
-/// `a` and domain `d`), each followed by an untimed remove.
-fn bare_start_writes(sys: &Path, a: &str, d: &str, runs: usize) -> Res<Vec<Duration>> {
-    let uuid = bench_uuid(0xba4e, 0);
+/// Rounds of the one-mdev start rows: each takes milliseconds, and
+/// apctl, mdevctl and the anchors are measured in turn within a round, so
+/// a slow spell of a shared machine falls on all of them (medians of three
+/// taken one after the other moved `mdevctl start` from 3.9 to 10 ms).
+const START_ROUNDS: usize = 30;
+
+/// The bare writes of one mdev's start (create, then adapter `a` and
+/// domain `d`) of `uuid`, timed, then an untimed remove.
+fn bare_start_writes(sys: &Path, uuid: &str, a: &str, d: &str) -> Res<Duration> {
     let dir = format!("devices/vfio_ap/matrix/{uuid}");
-    let mut bare = Vec::new();
-    for _ in 0..runs {
-        check_interrupted()?;
-        let start = Instant::now();
-        put(sys, CREATE, &uuid)?;
-        put(sys, &format!("{dir}/assign_adapter"), a)?;
-        put(sys, &format!("{dir}/assign_domain"), d)?;
-        bare.push(start.elapsed());
-        put(sys, &format!("{dir}/remove"), "1")?;
-    }
-    Ok(bare)
+    let start = Instant::now();
+    put(sys, CREATE, uuid)?;
+    put(sys, &format!("{dir}/assign_adapter"), a)?;
+    put(sys, &format!("{dir}/assign_domain"), d)?;
+    let took = start.elapsed();
+    put(sys, &format!("{dir}/remove"), "1")?;
+    Ok(took)
 }
 
-/// `runs` times the same writes from a new process, as an admin's shell
-/// makes them (`sh -c` with three `echo`s): what a command, which is a
-/// process too, is measured against. Each followed by an untimed remove.
-fn bare_start_process(sys: &Path, a: &str, d: &str, runs: usize) -> Res<Vec<Duration>> {
-    let uuid = bench_uuid(0xba4e, 1);
+/// The same writes from a new process, as an admin's shell makes them
+/// (`sh -c` with three `echo`s): what a command, which is a process too,
+/// is measured against. Then an untimed remove.
+fn bare_start_process(sys: &Path, uuid: &str, a: &str, d: &str) -> Res<Duration> {
     let dir = sys.join(format!("devices/vfio_ap/matrix/{uuid}"));
     let script = format!(
         "echo {uuid} > {create} && echo {a} > {dir}/assign_adapter && echo {d} > {dir}/assign_domain",
         create = sys.join(CREATE).display(),
         dir = dir.display()
     );
-    let mut bare = Vec::new();
-    for _ in 0..runs {
-        check_interrupted()?;
-        let start = Instant::now();
-        let status = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .status()
-            .map_err(|e| format!("cannot run sh: {e}"))?;
-        bare.push(start.elapsed());
-        if !status.success() {
-            return Err(format!("sh -c {script:?}: {status}"));
-        }
-        put(sys, &format!("devices/vfio_ap/matrix/{uuid}/remove"), "1")?;
+    let start = Instant::now();
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let took = start.elapsed();
+    if !status.success() {
+        return Err(format!("sh -c {script:?}: {status}"));
     }
-    Ok(bare)
+    put(sys, &format!("devices/vfio_ap/matrix/{uuid}/remove"), "1")?;
+    Ok(took)
 }
 
-/// `runs` times a D-Bus call that does nothing, from a new process:
-/// `dbus-send` asking apd's connection for `Peer.Ping`, which zbus
-/// answers without apd's code. Any command that reaches apd over the bus
-/// pays this (a process, the bus's handshake, two hops through the bus)
-/// before its call does any work. None without dbus-send.
-fn dbus_call_floor(host: &Host, runs: usize) -> Res<Option<Vec<Duration>>> {
-    let args = [
-        format!("--bus={}", host.bus_address()),
-        "--print-reply".to_owned(),
-        format!("--dest={}", apbus::BUS_NAME),
-        apbus::ROOT_PATH.to_owned(),
-        "org.freedesktop.DBus.Peer.Ping".to_owned(),
-    ];
-    let mut floor = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        check_interrupted()?;
-        let start = Instant::now();
-        let out = match std::process::Command::new("dbus-send").args(&args).output() {
-            Ok(out) => out,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot run dbus-send: {e}")),
-        };
-        floor.push(start.elapsed());
-        if !out.status.success() {
-            return Err(format!(
-                "dbus-send {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+/// A D-Bus call that does nothing, from a new process, timed: `dbus-send`
+/// asking apd's connection for `Peer.Ping`, which zbus answers without
+/// apd's code. Any command that reaches apd over the bus pays this (a
+/// process, the bus's handshake, two hops through the bus) before its call
+/// does any work. None without dbus-send.
+fn dbus_call_floor(host: &Host) -> Res<Option<Duration>> {
+    let start = Instant::now();
+    let out = match std::process::Command::new("dbus-send")
+        .arg(format!("--bus={}", host.bus_address()))
+        .arg("--print-reply")
+        .arg(format!("--dest={}", apbus::BUS_NAME))
+        .arg(apbus::ROOT_PATH)
+        .arg("org.freedesktop.DBus.Peer.Ping")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot run dbus-send: {e}")),
+    };
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "dbus-send Ping to {}: {}",
+            apbus::BUS_NAME,
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    Ok(Some(floor))
+    Ok(Some(took))
 }
 
 /// mdevctl (1.4.0, if installed) beside apctl on the same mount: `start`
@@ -579,18 +572,11 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
     let (a, d) = spec.boot_apqn(spec.queues() - 1)?;
     let (a_s, d_s) = (a.to_string(), d.to_string());
     time_apctl(host, &["masks", "--aqmask", &format!("-{d}")], 0)?;
-    let bare = bare_start_writes(host.sysfs(), &a_s, &d_s, runs)?;
-    let bare_sh = bare_start_process(host.sysfs(), &a_s, &d_s, runs)?;
     time_apctl(
         host,
         &["define", "--name", "bench-one", "-a", &a_s, "-d", &d_s],
         0,
     )?;
-    let mut apctl = Vec::new();
-    for _ in 0..runs {
-        apctl.push(time_apctl(host, &["start", "bench-one"], 0)?.0);
-        time_apctl(host, &["stop", "bench-one"], 0)?;
-    }
     let uuid = bench_uuid(0x3dc7, 0);
     let json = serde_json::json!({
         "mdev_type": "vfio_ap-passthrough",
@@ -601,13 +587,26 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         &root.path().join("etc/mdevctl.d/matrix").join(&uuid),
         &json.to_string(),
     )?;
-    let mut mdevctl_start = Vec::new();
-    for _ in 0..runs {
+    let (bare_uuid, sh_uuid) = (bench_uuid(0xba4e, 0), bench_uuid(0xba4e, 1));
+    let (mut bare, mut bare_sh, mut apctl, mut mdevctl_start) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut floor = Some(Vec::new());
+    for _ in 0..START_ROUNDS {
         check_interrupted()?;
+        bare.push(bare_start_writes(host.sysfs(), &bare_uuid, &a_s, &d_s)?);
+        bare_sh.push(bare_start_process(host.sysfs(), &sh_uuid, &a_s, &d_s)?);
+        apctl.push(time_apctl(host, &["start", "bench-one"], 0)?.0);
+        time_apctl(host, &["stop", "bench-one"], 0)?;
         let start = Instant::now();
         mdevctl(&["start", "-u", &uuid])?;
         mdevctl_start.push(start.elapsed());
         mdevctl(&["stop", "-u", &uuid])?;
+        if let Some(f) = floor.as_mut() {
+            match dbus_call_floor(host)? {
+                Some(took) => f.push(took),
+                None => floor = None,
+            }
+        }
     }
     report.add(
         FUSE,
@@ -634,7 +633,7 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         ratio(median(&apctl), median(&bare_sh)),
         ratio(median(&apctl), median(&mdevctl_start))
     ));
-    match dbus_call_floor(host, runs)? {
+    match floor {
         Some(floor) => {
             report.add(
                 FUSE,
