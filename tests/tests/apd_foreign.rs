@@ -144,6 +144,112 @@ fn a_foreign_holder_of_the_lock_is_waited_for_and_its_writes_are_kept() {
     assert!(!live.contains("00ff"), "guest2 unchanged: {live}");
 }
 
+/// Another tool removes the mdev in the way (and unassigns a queue from
+/// another) just before apd's change, whose uevents apd has not followed
+/// yet when it decides: the kernel takes the change, so apd must too. It
+/// reads the mdevs a refusal would name before it refuses. Here apd waits
+/// for the lock while the other tool writes, so the uevents of the removal
+/// are still queued when it decides (they wait for apd's writer).
+#[test]
+fn an_mdev_another_tool_just_removed_or_changed_is_not_in_the_way() {
+    let Some(host) = fuse_host() else { return };
+    host.apctl_ok(&["masks", "--apmask", SEED_APMASK, "--aqmask", SEED_AQMASK]);
+    host.apctl_ok(&["define", "--name", "guest1", "-a", "5,6", "-d", "4,0xab"]);
+    host.apctl_ok(&["define", "--name", "guest2", "-a", "5", "-d", "0x47"]);
+    host.apctl_ok(&["start", "guest2"]);
+    let g2 = uuid_of(&host, "guest2");
+
+    // A foreign mdev holds guest1's queue 05.0004.
+    let other = "0e5e1b1e-0000-4000-8000-000000000001";
+    let create = "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create";
+    host.write(create, &format!("{other}\n"))
+        .expect("the foreign create");
+    for (attr, id) in [("assign_adapter", "5"), ("assign_domain", "4")] {
+        host.write(
+            &format!("devices/vfio_ap/matrix/{other}/{attr}"),
+            &format!("{id}\n"),
+        )
+        .expect("the foreign assign");
+    }
+    host.wait_for("apd to show the foreign mdev", || {
+        list(&host).values().any(|m| m["uuid"] == other)
+    });
+    let out = host.apctl(&["start", "guest1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "refused while it is there: {}",
+        describe(&out)
+    );
+
+    let out = behind_the_lock(&host, &["start", "guest1"], || {
+        host.write(&format!("devices/vfio_ap/matrix/{other}/remove"), "1\n")
+            .expect("the foreign remove");
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        host.read(&format!(
+            "devices/vfio_ap/matrix/{}/matrix",
+            uuid_of(&host, "guest1")
+        ))
+        .contains("05.0004"),
+        "guest1 is started with its queues"
+    );
+
+    // The same for a live assign: the foreign writer takes domain 0xab off
+    // guest1 (no uevent at all), then guest2 may have it.
+    host.apctl_ok(&["stop", "guest1"]);
+    host.write(create, &format!("{other}\n"))
+        .expect("the foreign create");
+    for (attr, id) in [("assign_adapter", "5"), ("assign_domain", "0xab")] {
+        host.write(
+            &format!("devices/vfio_ap/matrix/{other}/{attr}"),
+            &format!("{id}\n"),
+        )
+        .expect("the foreign assign");
+    }
+    host.wait_for("apd to show the foreign mdev", || {
+        list(&host).values().any(|m| m["uuid"] == other)
+    });
+    let out = behind_the_lock(&host, &["assign", "guest2", "-d", "0xab", "--live"], || {
+        host.write(
+            &format!("devices/vfio_ap/matrix/{other}/unassign_domain"),
+            "0xab\n",
+        )
+        .expect("the foreign unassign");
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let live = host.read(&format!("devices/vfio_ap/matrix/{g2}/matrix"));
+    assert!(live.contains("05.00ab"), "guest2 has the domain: {live}");
+
+    // And for the masks: adapter 6 goes back to the host once the foreign
+    // mdev that held 06.0001 is gone (domain 1 is the host's, so the queue
+    // would become the host's: EBUSY while an mdev holds it).
+    for (attr, id) in [("assign_adapter", "6"), ("assign_domain", "1")] {
+        host.write(
+            &format!("devices/vfio_ap/matrix/{other}/{attr}"),
+            &format!("{id}\n"),
+        )
+        .expect("the foreign assign");
+    }
+    let out = host.apctl(&["masks", "--apmask", "+6"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "refused while it holds 06.0001: {}",
+        describe(&out)
+    );
+    let out = behind_the_lock(&host, &["masks", "--apmask", "+6"], || {
+        host.write(&format!("devices/vfio_ap/matrix/{other}/remove"), "1\n")
+            .expect("the foreign remove");
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        mask_bit(&host, "apmask", 6),
+        "adapter 6 is the host's again"
+    );
+}
+
 fn uuid_of(host: &Host, name: &str) -> String {
     list(host)[name]["uuid"].as_str().expect("uuid").to_string()
 }

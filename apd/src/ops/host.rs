@@ -1,6 +1,8 @@
 //! The host: `SetMasks` (and the persistent masks at boot) and
 //! `ConfigureAdapter`.
 
+use std::sync::Arc;
+
 use apbus::Error;
 use libap::apply::Outcome;
 use libap::plan::Step;
@@ -49,7 +51,7 @@ impl Engine {
         let new_aq = parse("aqmask", host.aqmask, aqmask)?;
         let store = persistent.then_some((Some(new_ap), Some(new_aq)));
         let result = self
-            .change_masks(w.held(), &host, &names, new_ap, new_aq, store)
+            .change_masks(w.held(), host.clone(), &names, new_ap, new_aq, store)
             .await;
         if result.is_ok() && persistent {
             let mut s = self.state();
@@ -66,14 +68,18 @@ impl Engine {
     pub async fn change_masks(
         &self,
         held: &LockGuard,
-        host: &Host,
+        host: Arc<Host>,
         names: &NameMap,
         new_ap: ApMask,
         new_aq: ApMask,
         store: Option<(Option<ApMask>, Option<ApMask>)>,
     ) -> Result<(), Error> {
         let lookup = |u: Uuid| names.get(&u);
-        check_mask_change_named(host, &lookup, new_ap, new_aq)
+        let host = self
+            .check_fresh(host, |h| {
+                check_mask_change_named(h, &lookup, new_ap, new_aq)
+            })
+            .await?
             .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         let mut steps = libap::plan::masks(host.apmask, host.aqmask, new_ap, new_aq);
         if let Some((apmask, aqmask)) = store {

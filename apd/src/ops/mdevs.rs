@@ -9,7 +9,7 @@ use libap::plan::Step;
 use libap::resync::{Delta, Stale};
 use libap::validate::{
     check_assign_to, check_matrix_named, check_remove, check_vfio_ap, Asker, AssignKind,
-    AssignVerdict,
+    AssignVerdict, Finding,
 };
 use libap::{ApMask, Definition, Host, Matrix};
 use uuid::Uuid;
@@ -126,7 +126,7 @@ impl Engine {
         }
         // The definition's matrix against a read of the host: the refusal
         // that names the culprit, before the writes and after a failed one.
-        let refusal = |host: &Host| {
+        let check = |host: &Host| {
             check_matrix_named(
                 host,
                 &lookup,
@@ -135,12 +135,13 @@ impl Engine {
                 def.domains,
                 def.control_domains,
             )
-            .map_err(|f| {
-                convert::refused(&f, format!("cannot start {who}: {}", remedy::reason(&f)))
-            })
         };
+        let refused = |f: Finding| {
+            convert::refused(&f, format!("cannot start {who}: {}", remedy::reason(&f)))
+        };
+        let mut host = host;
         if !active {
-            refusal(&host)?;
+            host = self.check_fresh(host, check).await?.map_err(refused)?;
         }
         // The model was read under `held`: a create needs no lookup first.
         let steps = libap::plan::start(&host, &def);
@@ -158,7 +159,7 @@ impl Engine {
                 // Someone may have changed the host between our check and
                 // the write: the check on a fresh read names the culprit.
                 if let Ok(now) = self.sync(Stale::unannounced()).await {
-                    refusal(&now)?;
+                    check(&now).map_err(refused)?;
                 }
                 Err(kernel_refusal(&format!("start {who}"), &failure))
             }
@@ -205,7 +206,7 @@ impl Engine {
         add: bool,
     ) -> Result<(), Error> {
         let w = self.change().await?;
-        let (uuid, host) = self.sync_mdev(arg).await?;
+        let (uuid, mut host) = self.sync_mdev(arg).await?;
         let names = name_map(&self.state());
         let (uuid, who, def) = {
             let s = self.state();
@@ -228,7 +229,10 @@ impl Engine {
         let mut live_steps = Vec::new();
         if let (true, Some(m)) = (live, &live_mdev) {
             if add {
-                check_assigns(&host, &names, uuid, m.matrix, &want)?;
+                host = self
+                    .check_fresh(host, |h| check_assigns(h, &names, uuid, m.matrix, &want))
+                    .await?
+                    .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
             }
             live_steps = libap::plan::assignment(
                 uuid,
@@ -289,8 +293,8 @@ impl Engine {
         if add && f.failed_step.is_live() {
             if let Ok(now) = self.sync(Stale::unannounced()).await {
                 if let Some(m) = now.mdevs.get(&uuid) {
-                    if let Err(e) = check_assigns(&now, names, uuid, m.matrix, want) {
-                        return e;
+                    if let Err(f) = check_assigns(&now, names, uuid, m.matrix, want) {
+                        return convert::refused(&f, remedy::message(&f));
                     }
                 }
             }
@@ -363,7 +367,7 @@ fn check_assigns(
     uuid: Uuid,
     current: Matrix,
     want: &Matrix,
-) -> Result<(), Error> {
+) -> Result<(), Finding> {
     let lookup = |u: Uuid| names.get(&u);
     let mut cur = current;
     for (kind, mask) in [
@@ -375,7 +379,7 @@ fn check_assigns(
             match check_assign_to(host, &lookup, uuid, &cur, kind, id) {
                 Ok(AssignVerdict::NoOp) => {}
                 Ok(AssignVerdict::Ok) => cur = changed(&cur, &single(kind, id), true),
-                Err(f) => return Err(convert::refused(&f, remedy::message(&f))),
+                Err(f) => return Err(f),
             }
         }
     }

@@ -11,12 +11,14 @@ mod mdevs;
 pub use definitions::definition_to_bus;
 pub use mdevs::Started;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use apbus::Error;
 use libap::apply::ApplyError;
-use libap::Definition;
+use libap::resync::Stale;
+use libap::validate::Finding;
+use libap::{Definition, Host};
 use uuid::Uuid;
 
 use crate::convert;
@@ -38,6 +40,41 @@ impl NameMap {
 /// The names of the model's definitions ([`NameMap`]).
 pub fn name_map(s: &State) -> NameMap {
     NameMap(s.defs.clone())
+}
+
+impl Engine {
+    /// Runs `check` on `host`; where it refuses naming other mdevs, reads
+    /// those again and runs it again, until it passes or refuses on mdevs
+    /// just read. The model may be behind the kernel there: another tool
+    /// removed an mdev a moment ago and apd has not followed its uevent yet
+    /// (a client's change goes first), or changed its assignments, which
+    /// sends none. So apd refuses only what the kernel shows: a refusal
+    /// costs a read of the mdevs it names, a change that passes nothing.
+    /// Returns the host the check passed on, or the refusal. The caller
+    /// holds the writer and the lock.
+    pub async fn check_fresh(
+        &self,
+        mut host: Arc<Host>,
+        check: impl Fn(&Host) -> Result<(), Finding>,
+    ) -> Result<Result<Arc<Host>, Finding>, Error> {
+        let mut read = BTreeSet::new();
+        loop {
+            let Err(f) = check(&host) else {
+                return Ok(Ok(host));
+            };
+            let named = f
+                .mdevs
+                .iter()
+                .map(|(u, _)| *u)
+                .filter(|u| read.insert(*u))
+                .fold(Stale::none(), |stale, u| stale.and(Stale::mdev(u)));
+            if named.is_empty() {
+                return Ok(Err(f));
+            }
+            tracing::debug!(stale = ?named, "a refusal names mdevs: reading them before refusing");
+            host = self.sync(named).await?;
+        }
+    }
 }
 
 /// How people call an mdev in a refusal: its name, else its UUID (as
