@@ -144,6 +144,30 @@ fn a_foreign_holder_of_the_lock_is_waited_for_and_its_writes_are_kept() {
     assert!(!live.contains("00ff"), "guest2 unchanged: {live}");
 }
 
+/// Another tool's writes to mdev `uuid`: `attr` `id` each, as `echo` does.
+fn foreign_assigns(host: &Host, uuid: &str, assigns: &[(&str, &str)]) {
+    for (attr, id) in assigns {
+        host.write(
+            &format!("devices/vfio_ap/matrix/{uuid}/{attr}"),
+            &format!("{id}\n"),
+        )
+        .unwrap_or_else(|e| panic!("the foreign {attr} {id}: {e}"));
+    }
+}
+
+/// Another tool creates mdev `uuid` with `assigns`; apd shows it.
+fn foreign_mdev(host: &Host, uuid: &str, assigns: &[(&str, &str)]) {
+    host.write(
+        "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create",
+        &format!("{uuid}\n"),
+    )
+    .expect("the foreign create");
+    foreign_assigns(host, uuid, assigns);
+    host.wait_for("apd to show the foreign mdev", || {
+        list(host).values().any(|m| m["uuid"] == uuid)
+    });
+}
+
 /// Another tool removes the mdev in the way (and unassigns a queue from
 /// another) just before apd's change, whose uevents apd has not followed
 /// yet when it decides: the kernel takes the change, so apd must too. It
@@ -161,19 +185,11 @@ fn an_mdev_another_tool_just_removed_or_changed_is_not_in_the_way() {
 
     // A foreign mdev holds guest1's queue 05.0004.
     let other = "0e5e1b1e-0000-4000-8000-000000000001";
-    let create = "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create";
-    host.write(create, &format!("{other}\n"))
-        .expect("the foreign create");
-    for (attr, id) in [("assign_adapter", "5"), ("assign_domain", "4")] {
-        host.write(
-            &format!("devices/vfio_ap/matrix/{other}/{attr}"),
-            &format!("{id}\n"),
-        )
-        .expect("the foreign assign");
-    }
-    host.wait_for("apd to show the foreign mdev", || {
-        list(&host).values().any(|m| m["uuid"] == other)
-    });
+    foreign_mdev(
+        &host,
+        other,
+        &[("assign_adapter", "5"), ("assign_domain", "4")],
+    );
     let out = host.apctl(&["start", "guest1"]);
     assert_eq!(
         out.status.code(),
@@ -196,21 +212,15 @@ fn an_mdev_another_tool_just_removed_or_changed_is_not_in_the_way() {
         "guest1 is started with its queues"
     );
 
-    // The same for a live assign: the foreign writer takes domain 0xab off
-    // guest1 (no uevent at all), then guest2 may have it.
+    // The same for a live assign: a foreign mdev holds 05.00ab, and the
+    // other tool unassigns the domain from it (no uevent at all) just
+    // before guest2's assign.
     host.apctl_ok(&["stop", "guest1"]);
-    host.write(create, &format!("{other}\n"))
-        .expect("the foreign create");
-    for (attr, id) in [("assign_adapter", "5"), ("assign_domain", "0xab")] {
-        host.write(
-            &format!("devices/vfio_ap/matrix/{other}/{attr}"),
-            &format!("{id}\n"),
-        )
-        .expect("the foreign assign");
-    }
-    host.wait_for("apd to show the foreign mdev", || {
-        list(&host).values().any(|m| m["uuid"] == other)
-    });
+    foreign_mdev(
+        &host,
+        other,
+        &[("assign_adapter", "5"), ("assign_domain", "0xab")],
+    );
     let out = behind_the_lock(&host, &["assign", "guest2", "-d", "0xab", "--live"], || {
         host.write(
             &format!("devices/vfio_ap/matrix/{other}/unassign_domain"),
@@ -225,13 +235,11 @@ fn an_mdev_another_tool_just_removed_or_changed_is_not_in_the_way() {
     // And for the masks: adapter 6 goes back to the host once the foreign
     // mdev that held 06.0001 is gone (domain 1 is the host's, so the queue
     // would become the host's: EBUSY while an mdev holds it).
-    for (attr, id) in [("assign_adapter", "6"), ("assign_domain", "1")] {
-        host.write(
-            &format!("devices/vfio_ap/matrix/{other}/{attr}"),
-            &format!("{id}\n"),
-        )
-        .expect("the foreign assign");
-    }
+    foreign_assigns(
+        &host,
+        other,
+        &[("assign_adapter", "6"), ("assign_domain", "1")],
+    );
     let out = host.apctl(&["masks", "--apmask", "+6"]);
     assert_eq!(
         out.status.code(),
