@@ -145,7 +145,7 @@ pub async fn apply_persistent_masks(engine: &Engine) {
         let new_ap = pa.unwrap_or(host.apmask);
         let new_aq = pq.unwrap_or(host.aqmask);
         let changed = engine
-            .change_masks(&held, host.clone(), &names, new_ap, new_aq, None)
+            .change_masks(&held, host, &names, new_ap, new_aq, None)
             .await;
         engine.sync(Stale::masks()).await?;
         changed

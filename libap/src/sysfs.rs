@@ -216,10 +216,11 @@ struct Held {
 }
 
 impl Held {
-    /// `path`'s text through a held file, or None: not a held path, not a
-    /// filesystem that shows anew, or the held file failed (then it is
-    /// dropped, and a fresh open tells the caller what is wrong).
-    fn read(&self, path: &str, full: &Path) -> Option<Vec<u8>> {
+    /// `path`'s text through a held file (or why it cannot be opened), or
+    /// None: not a held path, not a filesystem that shows anew, or the held
+    /// file failed (then it is dropped, and a fresh open tells the caller
+    /// what is wrong).
+    fn read(&self, path: &str, full: &Path) -> Option<std::io::Result<Vec<u8>>> {
         let key = paths::BUS_MASKS
             .into_iter()
             .find(|p| *p == path.trim_start_matches('/'))?;
@@ -231,13 +232,18 @@ impl Held {
         let file = match held {
             Some(f) => f,
             None => {
-                let f = Arc::new(File::open(full).ok()?);
+                // A mask that cannot be opened is not opened again by the
+                // caller: its error is the answer.
+                let f = match File::open(full) {
+                    Ok(f) => Arc::new(f),
+                    Err(e) => return Some(Err(e)),
+                };
                 files().insert(key, f.clone());
                 f
             }
         };
         match read_from_start(&file) {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => Some(Ok(bytes)),
             Err(e) => {
                 tracing::debug!(path, error = %e, "a held attribute failed; opening it again");
                 files().remove(key);
@@ -317,12 +323,11 @@ fn errno_of(e: &std::io::Error) -> i32 {
 impl Sysfs for DirSysfs {
     fn read(&self, path: &str) -> Result<String, SysfsError> {
         let full = self.resolve(SysfsOp::Read, path)?;
-        let bytes = match self.held.read(path, &full) {
-            Some(bytes) => bytes,
-            None => File::open(&full)
-                .and_then(|f| read_from_start(&f))
-                .map_err(|e| SysfsError::new(SysfsOp::Read, path, errno_of(&e)))?,
-        };
+        let bytes = self
+            .held
+            .read(path, &full)
+            .unwrap_or_else(|| File::open(&full).and_then(|f| read_from_start(&f)))
+            .map_err(|e| SysfsError::new(SysfsOp::Read, path, errno_of(&e)))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

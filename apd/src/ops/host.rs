@@ -51,7 +51,7 @@ impl Engine {
         let new_aq = parse("aqmask", host.aqmask, aqmask)?;
         let store = persistent.then_some((Some(new_ap), Some(new_aq)));
         let result = self
-            .change_masks(w.held(), host.clone(), &names, new_ap, new_aq, store)
+            .change_masks(w.held(), host, &names, new_ap, new_aq, store)
             .await;
         if result.is_ok() && persistent {
             let mut s = self.state();
