@@ -85,14 +85,18 @@ impl Stale {
         }
     }
 
-    /// What a change re-reads before it decides, holding the s390 AP
-    /// configuration lock: the masks, whose uevent from another writer's
-    /// change may not have been followed yet (every refusal of kernel spec
-    /// §5 depends on them), and the LPAR's configuration (no uevent). The
-    /// caller adds the mdev it changes ([`Stale::mdev`]); another mdev an
-    /// other tool wrote to without a uevent is met by the kernel's refusal,
-    /// after which a re-read of every mdev names it. So a change costs what
-    /// it touches, not one read per mdev on the host.
+    /// What a change's checks depend on beyond the mdevs, holding the s390
+    /// AP configuration lock: the masks, whose uevent from another
+    /// writer's change may not have been followed yet (every refusal of
+    /// kernel spec §5 depends on them), and the LPAR's configuration (no
+    /// uevent). A change whose writes are computed from them (the masks)
+    /// re-reads them before it decides; one whose writes are not (a start,
+    /// a stop) reads them only when a check refuses or the kernel does, so
+    /// that neither refusal rests on a stale model. The caller adds the
+    /// mdev it changes ([`Stale::mdev`]); another mdev an other tool wrote
+    /// to without a uevent is met by the kernel's refusal, after which a
+    /// re-read of every mdev names it. So a change costs what it touches,
+    /// not one read per mdev on the host.
     pub fn before_change() -> Stale {
         Stale {
             masks: true,
@@ -302,8 +306,43 @@ struct Flipped {
 
 impl Flipped {
     /// Whether the write flipped this queue's host ownership bits.
+    #[cfg(test)]
     fn holds(&self, q: Apqn) -> bool {
         self.ap.contains(q.adapter) || self.aq.contains(q.domain)
+    }
+
+    /// The model's queues whose bits flipped ([`Flipped::holds`]), in
+    /// order, found adapter by adapter (a flipped domain is looked up on
+    /// each) rather than by a walk over every queue: a change that flipped
+    /// nothing, such as a start, costs nothing on a 65,536-queue host.
+    fn queues_in(&self, queues: &BTreeMap<Apqn, Queue>) -> Vec<Apqn> {
+        let mut found = Vec::new();
+        if self.ap.is_empty() && self.aq.is_empty() {
+            return found;
+        }
+        let mut from = Apqn::new(0, 0);
+        while let Some((first, _)) = queues.range(from..).next() {
+            let a = first.adapter;
+            if self.ap.contains(a) {
+                found.extend(
+                    queues
+                        .range(*first..=Apqn::new(a, u8::MAX))
+                        .map(|(q, _)| *q),
+                );
+            } else {
+                found.extend(
+                    self.aq
+                        .iter()
+                        .map(|d| Apqn::new(a, d))
+                        .filter(|q| queues.contains_key(q)),
+                );
+            }
+            match a.checked_add(1) {
+                Some(next) => from = Apqn::new(next, 0),
+                None => break,
+            }
+        }
+        found
     }
 
     /// Whether a matrix can hold a queue whose bits flipped.
@@ -420,11 +459,10 @@ impl Host {
         }
         // The kernel rebinds the queues whose host ownership flipped before
         // the mask write returns: they stay, their drivers move.
-        let moved: Vec<Apqn> = self
-            .queues
-            .keys()
-            .filter(|q| flipped.holds(**q) && !queues.contains(q) && !cards.contains(&q.adapter))
-            .copied()
+        let moved: Vec<Apqn> = flipped
+            .queues_in(&self.queues)
+            .into_iter()
+            .filter(|q| !queues.contains(q) && !cards.contains(&q.adapter))
             .collect();
         let (ap, aq) = delta.masks.unwrap_or((self.apmask, self.aqmask));
         for q in bindings.moved(fs, &moved, |q| host_owns(ap, aq, q))? {
@@ -441,7 +479,17 @@ impl Host {
             return Ok(delta);
         }
         for u in self.mdevs_moved(stale, &queues, flipped) {
-            delta.mdevs.push((u, read_mdev_from(fs, u, &self.queues)?));
+            // An mdev the model does not hold is most likely still absent
+            // (a start reads the mdev it is about to create): one look at
+            // its directory settles that, where a read of its attributes
+            // first would cost two.
+            let absent = !self.mdevs.contains_key(&u) && !fs.exists(&paths::mdev(&u));
+            let mdev = if absent {
+                None
+            } else {
+                read_mdev_from(fs, u, &self.queues)?
+            };
+            delta.mdevs.push((u, mdev));
         }
         Ok(delta)
     }
@@ -556,6 +604,31 @@ mod tests {
 
     fn uuid() -> Uuid {
         Uuid::parse_str("62177883-f1bb-47f0-914d-32a22e3a8804").expect("uuid")
+    }
+
+    proptest::proptest! {
+        /// The queues a mask change flipped, found adapter by adapter, are
+        /// those a walk over every queue finds, in the same order.
+        #[test]
+        fn flipped_queues_are_found_as_a_walk_finds_them(
+            present in proptest::collection::btree_set((0u8..=255, 0u8..=255), 0..300),
+            ap in proptest::collection::vec(0u8..=255, 0..4),
+            aq in proptest::collection::vec(0u8..=255, 0..4),
+        ) {
+            let queues: BTreeMap<Apqn, Queue> = present
+                .iter()
+                .map(|&(a, d)| {
+                    let apqn = Apqn::new(a, d);
+                    (apqn, Queue { apqn, driver: None })
+                })
+                .collect();
+            let flipped = Flipped {
+                ap: ApMask::from_ids(ap),
+                aq: ApMask::from_ids(aq),
+            };
+            let walk: Vec<Apqn> = queues.keys().filter(|q| flipped.holds(**q)).copied().collect();
+            proptest::prop_assert_eq!(flipped.queues_in(&queues), walk);
+        }
     }
 
     #[test]
