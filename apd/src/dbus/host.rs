@@ -1,6 +1,8 @@
 //! `org.apctl.Apd1.Host` on the root object: live host state as
 //! properties, updated (with `PropertiesChanged`) by the publisher.
 
+use std::sync::Arc;
+
 use apbus::AdapterInfo;
 use zbus::interface;
 
@@ -21,8 +23,9 @@ pub struct HostProps {
     pub max_domain_id: u32,
     /// The vfio_ap matrix device is present.
     pub vfio_ap_loaded: bool,
-    /// Adapters of the host.
-    pub adapters: Vec<AdapterInfo>,
+    /// Adapters of the host; shared by the snapshots while the cards stay
+    /// as they are (256 of them on a full machine).
+    pub adapters: Arc<Vec<AdapterInfo>>,
     /// Definition files that did not load: (path, sentence).
     pub load_errors: Vec<(String, String)>,
 }
@@ -82,7 +85,7 @@ impl HostIface {
     /// Adapters of the host configuration.
     #[zbus(property)]
     async fn adapters(&self) -> Vec<AdapterInfo> {
-        self.props.adapters.clone()
+        self.props.adapters.to_vec()
     }
 
     /// Definition files that did not load: (path, sentence).
