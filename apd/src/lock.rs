@@ -83,6 +83,18 @@ impl ConfigLock {
 
     /// Takes the lock (blocking; call from a blocking thread).
     pub fn acquire(&self) -> Result<LockGuard, LockError> {
+        self.take(true)
+            .map(|g| g.expect("a waiting take returns a guard or an error"))
+    }
+
+    /// Takes the lock if no live process holds it, without waiting: a few
+    /// calls on the lock's directory (a tmpfs), cheap enough for an async
+    /// thread. `Ok(None)` when it is held.
+    pub fn try_acquire(&self) -> Result<Option<LockGuard>, LockError> {
+        self.take(false)
+    }
+
+    fn take(&self, wait: bool) -> Result<Option<LockGuard>, LockError> {
         let pid = std::process::id();
         let io = |path: &Path, source| LockError::Io {
             path: path.to_path_buf(),
@@ -95,24 +107,24 @@ impl ConfigLock {
         }
         let tmp = self.temp_path(pid);
         write_pid_file(&tmp, pid).map_err(|e| io(&tmp, e))?;
-        let result = self.link_loop(&tmp, pid);
+        let result = self.link_loop(&tmp, pid, wait);
         // The temporary name is never needed after the loop: on success the
         // lock name holds the same inode.
         let _ = fs::remove_file(&tmp);
         result
     }
 
-    fn link_loop(&self, tmp: &Path, pid: u32) -> Result<LockGuard, LockError> {
+    fn link_loop(&self, tmp: &Path, pid: u32, wait: bool) -> Result<Option<LockGuard>, LockError> {
         let deadline = Instant::now() + self.wait;
         let mut pause = Duration::from_millis(20);
         loop {
             match fs::hard_link(tmp, &self.path) {
                 Ok(()) => {
                     tracing::trace!(lock = %self.path.display(), "s390 AP configuration lock taken");
-                    return Ok(LockGuard {
+                    return Ok(Some(LockGuard {
                         path: self.path.clone(),
                         pid,
-                    });
+                    }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
@@ -137,6 +149,7 @@ impl ConfigLock {
                         }
                     }
                 }
+                Holder::Alive(_) if !wait => return Ok(None),
                 Holder::Alive(holder) => {
                     if Instant::now() >= deadline {
                         return Err(LockError::Held {
@@ -345,6 +358,36 @@ mod tests {
             pid: std::process::id(),
         });
         assert!(path.exists());
+    }
+
+    #[test]
+    fn a_try_takes_a_free_or_stale_lock_and_leaves_a_held_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s390apconfig.lock");
+        // A wait of a minute: a try must not use it.
+        let lock = ConfigLock::new(&path, Duration::from_secs(60));
+        fs::write(&path, "1\n").expect("foreign lock");
+        let started = Instant::now();
+        assert!(
+            lock.try_acquire().expect("no error").is_none(),
+            "held by pid 1"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        assert_eq!(fs::read_to_string(&path).expect("kept"), "1\n");
+        fs::write(&path, "99999999\n").expect("stale lock");
+        let guard = lock
+            .try_acquire()
+            .expect("no error")
+            .expect("stale replaced");
+        assert_eq!(
+            fs::read_to_string(&path).expect("ours"),
+            format!("{}\n", std::process::id())
+        );
+        // No temporary is left behind by any of the tries.
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 1);
+        drop(guard);
+        assert!(!path.exists(), "released");
+        drop(lock.try_acquire().expect("no error").expect("free"));
     }
 
     #[test]

@@ -297,6 +297,13 @@ impl Engine {
     /// The s390 AP configuration lock alone, for a caller that holds the
     /// writer already (the boot restore, the retries after uevents).
     pub async fn config_lock(&self) -> Result<LockGuard, Error> {
+        // Free most of the time: taken here, without a blocking thread's
+        // two wake-ups; held by another tool, waited for on one.
+        match self.lock.try_acquire() {
+            Ok(Some(held)) => return Ok(held),
+            Ok(None) => {}
+            Err(e) => return Err(Error::Busy(e.to_string())),
+        }
         let lock = self.lock.clone();
         tokio::task::spawn_blocking(move || lock.acquire())
             .await
