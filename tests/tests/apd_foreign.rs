@@ -258,6 +258,66 @@ fn an_mdev_another_tool_just_removed_or_changed_is_not_in_the_way() {
     );
 }
 
+/// A start reads no mask before it writes (its writes do not depend on
+/// them): its checks run on the model, and a refusal reads the masks
+/// again before it is given, a write the kernel refuses after them. So
+/// a mask another tool changed a moment ago (its uevent waits behind the
+/// start) decides the start as the kernel decides it, either way.
+#[test]
+fn a_mask_another_tool_just_changed_decides_a_start_as_the_kernel_does() {
+    let Some(host) = fuse_host() else { return };
+    host.apctl_ok(&["masks", "--apmask", SEED_APMASK, "--aqmask", SEED_AQMASK]);
+    // Queue 07.0010 is the host's: neither adapter 7 nor domain 0x10 is
+    // given to vfio_ap.
+    host.apctl_ok(&["define", "--name", "guest3", "-a", "7", "-d", "0x10"]);
+    let out = host.apctl(&["start", "guest3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "refused while 07.0010 is the host's: {}",
+        describe(&out)
+    );
+
+    // The other tool gives domain 0x10 to vfio_ap while apd waits.
+    let out = behind_the_lock(&host, &["start", "guest3"], || {
+        host.write("bus/ap/aqmask", "-0x10\n")
+            .expect("the foreign mask write");
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let g3 = uuid_of(&host, "guest3");
+    assert!(
+        host.read(&format!("devices/vfio_ap/matrix/{g3}/matrix"))
+            .contains("07.0010"),
+        "guest3 is started with its queue"
+    );
+
+    // And takes it back while apd waits: the model still gives it to
+    // vfio_ap, the kernel refuses the write, and the refusal names the
+    // queue as the host's, with nothing left behind.
+    host.apctl_ok(&["stop", "guest3"]);
+    let out = behind_the_lock(&host, &["start", "guest3"], || {
+        host.write("bus/ap/aqmask", "+0x10\n")
+            .expect("the foreign mask write");
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("07.0010") && said.contains("host"),
+        "the refusal names the queue the host owns: {said}"
+    );
+    assert!(
+        !host
+            .sysfs()
+            .join(format!("devices/vfio_ap/matrix/{g3}"))
+            .exists(),
+        "the mdev created before the refused write is removed again"
+    );
+    assert!(
+        mask_bit(&host, "aqmask", 0x10),
+        "the other tool's mask stays"
+    );
+}
+
 fn uuid_of(host: &Host, name: &str) -> String {
     list(host)[name]["uuid"].as_str().expect("uuid").to_string()
 }

@@ -76,7 +76,7 @@ impl Engine {
     ) -> Result<(), Error> {
         let lookup = |u: Uuid| names.get(&u);
         let host = self
-            .check_fresh(host, |h| {
+            .check_fresh(host, Stale::none(), |h| {
                 check_mask_change_named(h, &lookup, new_ap, new_aq)
             })
             .await?

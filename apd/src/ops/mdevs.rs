@@ -41,22 +41,22 @@ pub fn changed(current: &Matrix, ids: &Matrix, add: bool) -> Matrix {
 }
 
 impl Engine {
-    /// What a change of the mdev `arg` names re-reads under the lock, in
-    /// one read: the masks, the LPAR configuration and this mdev
-    /// ([`Stale::before_change`]). Resolving `arg` first is the same as
-    /// after: that re-read adds or removes no mdev.
-    async fn sync_mdev(&self, arg: &str) -> Result<(Uuid, Arc<Host>), Error> {
+    /// Resolves `arg` and re-reads that mdev under the lock, with `also`
+    /// in the same read ([`Stale::before_change`] where the change's
+    /// checks pass on the masks; a start and a stop read those only when
+    /// a check or the kernel refuses: [`Engine::check_fresh`]). Resolving
+    /// `arg` first is the same as after: that re-read adds or removes no
+    /// other mdev.
+    async fn sync_mdev(&self, arg: &str, also: Stale) -> Result<(Uuid, Arc<Host>), Error> {
         let uuid = self.state().resolve(arg)?;
-        let host = self
-            .sync(Stale::before_change().and(Stale::mdev(uuid)))
-            .await?;
+        let host = self.sync(also.and(Stale::mdev(uuid))).await?;
         Ok((uuid, host))
     }
 
     /// `Start`.
     pub async fn start(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
-        let (uuid, _) = self.sync_mdev(arg).await?;
+        let (uuid, _) = self.sync_mdev(arg, Stale::none()).await?;
         let result = self.start_locked(w.held(), uuid, StepLog::Info).await;
         if result.is_ok() {
             // A successful start by hand ends an automatic start's failure.
@@ -139,9 +139,14 @@ impl Engine {
         let refused = |f: Finding| {
             convert::refused(&f, format!("cannot start {who}: {}", remedy::reason(&f)))
         };
+        // The masks and the configuration were not read under `held`: a
+        // refusal reads them first.
         let mut host = host;
         if !active {
-            host = self.check_fresh(host, check).await?.map_err(refused)?;
+            host = self
+                .check_fresh(host, Stale::before_change(), check)
+                .await?
+                .map_err(refused)?;
         }
         // The model was read under `held`: a create needs no lookup first.
         let steps = libap::plan::start(&host, &def);
@@ -158,7 +163,8 @@ impl Engine {
             Err(failure) => {
                 // Someone may have changed the host between our check and
                 // the write: the check on a fresh read names the culprit.
-                if let Ok(now) = self.sync(Stale::unannounced()).await {
+                let now = Stale::unannounced().and(Stale::before_change());
+                if let Ok(now) = self.sync(now).await {
                     check(&now).map_err(refused)?;
                 }
                 Err(kernel_refusal(&format!("start {who}"), &failure))
@@ -169,7 +175,7 @@ impl Engine {
     /// `Stop`.
     pub async fn stop(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
-        let (uuid, host) = self.sync_mdev(arg).await?;
+        let (uuid, host) = self.sync_mdev(arg, Stale::none()).await?;
         let (uuid, who) = {
             let s = self.state();
             let u = uuid;
@@ -206,7 +212,7 @@ impl Engine {
         add: bool,
     ) -> Result<(), Error> {
         let w = self.change().await?;
-        let (uuid, mut host) = self.sync_mdev(arg).await?;
+        let (uuid, mut host) = self.sync_mdev(arg, Stale::before_change()).await?;
         let names = name_map(&self.state());
         let (uuid, who, def) = {
             let s = self.state();
@@ -230,7 +236,9 @@ impl Engine {
         if let (true, Some(m)) = (live, &live_mdev) {
             if add {
                 host = self
-                    .check_fresh(host, |h| check_assigns(h, &names, uuid, m.matrix, &want))
+                    .check_fresh(host, Stale::none(), |h| {
+                        check_assigns(h, &names, uuid, m.matrix, &want)
+                    })
                     .await?
                     .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
             }

@@ -43,21 +43,25 @@ pub fn name_map(s: &State) -> NameMap {
 }
 
 impl Engine {
-    /// Runs `check` on `host`; where it refuses naming other mdevs, reads
-    /// those again and runs it again, until it passes or refuses on mdevs
-    /// just read. The model may be behind the kernel there: another tool
-    /// removed an mdev a moment ago and apd has not followed its uevent yet
-    /// (a client's change goes first), or changed its assignments, which
-    /// sends none. So apd refuses only what the kernel shows: a refusal
-    /// costs a read of the mdevs it names, a change that passes nothing.
-    /// Returns the host the check passed on, or the refusal. The caller
-    /// holds the writer and the lock.
+    /// Runs `check` on `host`; where it refuses, reads again what the
+    /// caller did not read under the lock (`unread`: the masks and the
+    /// configuration for a start, [`Stale::before_change`]) and the mdevs
+    /// the refusal names, and runs it again, until it passes or refuses
+    /// on what was just read. The model may be behind the kernel there:
+    /// another tool removed an mdev a moment ago and apd has not followed
+    /// its uevent yet (a client's change goes first), changed its
+    /// assignments, which sends none, or changed a mask. So apd refuses
+    /// only what the kernel shows: a refusal costs a read of what it rests
+    /// on, a change that passes nothing. Returns the host the check passed
+    /// on, or the refusal. The caller holds the writer and the lock.
     pub async fn check_fresh(
         &self,
         mut host: Arc<Host>,
+        unread: Stale,
         check: impl Fn(&Host) -> Result<(), Finding>,
     ) -> Result<Result<Arc<Host>, Finding>, Error> {
         let mut read = BTreeSet::new();
+        let mut unread = Some(unread);
         loop {
             let Err(f) = check(&host) else {
                 return Ok(Ok(host));
@@ -67,11 +71,13 @@ impl Engine {
                 .iter()
                 .map(|(u, _)| *u)
                 .filter(|u| read.insert(*u))
-                .fold(Stale::none(), |stale, u| stale.and(Stale::mdev(u)));
+                .fold(unread.take().unwrap_or_default(), |stale, u| {
+                    stale.and(Stale::mdev(u))
+                });
             if named.is_empty() {
                 return Ok(Err(f));
             }
-            tracing::debug!(stale = ?named, "a refusal names mdevs: reading them before refusing");
+            tracing::debug!(stale = ?named, "a check refuses: reading what it rests on before refusing");
             host = self.sync(named).await?;
         }
     }
