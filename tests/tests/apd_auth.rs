@@ -54,6 +54,9 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
     c.run(m.set_masks(SEED_APMASK, SEED_AQMASK, true))
         .expect("root may set masks");
     c.run(m.start("guest1")).expect("root may start");
+    // Defined, not started: a refused Start must not create it (apd takes
+    // the lock and reads the mdev while the bus tells who called).
+    c.run(m.define(&guest2(false))).expect("root may define");
     let apmask = host.read("bus/ap/apmask");
     let defs_before = std::fs::read_dir(host.config_dir().join("mdevs"))
         .expect("mdevs dir")
@@ -129,6 +132,9 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
     let changes: &[(&str, &[&str])] = &[
         ("Stop", &["guest1"]),
         ("Start", &["guest1"]),
+        ("Start", &["guest2"]),
+        // Refused as such, not answered with what exists.
+        ("Start", &["no-such-mdev"]),
         ("Undefine", &["guest1"]),
         ("Define", &["('', 'evil', false, (@au [], @au [], @au []))"]),
         ("Assign", &["guest1", "(@au [], @au [], [uint32 4])", ""]),
@@ -152,6 +158,7 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
 
     // Nothing changed.
     assert!(mdev_exists(&host, GUEST1_UUID));
+    assert!(!mdev_exists(&host, GUEST2_UUID), "guest2 was not started");
     assert_eq!(
         host.read(&format!("devices/vfio_ap/matrix/{GUEST1_UUID}/matrix")),
         "05.0004\n05.00ab\n06.0004\n06.00ab\n"
