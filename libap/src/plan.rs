@@ -212,7 +212,7 @@ impl Simulation<'_> {
                 self.host.mdevs.remove(uuid);
             }
             Step::ConfigureAdapter { adapter, on } => {
-                if let Some(card) = self.host.cards.get_mut(adapter) {
+                if let Some(card) = self.host.cards_mut().get_mut(adapter) {
                     card.config = *on;
                 }
             }

@@ -558,8 +558,8 @@ impl Host {
                 all.remove(&q);
             }
             match card {
-                Some(c) => self.cards.insert(a, c),
-                None => self.cards.remove(&a),
+                Some(c) => self.cards_mut().insert(a, c),
+                None => self.cards_mut().remove(&a),
             };
             let all = self.queues_mut();
             for q in queues {

@@ -440,7 +440,7 @@ fn cards_read_side_by_side_make_the_same_model() {
     assert_eq!(host.cards.len(), 70);
     assert_eq!(host.queues.len(), 70 * 64);
     let mut one_by_one = host.clone();
-    one_by_one.cards.clear();
+    one_by_one.cards_mut().clear();
     one_by_one.queues_mut().clear();
     let every_card = (0..70).fold(Stale::none(), |s, a| s.and(Stale::card(a)));
     one_by_one.refresh(&sim, &every_card).expect("re-read");

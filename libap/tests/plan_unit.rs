@@ -45,7 +45,7 @@ fn seed_host() -> Host {
         ..Host::default()
     };
     for a in 1..=7u8 {
-        host.cards.insert(
+        host.cards_mut().insert(
             a,
             Card {
                 id: a,

@@ -371,8 +371,10 @@ pub struct Host {
     /// The matrix device's `features`; None when the file is absent (older
     /// kernel or vfio_ap not loaded).
     pub features: Option<Features>,
-    /// Cards by adapter id.
-    pub cards: BTreeMap<u8, Card>,
+    /// Cards by adapter id; shared by the copies of the model like the
+    /// queues, so a change that touches no card copies none (256 on a
+    /// full machine; change them with [`Host::cards_mut`]).
+    pub cards: std::sync::Arc<BTreeMap<u8, Card>>,
     /// Queues by APQN (existence and driver; see [`Queue`]). Shared by the
     /// copies of the model (a published snapshot), so a change that moves
     /// no queue copies none of them: 65,536 on a full LPAR (change them

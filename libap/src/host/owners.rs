@@ -1,7 +1,7 @@
 //! Who owns an APQN: the host (the masks), an mdev (its matrix), or
 //! nobody; and what the guest matrix of an mdev is.
 
-use super::{GuestMatrix, Host, Queue};
+use super::{Card, GuestMatrix, Host, Queue};
 use crate::apqn::Apqn;
 use crate::mask::ApMask;
 use std::collections::BTreeMap;
@@ -34,6 +34,12 @@ pub fn host_owns(apmask: ApMask, aqmask: ApMask, apqn: Apqn) -> bool {
 }
 
 impl Host {
+    /// The cards, to change: copied first while a copy of the model
+    /// shares them.
+    pub fn cards_mut(&mut self) -> &mut BTreeMap<u8, Card> {
+        std::sync::Arc::make_mut(&mut self.cards)
+    }
+
     /// The queues, to change: copied first while a copy of the model
     /// shares them.
     pub fn queues_mut(&mut self) -> &mut BTreeMap<Apqn, Queue> {

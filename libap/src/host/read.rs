@@ -205,7 +205,7 @@ impl Host {
         };
         let mut present = Vec::new();
         for (card, queues) in cards? {
-            self.cards.insert(card.id, card);
+            self.cards_mut().insert(card.id, card);
             present.extend(queues);
         }
         let mut bindings = bindings?;
