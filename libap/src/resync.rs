@@ -23,8 +23,9 @@ use uuid::Uuid;
 use crate::apqn::Apqn;
 use crate::host::{
     host_owns, list_queues, parse_card_name, parse_mdev_name, paths, read_bindings,
-    read_bindings_of, read_card, read_driver, read_mask, read_mdev_from, read_queue,
-    read_vfio_part, Card, Features, GuestMatrix, Host, HostError, Matrix, Mdev, Queue, RawConfig,
+    read_bindings_of, read_card, read_driver, read_likely_absent_mdev, read_mask, read_mdev_from,
+    read_queue, read_vfio_part, Card, Features, GuestMatrix, Host, HostError, Matrix, Mdev, Queue,
+    RawConfig,
 };
 use crate::mask::ApMask;
 use crate::sysfs::Sysfs;
@@ -479,15 +480,12 @@ impl Host {
             return Ok(delta);
         }
         for u in self.mdevs_moved(stale, &queues, flipped) {
-            // An mdev the model does not hold is most likely still absent
-            // (a start reads the mdev it is about to create): one look at
-            // its directory settles that, where a read of its attributes
-            // first would cost two.
-            let absent = !self.mdevs.contains_key(&u) && !fs.exists(&paths::mdev(&u));
-            let mdev = if absent {
-                None
-            } else {
+            // One the model does not hold is most likely still absent: a
+            // start reads the mdev it is about to create.
+            let mdev = if self.mdevs.contains_key(&u) {
                 read_mdev_from(fs, u, &self.queues)?
+            } else {
+                read_likely_absent_mdev(fs, u, &self.queues)?
             };
             delta.mdevs.push((u, mdev));
         }

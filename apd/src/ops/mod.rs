@@ -61,7 +61,7 @@ impl Engine {
         check: impl Fn(&Host) -> Result<(), Finding>,
     ) -> Result<Result<Arc<Host>, Finding>, Error> {
         let mut read = BTreeSet::new();
-        let mut unread = Some(unread);
+        let mut unread = unread;
         loop {
             let Err(f) = check(&host) else {
                 return Ok(Ok(host));
@@ -71,7 +71,7 @@ impl Engine {
                 .iter()
                 .map(|(u, _)| *u)
                 .filter(|u| read.insert(*u))
-                .fold(unread.take().unwrap_or_default(), |stale, u| {
+                .fold(std::mem::take(&mut unread), |stale, u| {
                     stale.and(Stale::mdev(u))
                 });
             if named.is_empty() {

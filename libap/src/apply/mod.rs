@@ -39,13 +39,14 @@
 //! The caller holds the writer lock (`/run/lock/s390apconfig.lock`);
 //! [`execute`] takes none.
 
-use crate::host::{paths, Host, Matrix};
+use crate::host::{paths, read_likely_absent_mdev, Host, Matrix};
 use crate::mask::ApMask;
 use crate::matrix::format_ap_config;
 use crate::plan::{Plan, Step};
 use crate::store::Store;
 use crate::sysfs::Sysfs;
 use crate::validate::AssignKind;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -117,14 +118,15 @@ impl Live {
         Ok(m)
     }
 
-    /// Whether the mdev exists: one lookup of its directory when it is
-    /// not known, as before a create it usually is not (reading its
-    /// matrix would take two accesses to say so).
+    /// Whether the mdev exists, read as one about to be created when it is
+    /// not known (one lookup of its directory while it is absent).
     fn exists(&mut self, sysfs: &dyn Sysfs, uuid: Uuid) -> Result<bool, ApplyCause> {
-        if !self.mdevs.contains_key(&uuid) && !sysfs.exists(&paths::mdev(&uuid)) {
-            self.mdevs.insert(uuid, None);
-        }
-        Ok(self.matrix(sysfs, uuid)?.is_some())
+        let m = match self.mdevs.entry(uuid) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(unknown) => *unknown
+                .insert(read_likely_absent_mdev(sysfs, uuid, &BTreeMap::new())?.map(|m| m.matrix)),
+        };
+        Ok(m.is_some())
     }
 
     fn ids(m: &mut Matrix, kind: AssignKind) -> &mut ApMask {

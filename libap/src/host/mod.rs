@@ -13,8 +13,8 @@ mod read;
 
 pub use owners::{host_owns, Owner, OwnerIndex};
 pub(crate) use read::{
-    list_queues, read_bindings, read_bindings_of, read_card, read_driver, read_mask,
-    read_mdev_from, read_queue, read_vfio_part, RawConfig,
+    list_queues, read_bindings, read_bindings_of, read_card, read_driver, read_likely_absent_mdev,
+    read_mask, read_mdev_from, read_queue, read_vfio_part, RawConfig,
 };
 pub use read::{parse_card_name, parse_mdev_name};
 

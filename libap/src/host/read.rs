@@ -497,6 +497,20 @@ impl QueueState {
     }
 }
 
+/// [`read_mdev_from`] for an mdev most likely absent (one about to be
+/// created): one lookup of its directory settles that, where a read of its
+/// attributes first would cost two.
+pub(crate) fn read_likely_absent_mdev(
+    fs: &dyn Sysfs,
+    uuid: Uuid,
+    queues: &BTreeMap<Apqn, Queue>,
+) -> Result<Option<Mdev>, HostError> {
+    if !fs.exists(&paths::mdev(&uuid)) {
+        return Ok(None);
+    }
+    read_mdev_from(fs, uuid, queues)
+}
+
 pub(crate) fn read_mdev_from(
     fs: &dyn Sysfs,
     uuid: Uuid,
