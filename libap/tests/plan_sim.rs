@@ -15,7 +15,7 @@ use libap::store::Store;
 use libap::sysfs::{SimSysfs, SysfsError};
 use libap::validate::Severity;
 use libap::Sysfs;
-use libap::{ApMask, Definition, Host};
+use libap::{ApMask, Definition, Host, Matrix};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use testkit::{diff, dir_snapshot};
@@ -239,7 +239,7 @@ fn check_reached(
     prop_assert_eq!(&got_defs, &expect_defs);
 
     // Live mdevs.
-    let mut expect_live: BTreeMap<Uuid, libap::Matrix> = BTreeMap::new();
+    let mut expect_live: BTreeMap<Uuid, Matrix> = BTreeMap::new();
     for (uuid, mdev) in &before.mdevs {
         let defined = before_defs.iter().any(|d| d.uuid == *uuid);
         let pruned = prune && defined && !named.contains(uuid);
@@ -252,7 +252,7 @@ fn check_reached(
             expect_live.insert(*uuid, d.matrix());
         }
     }
-    let got_live: BTreeMap<Uuid, libap::Matrix> =
+    let got_live: BTreeMap<Uuid, Matrix> =
         after.mdevs.iter().map(|(u, m)| (*u, m.matrix)).collect();
     prop_assert_eq!(got_live, expect_live);
     Ok(())
@@ -291,9 +291,9 @@ fn apply_state(
             let after_defs = stored(store);
             check_reached(&host, &defs, want, prune, &after, &after_defs)?;
             // The planner's own prediction agrees with the simulator.
-            let predicted: BTreeMap<Uuid, libap::Matrix> =
+            let predicted: BTreeMap<Uuid, Matrix> =
                 p.end.mdevs.iter().map(|(u, m)| (*u, m.matrix)).collect();
-            let live: BTreeMap<Uuid, libap::Matrix> =
+            let live: BTreeMap<Uuid, Matrix> =
                 after.mdevs.iter().map(|(u, m)| (*u, m.matrix)).collect();
             prop_assert_eq!(predicted, live);
             prop_assert_eq!(&p.definitions, &after_defs);
@@ -627,6 +627,8 @@ struct Recording<'a> {
     writes: std::sync::Mutex<Vec<String>>,
     /// The paths looked up (`exists`).
     lookups: std::sync::Mutex<Vec<String>>,
+    /// The paths read.
+    reads: std::sync::Mutex<Vec<String>>,
     kill: Option<(usize, bool)>,
 }
 
@@ -636,6 +638,7 @@ impl Recording<'_> {
             inner,
             writes: Vec::new().into(),
             lookups: Vec::new().into(),
+            reads: Vec::new().into(),
             kill: None,
         }
     }
@@ -662,6 +665,7 @@ impl Recording<'_> {
 
 impl Sysfs for Recording<'_> {
     fn read(&self, path: &str) -> Result<String, SysfsError> {
+        self.reads.lock().expect("lock").push(path.to_string());
         self.inner.read(path)
     }
     fn write(&self, path: &str, data: &[u8]) -> Result<(), SysfsError> {
@@ -762,6 +766,78 @@ fn a_create_known_absent_that_appeared_meanwhile_fails_and_rolls_back() {
         e.to_string().contains("EEXIST") || e.to_string().contains("exists"),
         "{e}"
     );
+    assert!(e.rolled_back, "{e}");
+    let d = diff(&before, &sysfs_snapshot(&fs));
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+/// guest1 started on a fresh simulator and the host read after: the
+/// simulator, the store's directory, the store and that host.
+fn guest1_active() -> (SimSysfs, tempfile::TempDir, Store, Host) {
+    let (fs, dir, store, p, _) = guest1_planned();
+    execute(&p, &fs, &store).expect("guest1 starts");
+    let host = read_host(&fs);
+    (fs, dir, store, host)
+}
+
+/// The steps that unassign guest1's domain 1 and then stop it.
+fn guest1_unassign_and_stop(host: &Host) -> Vec<Step> {
+    let uuid = Uuid::parse_str(G1).expect("uuid");
+    let m = host.mdevs.get(&uuid).expect("guest1 is active").matrix;
+    let mut one = Matrix::default();
+    one.domains.set(1, true);
+    let mut steps = libap::plan::assignment(uuid, None, &one, false);
+    steps.extend(libap::plan::stop(uuid, None, m));
+    steps
+}
+
+/// An mdev the caller read under its lock (active, with its matrix) is
+/// changed and removed without the executor reading it again; without
+/// that knowledge the executor reads it once, before its first step.
+#[test]
+fn an_mdev_known_active_is_changed_without_a_read() {
+    let uuid = Uuid::parse_str(G1).expect("uuid");
+    let under = format!("{}/", libap::host::paths::mdev(&uuid));
+    for told in [true, false] {
+        let (fs, _dir, store, host) = guest1_active();
+        let steps = guest1_unassign_and_stop(&host);
+        let known = if told {
+            Known::from_host(&host, &steps)
+        } else {
+            Known::nothing()
+        };
+        let rec = Recording::new(&fs);
+        let report = execute_journaled(&steps, &rec, &store, None, StepLog::Info, &known)
+            .expect("guest1 is changed and stopped");
+        assert_eq!(report.changed(), 2, "told {told}");
+        let reads = rec.reads.lock().expect("lock").clone();
+        let of_mdev = reads.iter().filter(|r| r.starts_with(&under)).count();
+        if told {
+            assert_eq!(of_mdev, 0, "{reads:?}");
+        } else {
+            assert!(of_mdev > 0, "{reads:?}");
+        }
+        assert_eq!(rec.mdev_writes(uuid), ["unassign_domain", "remove"]);
+        assert!(!read_host(&fs).mdevs.contains_key(&uuid));
+    }
+}
+
+/// An mdev known active that another tool removes between the caller's
+/// read and the run: the kernel refuses the write to it, the run fails
+/// naming that step and is rolled back, and the host is left as the other
+/// tool made it.
+#[test]
+fn an_mdev_known_active_that_went_away_meanwhile_fails_and_rolls_back() {
+    let (fs, _dir, store, host) = guest1_active();
+    let steps = guest1_unassign_and_stop(&host);
+    let known = Known::from_host(&host, &steps);
+    let uuid = Uuid::parse_str(G1).expect("uuid");
+    fs.write(&libap::host::paths::mdev_attr(&uuid, "remove"), b"1\n")
+        .expect("another tool removes guest1's mdev");
+    let before = sysfs_snapshot(&fs);
+    let e = execute_journaled(&steps, &fs, &store, None, StepLog::Info, &known)
+        .expect_err("the unassign is refused");
+    assert!(matches!(*e.failed_step, Step::Unassign { .. }), "{e}");
     assert!(e.rolled_back, "{e}");
     let d = diff(&before, &sysfs_snapshot(&fs));
     assert!(d.is_empty(), "{d:#?}");

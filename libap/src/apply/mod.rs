@@ -29,8 +29,9 @@
 //! A caller that has just read the host under the lock it holds for the
 //! run tells the executor what it knows ([`Known`]): an mdev it found
 //! absent is created without a lookup first (one FUSE request per mdev of
-//! a boot restore). A create the kernel refuses because someone made the
-//! mdev meanwhile (`EEXIST`) then fails the run, which is rolled back.
+//! a boot restore), one it found active is changed without being read
+//! again. A create the kernel refuses because someone made the mdev
+//! meanwhile (`EEXIST`) then fails the run, which is rolled back.
 //!
 //! With a [`Journal`] ([`execute_journaled`]) each change is announced
 //! in it, synced, before it is made, so a writer killed half-way can be
@@ -74,37 +75,43 @@ struct Live {
 }
 
 /// What the caller read of the host under the lock it holds while the
-/// steps run (see the module's text): the mdevs the steps create that it
-/// found absent.
+/// steps run (see the module's text): the assignment of each mdev the
+/// steps touch, None for one it found absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Known {
-    absent: BTreeSet<Uuid>,
+    mdevs: BTreeMap<Uuid, Option<Matrix>>,
 }
 
 impl Known {
-    /// Nothing known: every create looks first.
+    /// Nothing known: the first step on each mdev looks at it.
     pub fn nothing() -> Known {
         Known::default()
     }
 
     /// What `host`, read under the caller's lock, tells about `steps`:
-    /// the mdevs they create that `host` does not have.
+    /// each mdev they create, remove, assign to or unassign from, as
+    /// `host` has it.
     pub fn from_host(host: &Host, steps: &[Step]) -> Known {
-        let absent = steps
+        let mdevs = steps
             .iter()
             .filter_map(|s| match s {
-                Step::Create { uuid, .. } if !host.mdevs.contains_key(uuid) => Some(*uuid),
+                Step::Create { uuid, .. }
+                | Step::Remove { uuid, .. }
+                | Step::Assign { uuid, .. }
+                | Step::Unassign { uuid, .. } => {
+                    Some((*uuid, host.mdevs.get(uuid).map(|m| m.matrix)))
+                }
                 _ => None,
             })
             .collect();
-        Known { absent }
+        Known { mdevs }
     }
 }
 
 impl Live {
     fn new(known: &Known) -> Live {
         Live {
-            mdevs: known.absent.iter().map(|u| (*u, None)).collect(),
+            mdevs: known.mdevs.clone(),
             created: BTreeSet::new(),
         }
     }
@@ -329,7 +336,8 @@ fn run_mdev_step(
             live.created.insert(uuid);
         }
         Step::Remove { uuid, .. } => {
-            // Recreate it as it is now, not as it was when planned.
+            // Recreate it as it is now (or as the caller read it under
+            // its lock), not as it was when planned.
             let Some(matrix) = live.matrix(sysfs, uuid)? else {
                 return Ok(Outcome::InPlace);
             };
