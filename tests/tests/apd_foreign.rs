@@ -128,20 +128,47 @@ fn a_foreign_holder_of_the_lock_is_waited_for_and_its_writes_are_kept() {
         err.contains("05.00ff") && err.contains(&format!("guest1 ({g1})")),
         "the refusal names the queue and who holds it: {err}"
     );
-    let list = list(&host);
-    assert_eq!(list["guest2"]["domains"], serde_json::json!([0x47]));
-    assert_eq!(list["guest2"]["persistent"], Value::Null, "{list:?}");
+    let shown = list(&host);
+    assert_eq!(shown["guest2"]["domains"], serde_json::json!([0x47]));
+    assert_eq!(shown["guest2"]["persistent"], Value::Null, "{shown:?}");
     // The foreign domain is shown, the definition kept beside it.
     assert_eq!(
-        list["guest1"]["domains"],
+        shown["guest1"]["domains"],
         serde_json::json!([4, 0xab, 0xff])
     );
     assert_eq!(
-        list["guest1"]["persistent"]["domains"],
+        shown["guest1"]["persistent"]["domains"],
         serde_json::json!([4, 0xab])
     );
     let live = host.read(&format!("devices/vfio_ap/matrix/{g2}/matrix"));
     assert!(!live.contains("00ff"), "guest2 unchanged: {live}");
+
+    // A start of an active mdev that the foreign holder changes meanwhile:
+    // a success that writes nothing (a start never changes a running
+    // mdev's assignment), decided on the mdev as apd reads it under the
+    // lock, and with a stop after it, on that same read: the mdev goes
+    // away as the foreign holder left it.
+    let out = behind_the_lock(&host, &["start", "guest1"], || {
+        foreign_assigns(&host, &g1, &[("unassign_domain", "0xff")]);
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        host.read(&format!("devices/vfio_ap/matrix/{g1}/matrix")),
+        "05.0004\n05.00ab\n06.0004\n06.00ab\n"
+    );
+    assert_eq!(
+        list(&host)["guest1"]["domains"],
+        serde_json::json!([4, 0xab])
+    );
+    let out = behind_the_lock(&host, &["stop", "guest2"], || {
+        foreign_assigns(&host, &g2, &[("assign_domain", "0xff")]);
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(!host
+        .sysfs()
+        .join(format!("devices/vfio_ap/matrix/{g2}"))
+        .exists());
+    assert_eq!(list(&host)["guest2"]["active"], Value::Bool(false));
 }
 
 /// Another tool's writes to mdev `uuid`: `attr` `id` each, as `echo` does.

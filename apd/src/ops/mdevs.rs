@@ -73,7 +73,8 @@ impl Engine {
     /// one this start created (`Started::Now`) goes in as libap predicts
     /// the kernel shows it, instead of being read back (three files fewer
     /// per start, which a boot restore makes once per mdev; its `add`
-    /// uevent re-reads it); any other is read.
+    /// uevent re-reads it); one found active (`Started::Already`) was read
+    /// under the writer and not written since; after a failure it is read.
     pub async fn after_start(&self, uuid: Uuid, outcome: Option<Started>) -> Result<(), Error> {
         let predicted = match outcome {
             Some(Started::Now) => {
@@ -82,7 +83,8 @@ impl Engine {
                     .get(&uuid)
                     .and_then(|d| Delta::started(&s.host, uuid, d.matrix()))
             }
-            _ => None,
+            Some(Started::Already) => return Ok(()),
+            None => None,
         };
         match predicted {
             Some(delta) => {
@@ -119,11 +121,15 @@ impl Engine {
                 "cannot start {who}: it has no definition; define it first with `apctl define`"
             )));
         };
-        let active = host.mdevs.contains_key(&uuid);
-        if !active {
-            check_vfio_ap(&host, uuid, def.name.as_deref(), Asker::Command)
-                .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
+        if host.mdevs.contains_key(&uuid) {
+            // Read under `held` by the caller, and a start never changes a
+            // running mdev's assignment: nothing to write or to look at
+            // again.
+            tracing::debug!(uuid = %uuid, "already active; nothing to start");
+            return Ok(Started::Already);
         }
+        check_vfio_ap(&host, uuid, def.name.as_deref(), Asker::Command)
+            .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         // The definition's matrix against a read of the host: the refusal
         // that names the culprit, before the writes and after a failed one.
         let check = |host: &Host| {
@@ -141,21 +147,16 @@ impl Engine {
         };
         // The masks and the configuration were not read under `held`: a
         // refusal reads them first.
-        let mut host = host;
-        if !active {
-            host = self
-                .check_fresh(host, Stale::before_change(), check)
-                .await?
-                .map_err(refused)?;
-        }
+        let host = self
+            .check_fresh(host, Stale::before_change(), check)
+            .await?
+            .map_err(refused)?;
         // The model was read under `held`: a create needs no lookup first.
         let steps = libap::plan::start(&host, &def);
         let known = Known::from_host(&host, &steps);
         match self.execute_logged(held, steps, log, known).await? {
-            Ok(report) if !report.changed_at(0) => {
-                tracing::debug!(uuid = %uuid, "already active; nothing to start");
-                Ok(Started::Already)
-            }
+            // Known absent, the create is written without a look first:
+            // one made by someone else since our read fails with EEXIST.
             Ok(report) => {
                 tracing::debug!(uuid = %uuid, writes = report.changed(), "started");
                 Ok(Started::Now)
@@ -185,8 +186,11 @@ impl Engine {
         check_remove(&host, uuid, name.as_deref(), Asker::Command)
             .map_err(|f| convert::refused(&f, remedy::message(&f)))?;
         let matrix = host.mdevs.get(&uuid).map(|m| m.matrix).unwrap_or_default();
+        let steps = libap::plan::stop(uuid, name, matrix);
+        // The mdev was read under the lock: the executor need not look.
+        let known = Known::from_host(&host, &steps);
         let result = match self
-            .execute(w.held(), libap::plan::stop(uuid, name, matrix))
+            .execute_logged(w.held(), steps, StepLog::Info, known)
             .await?
         {
             Ok(report) if report.nothing_changed() => {
@@ -265,7 +269,12 @@ impl Engine {
             return Ok(());
         }
         let touched = touched(&steps);
-        let result = match self.execute(w.held(), steps).await? {
+        // The mdev was read under the lock: the executor need not look.
+        let known = Known::from_host(&host, &steps);
+        let result = match self
+            .execute_logged(w.held(), steps, StepLog::Info, known)
+            .await?
+        {
             Ok(report) => {
                 if let Some(nd) = new_def {
                     self.state().defs_mut().insert(uuid, nd);
