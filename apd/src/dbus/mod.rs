@@ -36,9 +36,9 @@ pub struct Snapshot {
     /// The Host interface's properties.
     pub host: HostProps,
     /// Every mdev object, by UUID (the order of their lowercase text).
-    /// Shared with the snapshot before where the mdev did not change, so
-    /// that a publish costs what changed (comparing a shared one is a
-    /// pointer comparison; no text is made for the others).
+    /// A publish replaces only the mdevs that may have changed
+    /// ([`Shown`]); the others keep their value (comparing one is a
+    /// pointer comparison; no text is made for them).
     pub mdevs: BTreeMap<Uuid, Arc<MdevInfo>>,
 }
 
@@ -49,26 +49,65 @@ impl Snapshot {
         Snapshot::after(s, None)
     }
 
-    /// What the bus shows of the model `s`, taking from `last` (what the
-    /// bus showed of the model `was`) each mdev whose definition, live
-    /// state and start failure are unchanged, and the adapters while the
-    /// cards are.
+    /// What the bus shows of the model `s`, from `last` (what the bus
+    /// showed of the model `was`) with [`Shown`] applied.
+    #[cfg(test)]
     pub fn after(s: &State, last: Option<(&State, &Snapshot)>) -> Snapshot {
+        let mut snap = last.map(|(_, snap)| snap.clone()).unwrap_or_default();
+        let shown = Shown::of(s, last.map(|(was, _)| was), &snap.host.adapters);
+        snap.show(shown);
+        snap
+    }
+
+    /// Makes the snapshot show `shown`: its Host properties, and each mdev
+    /// it names made again (or gone).
+    pub fn show(&mut self, shown: Shown) {
+        self.host = shown.host;
+        for (u, info) in shown.mdevs {
+            match info {
+                Some(info) => self.mdevs.insert(u, info),
+                None => self.mdevs.remove(&u),
+            };
+        }
+    }
+}
+
+/// What the bus is to show of a model, given the model it shows: the
+/// Host properties, and the mdevs whose definition, live state or start
+/// failure differ, each made again (None: its object goes), in UUID
+/// order. A publish costs what changed, not the number of mdevs: the
+/// others are neither made, nor copied, nor compared on the bus's side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// The Host interface's properties.
+    pub host: HostProps,
+    /// The mdevs made again, by UUID.
+    pub mdevs: Vec<(Uuid, Option<Arc<MdevInfo>>)>,
+}
+
+impl Shown {
+    /// What the bus is to show of the model `s` when it shows the model
+    /// `was` (None: nothing yet, every mdev is made), with the adapters
+    /// `adapters`, kept while the cards are.
+    pub fn of(s: &State, was: Option<&State>, adapters: &Arc<Vec<AdapterInfo>>) -> Shown {
         let h = &s.host;
         let (pa, pq) = s.persistent_mask_strings();
-        let adapters = match last {
-            Some((was, snap)) if was.host.cards == h.cards => snap.host.adapters.clone(),
+        let adapters = match was {
+            Some(was) if was.host.cards == h.cards => adapters.clone(),
             _ => Arc::new(h.cards.values().map(adapter_info).collect()),
         };
-        let mdevs = match last {
-            Some((was, snap)) => mdevs_after(s, was, snap),
-            None => s
-                .all_uuids()
-                .into_iter()
-                .map(|u| (u, Arc::new(s.mdev_info(u))))
-                .collect(),
+        let stale = match was {
+            Some(was) => stale_mdevs(s, was),
+            None => s.all_uuids().into_iter().collect(),
         };
-        Snapshot {
+        let mdevs = stale
+            .into_iter()
+            .map(|u| {
+                let shown = s.defs.contains_key(&u) || h.mdevs.contains_key(&u);
+                (u, shown.then(|| Arc::new(s.mdev_info(u))))
+            })
+            .collect();
+        Shown {
             host: HostProps {
                 ap_mask: h.apmask.to_string(),
                 aq_mask: h.aqmask.to_string(),
@@ -85,11 +124,11 @@ impl Snapshot {
     }
 }
 
-/// The mdevs of `snap` (what the bus showed of the model `was`), with
-/// each whose definition, live state or start failure differs in `s` made
-/// again: a publish costs what changed (a part `s` shares with `was` is
-/// not even compared).
-fn mdevs_after(s: &State, was: &State, snap: &Snapshot) -> BTreeMap<Uuid, Arc<MdevInfo>> {
+/// The mdevs whose definition, live state or start failure differ between
+/// the models `was` and `s` (a part `s` shares with `was` is not even
+/// compared), and those whose guest matrix is computed from the whole
+/// host, when the host changed.
+fn stale_mdevs(s: &State, was: &State) -> BTreeSet<Uuid> {
     let h = &s.host;
     let mut stale = BTreeSet::new();
     if !Arc::ptr_eq(h, &was.host) {
@@ -118,16 +157,12 @@ fn mdevs_after(s: &State, was: &State, snap: &Snapshot) -> BTreeMap<Uuid, Arc<Md
         a.message == b.message
     });
     stale.extend(failures.iter().map(|c| *c.0));
-    let mut mdevs = snap.mdevs.clone();
-    for u in stale {
-        if s.defs.contains_key(&u) || h.mdevs.contains_key(&u) {
-            mdevs.insert(u, Arc::new(s.mdev_info(u)));
-        } else {
-            mdevs.remove(&u);
-        }
-    }
-    mdevs
+    stale
 }
+
+/// An mdev object whose value changes: before (None: it is new) and
+/// after (None: it goes).
+type MdevChange<'a> = (Option<&'a Arc<MdevInfo>>, Option<&'a Arc<MdevInfo>>);
 
 /// Shows the engine's changes on the bus, in order, until the engine
 /// stops sending them: each model as properties, objects and the events
@@ -225,35 +260,39 @@ impl Publisher {
         }
     }
 
-    /// Makes the bus show the model `state` ([`Publisher::publish`]),
-    /// building only the mdevs that changed since the model before.
+    /// Makes the bus show the model `state`: changed properties with
+    /// `PropertiesChanged`, new and gone mdev objects with
+    /// InterfacesAdded/Removed, and the events the change means. Only the
+    /// mdevs that may have changed since the model before are made and
+    /// compared ([`Shown`]). Failures to emit are logged, never fatal.
     pub async fn publish_model(&self, engine: &Arc<Engine>, state: Arc<State>) {
         let mut last_model = self.last_model.lock().await;
-        let new = {
-            let last = self.last.lock().await;
-            let before = last_model.as_deref().map(|m| (m, &*last));
-            Snapshot::after(&state, before)
-        };
-        self.publish(engine, new).await;
-        *last_model = Some(state);
-    }
-
-    /// Makes the bus show `new`: changed properties with
-    /// `PropertiesChanged`, new and gone mdev objects with
-    /// InterfacesAdded/Removed, and the events the change means. Failures
-    /// to emit are logged, never fatal. Private: `last` must stay the
-    /// snapshot of `last_model` ([`Publisher::publish_model`]).
-    async fn publish(&self, engine: &Arc<Engine>, new: Snapshot) {
         let mut last = self.last.lock().await;
-        let events = diff_events(&last, &new);
-        if let Err(e) = self.apply_host(&last.host, &new.host).await {
+        let shown = Shown::of(&state, last_model.as_deref(), &last.host.adapters);
+        let first = *last == Snapshot::default();
+        let changes: Vec<MdevChange<'_>> = shown
+            .mdevs
+            .iter()
+            .map(|(u, new)| (last.mdevs.get(u), new.as_ref()))
+            .filter(|(old, new)| old != new)
+            .collect();
+        let events = if first {
+            // The first snapshot means nothing happened: apd just started.
+            Vec::new()
+        } else {
+            events(&last.host, &shown.host, &changes)
+        };
+        if let Err(e) = self.apply_host(&last.host, &shown.host).await {
             tracing::warn!(error = %e, "cannot publish the host properties");
         }
-        if let Err(e) = self.apply_mdevs(engine, &last.mdevs, &new.mdevs).await {
+        if let Err(e) = self.apply_mdevs(engine, &changes).await {
             tracing::warn!(error = %e, "cannot publish the mdev objects");
         }
-        *last = new;
+        drop(changes);
+        last.show(shown);
         drop(last);
+        *last_model = Some(state);
+        drop(last_model);
         self.emit(&events).await;
     }
 
@@ -315,19 +354,17 @@ impl Publisher {
     async fn apply_mdevs(
         &self,
         engine: &Arc<Engine>,
-        old: &BTreeMap<Uuid, Arc<MdevInfo>>,
-        new: &BTreeMap<Uuid, Arc<MdevInfo>>,
+        changes: &[MdevChange<'_>],
     ) -> zbus::Result<()> {
         let server = self.conn.object_server();
-        let changes = changed(old, new, |a, b| a == b);
-        for (_, gone, _) in changes.iter().filter(|c| c.2.is_none()) {
+        for (gone, _) in changes.iter().filter(|c| c.1.is_none()) {
             if let Some(gone) = gone {
                 server
                     .remove::<MdevIface, _>(apbus::mdev_path(&gone.uuid).as_str())
                     .await?;
             }
         }
-        for (_, before, info) in changes {
+        for &(before, info) in changes {
             let Some(info) = info else { continue };
             let path = apbus::mdev_path(&info.uuid);
             let Some(before) = before else {
@@ -431,12 +468,22 @@ fn ids(v: &[u32]) -> String {
 
 /// The events a change of snapshot means (the first snapshot, from an
 /// empty one, means none: nothing happened, apd just started).
+#[cfg(test)]
 pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
-    let mut ev = Vec::new();
     if old == &Snapshot::default() {
-        return ev;
+        return Vec::new();
     }
-    let (oh, nh) = (&old.host, &new.host);
+    let changes: Vec<MdevChange<'_>> = changed(&old.mdevs, &new.mdevs, |a, b| a == b)
+        .into_iter()
+        .map(|(_, o, n)| (o, n))
+        .collect();
+    events(&old.host, &new.host, &changes)
+}
+
+/// The events of a change of the Host properties from `oh` to `nh` and
+/// of the mdev objects `changes` (in UUID order).
+fn events(oh: &HostProps, nh: &HostProps, changes: &[MdevChange<'_>]) -> Vec<Event> {
+    let mut ev = Vec::new();
     if oh.vfio_ap_loaded != nh.vfio_ap_loaded {
         ev.push(Event::new(
             "vfio-ap",
@@ -459,14 +506,13 @@ pub fn diff_events(old: &Snapshot, new: &Snapshot) -> Vec<Event> {
         ));
     }
     adapter_events(&oh.adapters, &nh.adapters, &mut ev);
-    let changes = changed(&old.mdevs, &new.mdevs, |a, b| a == b);
-    for (_, o, n) in &changes {
+    for (o, n) in changes {
         let Some(n) = n else { continue };
         let o = o.map(|o| &**o);
         live_event(&n.uuid, o, n, &mut ev);
         definition_event(&n.uuid, o, n, &mut ev);
     }
-    for (_, o, n) in &changes {
+    for (o, n) in changes {
         let (Some(o), None) = (o, n) else { continue };
         let uuid = &o.uuid;
         if o.active {
@@ -662,6 +708,31 @@ mod tests {
                 assert_eq!(shared, same_inputs, "{u}");
             }
         }
+    }
+
+    /// What a publish makes again is what changed: nothing for the same
+    /// model, the one mdev whose definition changed, and every mdev for
+    /// the first publish.
+    #[test]
+    fn a_publish_makes_only_what_changed() {
+        let s1 = crate::engine::test_state();
+        let adapters = Arc::default();
+        let uuids = |shown: &Shown| shown.mdevs.iter().map(|(u, _)| *u).collect::<Vec<_>>();
+        let mut all = s1.all_uuids();
+        all.sort();
+        assert_eq!(uuids(&Shown::of(&s1, None, &adapters)), all);
+        assert!(Shown::of(&s1, Some(&s1), &adapters).mdevs.is_empty());
+        let mut s2 = s1.clone();
+        let renamed = s2
+            .defs_mut()
+            .values_mut()
+            .next()
+            .map(|d| {
+                d.name = Some("renamed".into());
+                d.uuid
+            })
+            .expect("a definition");
+        assert_eq!(uuids(&Shown::of(&s2, Some(&s1), &adapters)), [renamed]);
     }
 
     /// A change of everything is one signal naming every Mdev property
