@@ -271,7 +271,7 @@ pub async fn retry(engine: &Engine) {
                 .filter(|(u, f)| {
                     f.host_gen != s.host_gen
                         && s.defs.get(u).is_some_and(|d| d.autostart)
-                        && !s.host.mdevs.contains_key(u)
+                        && !s.host.mdevs.contains_key(*u)
                 })
                 .map(|(u, _)| *u)
                 .collect(),

@@ -219,7 +219,7 @@ pub struct Delta {
 pub(crate) struct VfioPart {
     pub(crate) loaded: bool,
     pub(crate) features: Option<Features>,
-    pub(crate) mdevs: BTreeMap<Uuid, Mdev>,
+    pub(crate) mdevs: crate::host::Mdevs,
 }
 
 impl Delta {

@@ -286,7 +286,7 @@ pub mod estimate {
 
     /// `ListMdevs`, `GetManagedObjects`.
     pub fn mdevs(s: &State) -> usize {
-        let inactive = s.defs.keys().filter(|u| !s.host.mdevs.contains_key(u));
+        let inactive = s.defs.keys().filter(|u| !s.host.mdevs.contains_key(*u));
         s.host
             .mdevs
             .keys()

@@ -132,11 +132,7 @@ fn stale_mdevs(s: &State, was: &State) -> BTreeSet<Uuid> {
     let h = &s.host;
     let mut stale = BTreeSet::new();
     if !Arc::ptr_eq(h, &was.host) {
-        stale.extend(
-            changed(&was.host.mdevs, &h.mdevs, |a, b| a == b)
-                .iter()
-                .map(|c| *c.0),
-        );
+        stale.extend(was.host.mdevs_changed(h));
         // Without the kernel's guest_matrix file it is computed from the
         // whole host: made afresh.
         stale.extend(
@@ -667,7 +663,8 @@ mod tests {
             &|_| {},
             &|s| {
                 let host = Arc::make_mut(&mut s.host);
-                if let Some(m) = host.mdevs.values_mut().next() {
+                let first = host.mdevs.keys().next().copied();
+                if let Some(m) = first.and_then(|u| host.mdevs.get_mut(&u)) {
                     m.matrix.domains.insert(0x47);
                 }
             },
@@ -683,8 +680,11 @@ mod tests {
             &|s| {
                 // A kernel without guest_matrix: computed from the host.
                 let host = Arc::make_mut(&mut s.host);
-                for m in host.mdevs.values_mut() {
-                    m.guest_matrix = None;
+                let uuids: Vec<Uuid> = host.mdevs.keys().copied().collect();
+                for u in uuids {
+                    if let Some(m) = host.mdevs.get_mut(&u) {
+                        m.guest_matrix = None;
+                    }
                 }
             },
         ];

@@ -380,6 +380,12 @@ pub struct Host {
     /// no queue copies none of them: 65,536 on a full LPAR (change them
     /// with [`Host::queues_mut`]).
     pub queues: std::sync::Arc<BTreeMap<Apqn, Queue>>,
-    /// vfio_ap mdevs by UUID.
-    pub mdevs: BTreeMap<Uuid, Mdev>,
+    /// vfio_ap mdevs by UUID (see [`Mdevs`]).
+    pub mdevs: Mdevs,
 }
+
+/// The mdevs by UUID, in a persistent map: the copies of the model (a
+/// published snapshot) share it, and a change copies only the nodes on
+/// the path to what it changes, not 1,000 mdevs; two copies are compared
+/// by what differs ([`imbl::OrdMap::diff`] skips the shared nodes).
+pub type Mdevs = imbl::OrdMap<Uuid, Mdev>;
