@@ -1,8 +1,10 @@
 //! Issue 17's figures, through FUSE: apd's start and its FUSE requests on
-//! 16x16, 64x64 and 256x256 hosts; boot restore of 10, 100 and 1,000
-//! autostart mdevs beside the bare writes of the same end state; `list`
-//! beside a bare read of each mdev; `queues`; `start` and `list -d` beside
-//! mdevctl's; apd idle for a while with 1,000 definitions.
+//! 16x16, 64x64 and 256x256 hosts; on each, boot restore of 10, 100 and
+//! 1,000 autostart mdevs (as many as fit) beside the bare writes of the
+//! same end state, and with each number active `list` beside a bare read
+//! of each mdev and a one-mdev `start` beside its bare writes and
+//! mdevctl's; `queues`; `list -d` beside mdevctl's; apd idle for a while
+//! with 1,000 definitions.
 //!
 //! The anchors are functions of this process, not programs of their own:
 //! they write or read only what is needed, with open/write/close per
@@ -312,15 +314,8 @@ fn boot_row(
 /// from 0.96x to 1.27x between two runs of one build.
 const SLOW_SAMPLES: usize = 5;
 
-/// With `k` active mdevs: `apctl list` beside the bare reads, and
-/// `apctl queues` (the first run reads every queue's state).
-fn list_rows(
-    report: &mut Report,
-    host: &mut Host,
-    spec: &HostSpec,
-    k: usize,
-    runs: usize,
-) -> Res<()> {
+/// With `k` active mdevs: `apctl list` beside the bare reads.
+fn list_row(report: &mut Report, host: &Host, spec: &HostSpec, k: usize, runs: usize) -> Res<()> {
     let l = label(spec);
     let list = timed(runs, || time_apctl(host, &["list"], 0))?;
     report.add(FUSE, l, format!("`apctl list`, {k} active"), &list)?;
@@ -339,9 +334,18 @@ fn list_rows(
         &bare,
     )?;
     report.note(format!(
-        "FUSE, {l} host, {k} active: `apctl list` {} of the bare reads.",
+        "FUSE, {l} host, {k} active: `apctl list` {} vs the bare reads {} ({}; the command's process and bus call are a fixed 3 ms or so, which weighs on a few mdevs).",
+        fmt_duration(median(&list)),
+        fmt_duration(median(&bare)),
         ratio(median(&list), median(&bare))
     ));
+    Ok(())
+}
+
+/// `apctl queues` beside a bare read of every queue's state: the first
+/// run after apd's start (it reads every queue's state), then again.
+fn queues_rows(report: &mut Report, host: &mut Host, spec: &HostSpec, runs: usize) -> Res<()> {
+    let l = label(spec);
     let queues = fmt_count(u64::try_from(spec.queues()).unwrap_or(0));
     // A first `queues` is one run per apd start: where a run takes seconds
     // (not minutes) apd is restarted for more, each beside its bare reads.
@@ -388,7 +392,9 @@ fn list_rows(
         String::new()
     };
     report.note(format!(
-        "FUSE, {l} host: the first `apctl queues` {} of the bare reads of every queue's state{how}.",
+        "FUSE, {l} host: the first `apctl queues` {} vs the bare reads of every queue's state {} ({}){how}.",
+        fmt_duration(median(&first)),
+        fmt_duration(median(&bare)),
         ratio(median(&first), median(&bare))
     ));
     let again = timed(runs, || time_apctl(host, &["queues"], 0))?;
@@ -540,33 +546,36 @@ fn dbus_call_floor(host: &Host) -> Res<Option<Duration>> {
     Ok(Some(took))
 }
 
-/// mdevctl (1.4.0, if installed) beside apctl on the same mount: `start`
-/// of one mdev (and its bare writes), and `list -d` of 1,000 definitions
-/// beside `apctl list --defined` of as many.
-fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) -> Res<()> {
+/// mdevctl (1.4.0) run with `root` as its `/`.
+fn run_mdevctl(bin: &Path, root: &Path, args: &[&str]) -> Res<()> {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env("MDEVCTL_ENV_ROOT", root)
+        .output()
+        .map_err(|e| format!("cannot run mdevctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "mdevctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+const NO_MDEVCTL: &str =
+    "mdevctl rows skipped: mdevctl is not installed under target/mdevctl (.ci/run installs it).";
+
+/// With `k` mdevs active: `apctl start` of one more mdev beside its bare
+/// writes (in this process and from `sh -c`), `mdevctl start` of the same
+/// definition on the same mount (mdevctl 1.4.0, if installed) and a D-Bus
+/// call that does nothing, in turn within each round.
+fn start_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize) -> Res<()> {
     let l = label(spec);
-    let bin = match mdevctl_binary() {
-        Some(b) => b,
-        None => {
-            report.note("mdevctl rows skipped: mdevctl is not installed under target/mdevctl (.ci/run installs it).".to_owned());
-            return Ok(());
-        }
-    };
-    let root = mdevctl_root(host)?;
-    let mdevctl = |args: &[&str]| -> Res<()> {
-        let out = std::process::Command::new(&bin)
-            .args(args)
-            .env("MDEVCTL_ENV_ROOT", root.path())
-            .output()
-            .map_err(|e| format!("cannot run mdevctl: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "mdevctl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+    let mdevctl = mdevctl_binary();
+    let root = match &mdevctl {
+        Some(_) => Some(mdevctl_root(host)?),
+        None => None,
     };
     // One free APQN beyond the boot-restored ones, given to vfio_ap.
     let (a, d) = spec.boot_apqn(spec.queues() - 1)?;
@@ -578,15 +587,17 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         0,
     )?;
     let uuid = bench_uuid(0x3dc7, 0);
-    let json = serde_json::json!({
-        "mdev_type": "vfio_ap-passthrough",
-        "start": "manual",
-        "attrs": [{ "assign_adapter": a_s }, { "assign_domain": d_s }],
-    });
-    write(
-        &root.path().join("etc/mdevctl.d/matrix").join(&uuid),
-        &json.to_string(),
-    )?;
+    if let Some(root) = &root {
+        let json = serde_json::json!({
+            "mdev_type": "vfio_ap-passthrough",
+            "start": "manual",
+            "attrs": [{ "assign_adapter": a_s }, { "assign_domain": d_s }],
+        });
+        write(
+            &root.path().join("etc/mdevctl.d/matrix").join(&uuid),
+            &json.to_string(),
+        )?;
+    }
     let (bare_uuid, sh_uuid) = (bench_uuid(0xba4e, 0), bench_uuid(0xba4e, 1));
     let (mut bare, mut bare_sh, mut apctl, mut mdevctl_start) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -597,10 +608,12 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
         bare_sh.push(bare_start_process(host.sysfs(), &sh_uuid, &a_s, &d_s)?);
         apctl.push(time_apctl(host, &["start", "bench-one"], 0)?.0);
         time_apctl(host, &["stop", "bench-one"], 0)?;
-        let start = Instant::now();
-        mdevctl(&["start", "-u", &uuid])?;
-        mdevctl_start.push(start.elapsed());
-        mdevctl(&["stop", "-u", &uuid])?;
+        if let (Some(bin), Some(root)) = (&mdevctl, &root) {
+            let start = Instant::now();
+            run_mdevctl(bin, root.path(), &["start", "-u", &uuid])?;
+            mdevctl_start.push(start.elapsed());
+            run_mdevctl(bin, root.path(), &["stop", "-u", &uuid])?;
+        }
         if let Some(f) = floor.as_mut() {
             match dbus_call_floor(host)? {
                 Some(took) => f.push(took),
@@ -608,70 +621,84 @@ fn mdevctl_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) 
             }
         }
     }
+    time_apctl(host, &["undefine", "bench-one"], 0)?;
+    let with = format!("{k} active");
     report.add(
         FUSE,
         l,
-        "bare writes of one mdev's start (create + 2 assigns)",
+        format!("bare writes of one mdev's start (create + 2 assigns), {with}"),
         &bare,
     )?;
     report.add(
         FUSE,
         l,
-        "the same writes from a new process (`sh -c` with 3 `echo`s)",
+        format!("the same writes from a new process (`sh -c` with 3 `echo`s), {with}"),
         &bare_sh,
     )?;
-    report.add(FUSE, l, "`apctl start` (one mdev, 1 APQN)", &apctl)?;
     report.add(
         FUSE,
         l,
-        "`mdevctl start` of the same definition (mdevctl 1.4.0)",
-        &mdevctl_start,
+        format!("`apctl start` (one mdev, 1 APQN), {with}"),
+        &apctl,
     )?;
-    report.note(format!(
-        "FUSE, {l} host: `apctl start` {} of its bare writes, {} of the same writes from `sh -c`, {} of `mdevctl start`.",
+    let mut note = format!(
+        "FUSE, {l} host, {with}: `apctl start` {} of its bare writes, {} of the same writes from `sh -c`",
         ratio(median(&apctl), median(&bare)),
         ratio(median(&apctl), median(&bare_sh)),
-        ratio(median(&apctl), median(&mdevctl_start))
-    ));
+    );
+    if mdevctl.is_some() {
+        report.add(
+            FUSE,
+            l,
+            format!("`mdevctl start` of the same definition (mdevctl 1.4.0), {with}"),
+            &mdevctl_start,
+        )?;
+        note.push_str(&format!(
+            ", {} of `mdevctl start`",
+            ratio(median(&apctl), median(&mdevctl_start))
+        ));
+    }
+    note.push('.');
+    report.note(note);
     match floor {
         Some(floor) => {
             report.add(
                 FUSE,
                 l,
-                "a D-Bus call that does nothing, from a new process (`dbus-send` Ping to apd)",
+                format!("a D-Bus call that does nothing, from a new process (`dbus-send` Ping to apd), {with}"),
                 &floor,
             )?;
-            let least = median(&floor) + median(&bare);
-            report.note(format!(
-                "FUSE, {l} host: the least a start through the bus can take, a call that does nothing plus the bare writes, is {}: {} of `mdevctl start`, which needs neither.",
-                fmt_duration(least),
-                ratio(least, median(&mdevctl_start))
-            ));
+            if mdevctl.is_some() {
+                let least = median(&floor) + median(&bare);
+                report.note(format!(
+                    "FUSE, {l} host, {with}: the least a start through the bus can take, a call that does nothing plus the bare writes, is {}: {} of `mdevctl start`, which needs neither.",
+                    fmt_duration(least),
+                    ratio(least, median(&mdevctl_start))
+                ));
+            }
         }
         None => report.note(
             "The D-Bus floor row skipped: dbus-send is not installed (.ci/run installs dbus-bin)."
                 .to_owned(),
         ),
     }
-    // 1,000 definitions on both sides.
-    let defs = root.path().join("etc/mdevctl.d/matrix");
-    fs::remove_file(defs.join(&uuid)).map_err(|e| format!("{uuid}: {e}"))?;
-    write_mdevctl_dir(&defs, 1000)?;
-    let list_d = timed(runs, || mdevctl(&["list", "-d"]))?;
-    list_defined_rows(report, host, spec, &defs, &list_d, runs)
+    Ok(())
 }
 
-/// `apctl list --defined` beside `mdevctl list -d` (`list_d`) of the 1,000
-/// definitions in `defs`: on `host`, whose 1,000 boot definitions are all
-/// active, and on an apd of its own that imported the same 1,000.
-fn list_defined_rows(
-    report: &mut Report,
-    host: &Host,
-    spec: &HostSpec,
-    defs: &Path,
-    list_d: &[Duration],
-    runs: usize,
-) -> Res<()> {
+/// `apctl list --defined` beside `mdevctl list -d` (mdevctl 1.4.0, if
+/// installed) of 1,000 definitions: on `host`, whose 1,000 boot
+/// definitions are all active, and on an apd of its own that imported
+/// the same 1,000 as mdevctl's.
+fn list_defined_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: usize) -> Res<()> {
+    let Some(bin) = mdevctl_binary() else {
+        return Ok(());
+    };
+    let root = mdevctl_root(host)?;
+    let defs = root.path().join("etc/mdevctl.d/matrix");
+    write_mdevctl_dir(&defs, 1000)?;
+    let list_d = timed(runs, || run_mdevctl(&bin, root.path(), &["list", "-d"]))?;
+    let list_d = &list_d;
+    let defs = defs.as_path();
     let l = label(spec);
     let apctl_list = timed(runs, || time_apctl(host, &["list", "--defined"], 0))?;
     report.add(FUSE, l, "`mdevctl list -d`, 1000 definitions", list_d)?;
@@ -716,29 +743,46 @@ fn mdevctl_binary() -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The whole section.
+/// The whole section: apd's start on each host; then on each host, for
+/// each number of autostart mdevs that fits it, the boot restore and, with
+/// those mdevs active, `list` and a one-mdev `start` beside their anchors;
+/// with the most, `queues`, `list --defined` (64x64) and idle (256x256).
 pub fn run(report: &mut Report, rt: &Runtime, opts: &ScaleOpts) -> Res<()> {
+    if mdevctl_binary().is_none() {
+        report.note(NO_MDEVCTL.to_owned());
+    }
     for n in [16, 64, 256] {
         check_interrupted()?;
         start_row(report, &grid(n))?;
     }
-    for n in [64, 256] {
+    for n in [16, 64, 256] {
         let spec = grid(n);
         let mut kept = None;
         for &k in &opts.ks {
             check_interrupted()?;
+            // One APQN is kept free for the one-mdev start rows.
+            if k >= spec.queues() {
+                report.note(format!(
+                    "FUSE, {} host: no rows with {k} mdevs: {k} mdevs of one APQN each do not fit its {} queues (an APQN belongs to one mdev at most).",
+                    label(&spec),
+                    fmt_count(u64::try_from(spec.queues()).unwrap_or(0))
+                ));
+                continue;
+            }
             drop(kept.take());
-            kept = Some(boot_row(report, rt, &spec, k)?);
+            let (host, config) = boot_row(report, rt, &spec, k)?;
+            list_row(report, &host, &spec, k, opts.runs)?;
+            start_rows(report, &host, &spec, k)?;
+            kept = Some((host, config, k));
         }
-        let Some((mut host, _config)) = kept else {
+        let Some((mut host, _config, k)) = kept else {
             continue;
         };
-        let k = opts.ks.last().copied().unwrap_or(0);
-        list_rows(report, &mut host, &spec, k, opts.runs)?;
-        if n == 256 {
-            idle_note(report, &host, &spec, k, opts.idle)?;
-        } else {
-            mdevctl_rows(report, &host, &spec, opts.runs)?;
+        queues_rows(report, &mut host, &spec, opts.runs)?;
+        match n {
+            64 => list_defined_rows(report, &host, &spec, opts.runs)?,
+            256 => idle_note(report, &host, &spec, k, opts.idle)?,
+            _ => {}
         }
     }
     Ok(())
