@@ -49,11 +49,13 @@ in-process simulator. Build first: cargo build --release --workspace
                      removal)
   --fuse-big         on the FUSE-mounted big host only apd's start
   --no-scale         skip the scale section (issue 17): apd's start and its
-                     FUSE requests on 16x16, 64x64, 256x256 hosts; boot
-                     restore of 10, 100, 1,000 autostart mdevs beside the
-                     bare writes of the same end state; `list` beside bare
-                     reads; `queues`; `start` and `list -d` beside mdevctl's
-                     (when installed under target/mdevctl); apd idle
+                     FUSE requests on 16x16, 64x64, 256x256 hosts; on each,
+                     boot restore of 10, 100, 1,000 autostart mdevs (as many
+                     as fit) beside the bare writes of the same end state,
+                     and with them active `list` beside bare reads and
+                     `start` beside its bare writes and mdevctl's (when
+                     installed under target/mdevctl); `queues`; `list -d`
+                     beside mdevctl's; apd idle
   --scale-only       only the scale section
   --idle-secs N      how long apd is watched idle in the scale section
                      (default 60)
