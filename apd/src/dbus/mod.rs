@@ -265,7 +265,8 @@ impl Publisher {
         let mut last_model = self.last_model.lock().await;
         let mut last = self.last.lock().await;
         let shown = Shown::of(&state, last_model.as_deref(), &last.host.adapters);
-        let first = *last == Snapshot::default();
+        // The first snapshot means nothing happened: apd just started.
+        let first = last_model.is_none();
         let changes: Vec<MdevChange<'_>> = shown
             .mdevs
             .iter()
@@ -273,7 +274,6 @@ impl Publisher {
             .filter(|(old, new)| old != new)
             .collect();
         let events = if first {
-            // The first snapshot means nothing happened: apd just started.
             Vec::new()
         } else {
             events(&last.host, &shown.host, &changes)
