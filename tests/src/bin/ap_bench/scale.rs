@@ -593,11 +593,10 @@ const NO_MDEVCTL: &str =
 /// call that does nothing, in turn within each round.
 fn start_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize) -> Res<()> {
     let l = label(spec);
-    let mdevctl = mdevctl_binary();
-    let root = match &mdevctl {
-        Some(_) => Some(mdevctl_root(host)?),
-        None => None,
-    };
+    // mdevctl and the directory it takes for `/`, when it is installed.
+    let mdevctl = mdevctl_binary()
+        .map(|bin| mdevctl_root(host).map(|root| (bin, root)))
+        .transpose()?;
     // One free APQN beyond the boot-restored ones, given to vfio_ap.
     let (a, d) = spec.boot_apqn(spec.queues() - 1)?;
     let (a_s, d_s) = (a.to_string(), d.to_string());
@@ -608,7 +607,7 @@ fn start_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize) -> Re
         0,
     )?;
     let uuid = bench_uuid(0x3dc7, 0);
-    if let Some(root) = &root {
+    if let Some((_, root)) = &mdevctl {
         let json = serde_json::json!({
             "mdev_type": "vfio_ap-passthrough",
             "start": "manual",
@@ -629,7 +628,7 @@ fn start_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize) -> Re
         bare_sh.push(bare_start_process(host.sysfs(), &sh_uuid, &a_s, &d_s)?);
         apctl.push(time_apctl(host, &["start", "bench-one"], 0)?.0);
         time_apctl(host, &["stop", "bench-one"], 0)?;
-        if let (Some(bin), Some(root)) = (&mdevctl, &root) {
+        if let Some((bin, root)) = &mdevctl {
             let start = Instant::now();
             run_mdevctl(bin, root.path(), &["start", "-u", &uuid])?;
             mdevctl_start.push(start.elapsed());
@@ -718,11 +717,9 @@ fn list_defined_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: us
     let defs = root.path().join("etc/mdevctl.d/matrix");
     write_mdevctl_dir(&defs, 1000)?;
     let list_d = timed(runs, || run_mdevctl(&bin, root.path(), &["list", "-d"]))?;
-    let list_d = &list_d;
-    let defs = defs.as_path();
     let l = label(spec);
     let apctl_list = timed(runs, || time_apctl(host, &["list", "--defined"], 0))?;
-    report.add(FUSE, l, "`mdevctl list -d`, 1000 definitions", list_d)?;
+    report.add(FUSE, l, "`mdevctl list -d`, 1000 definitions", &list_d)?;
     report.add(
         FUSE,
         l,
@@ -731,7 +728,7 @@ fn list_defined_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: us
     )?;
     report.note(format!(
         "FUSE, {l} host: `apctl list --defined` of 1,000 definitions (all active, so their live assignments are read) {} of `mdevctl list -d` of 1,000 (which reads only its files).",
-        ratio(median(&apctl_list), median(list_d))
+        ratio(median(&apctl_list), median(&list_d))
     ));
     // The same 1,000 definitions on both sides: mdevctl's files imported
     // into an apd of its own on the same host, none of them active.
@@ -747,7 +744,7 @@ fn list_defined_rows(report: &mut Report, host: &Host, spec: &HostSpec, runs: us
     )?;
     report.note(format!(
         "FUSE, {l} host: `apctl list --defined` of the same 1,000 definitions as `mdevctl list -d` {} of it.",
-        ratio(median(&same), median(list_d))
+        ratio(median(&same), median(&list_d))
     ));
     Ok(())
 }
