@@ -38,6 +38,14 @@ pub const ERROR_PREFIX: &str = "org.apctl.Apd1.Error";
 pub const POLKIT_ACTION: &str = "org.apctl.apd.manage";
 /// Environment variable apctl reads for the bus when `--bus` is absent.
 pub const BUS_ENV: &str = "APCTL_BUS";
+/// apd's runtime directory by default (systemd's `RuntimeDirectory=apd`).
+pub const RUNTIME_DIR: &str = "/run/apd";
+/// apd's private socket in its runtime directory: the D-Bus protocol
+/// without the bus daemon, for root's apctl (as `/run/systemd/private`).
+pub const PRIVATE_SOCKET_NAME: &str = "private";
+/// Environment variable naming the private socket apctl tries (default
+/// `RUNTIME_DIR/PRIVATE_SOCKET_NAME`) when no bus is named.
+pub const PRIVATE_SOCKET_ENV: &str = "APCTL_PRIVATE_SOCKET";
 
 /// The object path of an mdev: D-Bus paths allow no `-`, so it becomes `_`.
 pub fn mdev_path(uuid: &str) -> String {

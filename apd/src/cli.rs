@@ -62,8 +62,10 @@ pub struct Cli {
     /// killed half-way (kill -9, a crash) its next start undoes that change
     /// (the caller never got an answer) before the boot restore. Runtime
     /// state, as the kernel's: a reboot must clear it (systemd's
-    /// RuntimeDirectory=apd). Unused with --sim, whose kernel ends with apd.
-    #[arg(long, value_name = "DIR", default_value = "/run/apd")]
+    /// RuntimeDirectory=apd). apd also listens there on `private`, a socket
+    /// for root's apctl that bypasses the bus daemon. Unused with --sim,
+    /// whose kernel ends with apd.
+    #[arg(long, value_name = "DIR", default_value = apbus::RUNTIME_DIR)]
     pub runtime_dir: PathBuf,
 
     /// The s390 AP configuration lock shared with s390-tools (chzdev,

@@ -178,7 +178,7 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot connect to the {} bus: {e}", cli.bus))?;
     let auth = dbus::auth::Authorizer::new(nix::unistd::geteuid().as_raw(), bus.is_system());
-    dbus::serve_root(&conn, engine.clone(), auth)
+    let root = dbus::serve_root(&conn, engine.clone(), auth)
         .await
         .map_err(|e| format!("cannot serve {}: {e}", apbus::ROOT_PATH))?;
     let updates = engine.subscribe();
@@ -203,6 +203,21 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
             apbus::BUS_NAME
         ));
     }
+    // Root's apctl skips the bus daemon through it; without it (no
+    // runtime directory with --sim, or a bind refused) apctl uses the bus.
+    let private = match &cli.sim {
+        Some(_) => None,
+        None => match dbus::private::PrivateSocket::bind(&cli.runtime_dir) {
+            Ok(socket) => {
+                tracing::debug!(path = %socket.path().display(), "listening on the private socket");
+                Some(tokio::spawn(socket.serve(root)))
+            }
+            Err(e) => {
+                tracing::warn!(dir = %cli.runtime_dir.display(), error = %e, "cannot listen on the private socket; apctl will use the bus");
+                None
+            }
+        },
+    };
     let summary = restore::boot(&engine).await;
     drop(writer);
     let _ = sd_notify::notify(
@@ -221,6 +236,11 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _final = engine.shutdown().await;
     events.abort();
+    if let Some(private) = private {
+        // Its socket file goes with it.
+        private.abort();
+        let _ = private.await;
+    }
     if let Err(e) = conn.release_name(apbus::BUS_NAME).await {
         tracing::warn!(error = %e, "cannot release the bus name");
     }

@@ -2,6 +2,9 @@
 //! needs uid 0, the daemon's own uid on a session or private bus, or the
 //! polkit action `org.apctl.apd.manage` where polkit runs. The daemon checks
 //! this itself from the caller's credentials, not only via the bus policy.
+//! On apd's private socket ([`super::private`]) the kernel gives the
+//! caller's credentials (SO_PEERCRED) and there is no polkit to ask: root
+//! and the daemon's own uid only.
 
 use std::collections::HashMap;
 
@@ -52,11 +55,22 @@ pub fn denied(uid: Option<u32>, what: &str, polkit_asked: bool) -> Error {
     ))
 }
 
+/// The refusal of a peer on the private socket who is neither root nor
+/// the daemon's user (the socket's mode keeps them out; this is the
+/// second lock).
+fn denied_on_private_socket(uid: u32, what: &str) -> Error {
+    Error::AccessDenied(format!(
+        "uid {uid} may not {what}: on apd's private socket only root may change AP configuration; run the command as root (e.g. with sudo), or use the bus (--bus system) where polkit can grant org.apctl.apd.manage"
+    ))
+}
+
 /// The authorizer of one daemon.
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     daemon_uid: u32,
     system_bus: bool,
+    /// The callers are peers on the private socket, not bus clients.
+    private_socket: bool,
 }
 
 impl Authorizer {
@@ -65,6 +79,19 @@ impl Authorizer {
         Self {
             daemon_uid,
             system_bus,
+            private_socket: false,
+        }
+    }
+
+    /// The same daemon's authorizer for the peers of its private socket:
+    /// their uid comes from the kernel, and polkit is not asked (it would
+    /// need the bus, and the socket lets only root and the daemon's user
+    /// in).
+    pub fn for_private_socket(&self) -> Self {
+        Self {
+            daemon_uid: self.daemon_uid,
+            system_bus: false,
+            private_socket: true,
         }
     }
 
@@ -76,6 +103,20 @@ impl Authorizer {
         hdr: &Header<'_>,
         what: &str,
     ) -> Result<(), Error> {
+        if self.private_socket {
+            let uid = match conn.peer_creds().await {
+                Ok(c) => c.unix_user_id(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the credentials of a peer on the private socket");
+                    None
+                }
+            };
+            return match uid.map(|u| (u, decide(u, self.daemon_uid, false))) {
+                Some((_, Decision::Root | Decision::DaemonUser)) => Ok(()),
+                Some((u, Decision::AskPolkit)) => Err(denied_on_private_socket(u, what)),
+                None => Err(denied(None, what, false)),
+            };
+        }
         let sender = hdr
             .sender()
             .ok_or_else(|| denied(None, what, false))?

@@ -156,9 +156,12 @@ impl ReadGate {
     }
 
     /// Admits a read of the caller of `hdr` whose reply is about `bytes`
-    /// long and waits for its turn; Busy past the limits.
+    /// long and waits for its turn; Busy past the limits. The peers of the
+    /// private socket have no bus name: they count as one caller.
     pub async fn enter(self: &Arc<Self>, hdr: &Header<'_>, bytes: usize) -> Result<Ticket, Error> {
-        let connection = hdr.sender().map(|s| s.to_string()).unwrap_or_default();
+        let connection = hdr
+            .sender()
+            .map_or_else(|| super::private::CALLER.to_string(), |s| s.to_string());
         self.enter_as(connection, bytes).await
     }
 

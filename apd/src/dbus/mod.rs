@@ -9,6 +9,7 @@ pub mod gate;
 pub mod host;
 pub mod manager;
 pub mod mdev;
+pub mod private;
 mod queue_list;
 pub mod socket;
 
@@ -221,20 +222,59 @@ pub async fn connect(bus: &BusChoice) -> zbus::Result<Connection> {
     bus.connection_builder().await?.build().await
 }
 
-/// Registers the root object's interfaces.
+/// What the root object serves: the bus's object and those of the private
+/// socket's peers are made from one of these, so all share the engine, the
+/// read gate and what the Host interface shows.
+#[derive(Debug, Clone)]
+pub struct Root {
+    engine: Arc<Engine>,
+    auth: auth::Authorizer,
+    gate: Arc<gate::ReadGate>,
+    host: HostIface,
+}
+
+impl Root {
+    /// The Manager interface for the bus (`auth`) or a peer.
+    fn manager(&self, auth: auth::Authorizer) -> ManagerIface {
+        ManagerIface {
+            engine: self.engine.clone(),
+            auth,
+            gate: self.gate.clone(),
+        }
+    }
+
+    /// Serves Manager and Host at the root of a peer's connection on the
+    /// private socket, from its first message on (no ObjectManager, no
+    /// mdev objects, no signals: those stay on the bus).
+    pub fn serve_peer<'a>(
+        &self,
+        builder: zbus::connection::Builder<'a>,
+    ) -> zbus::Result<zbus::connection::Builder<'a>> {
+        builder
+            .serve_at(ROOT_PATH, self.manager(self.auth.for_private_socket()))?
+            .serve_at(ROOT_PATH, self.host.clone())
+    }
+}
+
+/// Registers the root object's interfaces on the bus.
 pub async fn serve_root(
     conn: &Connection,
     engine: Arc<Engine>,
     auth: auth::Authorizer,
-) -> zbus::Result<()> {
+) -> zbus::Result<Root> {
+    let root = Root {
+        engine,
+        auth,
+        gate: gate::ReadGate::new(Some(conn.clone())),
+        host: HostIface::default(),
+    };
     let server = conn.object_server();
     server.at(ROOT_PATH, zbus::fdo::ObjectManager).await?;
-    let gate = gate::ReadGate::new(Some(conn.clone()));
     server
-        .at(ROOT_PATH, ManagerIface { engine, auth, gate })
+        .at(ROOT_PATH, root.manager(root.auth.clone()))
         .await?;
-    server.at(ROOT_PATH, HostIface::default()).await?;
-    Ok(())
+    server.at(ROOT_PATH, root.host.clone()).await?;
+    Ok(root)
 }
 
 /// Publishes snapshots; one at a time.
@@ -314,8 +354,8 @@ impl Publisher {
             .object_server()
             .interface::<_, HostIface>(ROOT_PATH)
             .await?;
-        let mut guard = iface.get_mut().await;
-        guard.props = new.clone();
+        let guard = iface.get().await;
+        guard.show(new.clone());
         let em = iface.signal_emitter();
         if old.ap_mask != new.ap_mask {
             guard.ap_mask_changed(em).await?;
