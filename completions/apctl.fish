@@ -24,7 +24,7 @@ function __fish_apctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c apctl -n "__fish_apctl_needs_command" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_needs_command" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_needs_command" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_needs_command" -s h -l help -d 'Print help'
 complete -c apctl -n "__fish_apctl_needs_command" -s V -l version -d 'Print version'
@@ -47,15 +47,15 @@ complete -c apctl -n "__fish_apctl_needs_command" -f -a "export" -d 'Print the c
 complete -c apctl -n "__fish_apctl_needs_command" -f -a "monitor" -d 'Print host and mdev events as they happen, one line each, until Ctrl-C'
 complete -c apctl -n "__fish_apctl_needs_command" -f -a "matrix" -d 'Draw the LPAR as a grid: one row per adapter, one column per usage domain, each cell its owner'
 complete -c apctl -n "__fish_apctl_needs_command" -f -a "completions" -d 'Print a completion script for SHELL (bash, zsh, fish)'
-complete -c apctl -n "__fish_apctl_using_subcommand status" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand status" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand status" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand status" -s h -l help -d 'Print help'
-complete -c apctl -n "__fish_apctl_using_subcommand list" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand list" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand list" -l defined -d 'Only mdevs that have a definition'
 complete -c apctl -n "__fish_apctl_using_subcommand list" -l active -d 'Only mdevs that exist now'
 complete -c apctl -n "__fish_apctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c apctl -n "__fish_apctl_using_subcommand show" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand show" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l libvirt -d 'Print the libvirt <hostdev> element for the mdev (for a domain\'s <devices>)'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -64,24 +64,24 @@ complete -c apctl -n "__fish_apctl_using_subcommand define" -l name -d 'A name t
 complete -c apctl -n "__fish_apctl_using_subcommand define" -s a -l adapters -d 'Adapters (APIDs), e.g. 5,6 or 1-4' -r
 complete -c apctl -n "__fish_apctl_using_subcommand define" -s d -l domains -d 'Usage domains (APQIs), e.g. 4,0xab' -r
 complete -c apctl -n "__fish_apctl_using_subcommand define" -s c -l control-domains -d 'Control domains, e.g. 0x47' -r
-complete -c apctl -n "__fish_apctl_using_subcommand define" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand define" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand define" -l auto -d 'Start the mdev at boot (and with apply)'
 complete -c apctl -n "__fish_apctl_using_subcommand define" -l manual -d 'Start the mdev only with \'apctl start\' (the default)'
 complete -c apctl -n "__fish_apctl_using_subcommand define" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand define" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c apctl -n "__fish_apctl_using_subcommand undefine" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand undefine" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand undefine" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand undefine" -s h -l help -d 'Print help'
-complete -c apctl -n "__fish_apctl_using_subcommand start" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand start" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand start" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand start" -s h -l help -d 'Print help'
-complete -c apctl -n "__fish_apctl_using_subcommand stop" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand stop" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand stop" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand stop" -s h -l help -d 'Print help'
 complete -c apctl -n "__fish_apctl_using_subcommand assign" -s a -l adapters -d 'Adapters (APIDs), e.g. 5,6 or 1-4' -r
 complete -c apctl -n "__fish_apctl_using_subcommand assign" -s d -l domains -d 'Usage domains (APQIs), e.g. 4,0xab' -r
 complete -c apctl -n "__fish_apctl_using_subcommand assign" -s c -l control-domains -d 'Control domains, e.g. 0x47' -r
-complete -c apctl -n "__fish_apctl_using_subcommand assign" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand assign" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand assign" -l live -d 'Change only the live mdev (refused when it is not active)'
 complete -c apctl -n "__fish_apctl_using_subcommand assign" -l persistent -d 'Change only the definition (refused when there is none)'
 complete -c apctl -n "__fish_apctl_using_subcommand assign" -l json -d 'Print machine-readable JSON on stdout instead of tables'
@@ -89,7 +89,7 @@ complete -c apctl -n "__fish_apctl_using_subcommand assign" -s h -l help -d 'Pri
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -s a -l adapters -d 'Adapters (APIDs), e.g. 5,6 or 1-4' -r
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -s d -l domains -d 'Usage domains (APQIs), e.g. 4,0xab' -r
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -s c -l control-domains -d 'Control domains, e.g. 0x47' -r
-complete -c apctl -n "__fish_apctl_using_subcommand unassign" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand unassign" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -l live -d 'Change only the live mdev (refused when it is not active)'
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -l persistent -d 'Change only the definition (refused when there is none)'
 complete -c apctl -n "__fish_apctl_using_subcommand unassign" -l json -d 'Print machine-readable JSON on stdout instead of tables'
@@ -97,45 +97,45 @@ complete -c apctl -n "__fish_apctl_using_subcommand unassign" -s h -l help -d 'P
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l apmask -d 'New apmask, kernel syntax: 0x... (absolute) or -5,-6 / +5 (relative)' -r
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l aqmask -d 'New aqmask, kernel syntax: 0x... (absolute) or -4,-0x47 / +4 (relative)' -r
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l chzdev-rule -d 'chzdev\'s udev rule with persistent AP masks, shown when it exists' -r -F
-complete -c apctl -n "__fish_apctl_using_subcommand masks" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand masks" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l persistent -d 'Also store the resulting masks, applied at boot'
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand masks" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand queues" -l adapter -d 'Only queues of these adapters' -r
 complete -c apctl -n "__fish_apctl_using_subcommand queues" -l domain -d 'Only queues of these domains' -r
 complete -c apctl -n "__fish_apctl_using_subcommand queues" -l owner -d 'Only queues owned by: host, free (for vfio_ap, in no mdev), or an mdev\'s name or UUID' -r
-complete -c apctl -n "__fish_apctl_using_subcommand queues" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand queues" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand queues" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand queues" -s h -l help -d 'Print help'
-complete -c apctl -n "__fish_apctl_using_subcommand config" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand config" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand config" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand config" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c apctl -n "__fish_apctl_using_subcommand check" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand check" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand check" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c apctl -n "__fish_apctl_using_subcommand apply" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand apply" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -l dry-run -d 'Print the plan and change nothing'
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -l prune -d 'Also stop and undefine mdevs the file does not name'
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l remove-source -d 'Remove each imported file from DIR (skipped files stay), so mdevctl no longer restores it'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand import-mdevctl" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand export" -l format -d 'What to write' -r -f -a "toml\t'The desired-state file, on stdout'
 mdevctl\t'mdevctl\'s JSON files, one per definition, into DIR'"
-complete -c apctl -n "__fish_apctl_using_subcommand export" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand export" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand export" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c apctl -n "__fish_apctl_using_subcommand monitor" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand monitor" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand monitor" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand monitor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s a -l adapters -d 'Only these adapters (rows), e.g. 5,6 or 1-4' -r
 complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s d -l domains -d 'Only these usage domains (columns), e.g. 4,0xab' -r
-complete -c apctl -n "__fish_apctl_using_subcommand matrix" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand matrix" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand matrix" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand matrix" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c apctl -n "__fish_apctl_using_subcommand completions" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else system' -r
+complete -c apctl -n "__fish_apctl_using_subcommand completions" -l bus -d 'The bus apd listens on: system, session, or a D-Bus address (unix:path=...). Default: $APCTL_BUS, else apd\'s private socket (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as systemctl\'s), else the system bus' -r
 complete -c apctl -n "__fish_apctl_using_subcommand completions" -l json -d 'Print machine-readable JSON on stdout instead of tables'
 complete -c apctl -n "__fish_apctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 

@@ -1,5 +1,8 @@
-//! The connection to apd: which bus, how to connect, and how D-Bus failures
-//! become one sentence with a hint.
+//! The connection to apd: which bus (or apd's private socket), how to
+//! connect, and how D-Bus failures become one sentence with a hint.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::error::{quote_input, CliError};
 use apbus::proxy::ManagerProxy;
@@ -22,11 +25,42 @@ pub fn choose(input: Option<&str>) -> Result<BusChoice, CliError> {
     })
 }
 
-/// A connection to the chosen bus and the proxy of apd's Manager.
+/// The private socket apctl tries when no bus is named: `$APCTL_PRIVATE_SOCKET`,
+/// else `/run/apd/private`. None when a bus is named (`--bus`, `APCTL_BUS`):
+/// then apctl goes where it is told.
+pub fn private_socket(bus_named: bool) -> Option<PathBuf> {
+    if bus_named {
+        return None;
+    }
+    Some(match std::env::var_os(apbus::PRIVATE_SOCKET_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(apbus::RUNTIME_DIR).join(apbus::PRIVATE_SOCKET_NAME),
+    })
+}
+
+/// How apctl reaches apd, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Through a bus daemon.
+    Bus(BusChoice),
+    /// Directly, on apd's private socket.
+    Private(PathBuf),
+}
+
+impl fmt::Display for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Link::Bus(bus) => bus.fmt(f),
+            Link::Private(path) => write!(f, "its private socket {}", path.display()),
+        }
+    }
+}
+
+/// A connection to apd and the proxy of its Manager.
 #[derive(Debug)]
 pub struct Apd {
-    /// Which bus, for messages.
-    pub bus: BusChoice,
+    /// How apd is reached, for messages.
+    pub link: Link,
     /// The connection (monitor subscribes to signals on it).
     pub connection: zbus::Connection,
     /// `org.apctl.Apd1.Manager`.
@@ -42,25 +76,50 @@ impl Apd {
             Err(e) => Err(e),
         }
         .map_err(|e| connect_error(&bus, &e))?;
-        let manager = ManagerProxy::builder(&connection)
+        Apd::on(Link::Bus(bus), connection)
+            .await
+            .map_err(|(link, e)| connect_error(&link, &e))
+    }
+
+    /// Connects to apd's private socket at `path`, or says why not (the
+    /// caller then uses the bus: the socket is absent when apd does not
+    /// run, and closed to all but root).
+    pub async fn connect_private(path: &Path) -> Result<Apd, String> {
+        let stream = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connection = zbus::connection::Builder::unix_stream(stream)
+            .p2p()
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        Apd::on(Link::Private(path.to_path_buf()), connection)
+            .await
+            .map_err(|(_, e)| e.to_string())
+    }
+
+    async fn on(link: Link, connection: zbus::Connection) -> Result<Apd, (Link, zbus::Error)> {
+        match ManagerProxy::builder(&connection)
             .cache_properties(CacheProperties::No)
             .build()
             .await
-            .map_err(|e| connect_error(&bus, &e))?;
-        Ok(Apd {
-            bus,
-            connection,
-            manager,
-        })
+        {
+            Ok(manager) => Ok(Apd {
+                link,
+                connection,
+                manager,
+            }),
+            Err(e) => Err((link, e)),
+        }
     }
 
     /// Turns an error of a call to apd into the sentence to print.
     pub fn error(&self, e: apbus::Error) -> CliError {
-        call_error(&self.bus, e)
+        call_error(&self.link, e)
     }
 }
 
-fn connect_error(bus: &BusChoice, e: &zbus::Error) -> CliError {
+fn connect_error(bus: &dyn fmt::Display, e: &zbus::Error) -> CliError {
     CliError::failed(format!(
         "cannot reach apd on {bus}: cannot connect to the bus ({}); is the D-Bus daemon running? Use --bus or {} for another bus.",
         plain(&e.to_string()),
@@ -89,7 +148,7 @@ fn method_error(e: &zbus::Error) -> Option<(String, String)> {
 }
 
 /// Maps an error of a call to apd to one sentence and exit 1.
-pub fn call_error(bus: &BusChoice, e: apbus::Error) -> CliError {
+pub fn call_error(bus: &Link, e: apbus::Error) -> CliError {
     let apbus::Error::ZBus(z) = e else {
         // One of apd's named refusals: its sentence is the message.
         return CliError::failed(plain(&e.sentence()));
@@ -166,7 +225,7 @@ mod tests {
     fn refusals_keep_apds_sentence() {
         let s = "cannot assign domain 0x47 to guest2: queue 05.0047 is already assigned to guest1 (62177883-f1bb-47f0-914d-32a22e3a8804)";
         let e = call_error(
-            &BusChoice::System,
+            &Link::Bus(BusChoice::System),
             apbus::Error::new(apbus::ErrorKind::InUse, s),
         );
         assert_eq!(e.sentence, s);
@@ -176,7 +235,7 @@ mod tests {
     #[test]
     fn fdo_errors_become_hints() {
         let e = call_error(
-            &BusChoice::System,
+            &Link::Bus(BusChoice::System),
             apbus::Error::ZBus(zbus::Error::FDO(Box::new(
                 zbus::fdo::Error::ServiceUnknown("The name is not activatable".into()),
             ))),
@@ -186,7 +245,7 @@ mod tests {
             "cannot reach apd on the system bus: the name org.apctl.Apd1 has no owner; is apd running? (systemctl status apd) Use --bus or APCTL_BUS for another bus."
         );
         let e = call_error(
-            &BusChoice::Session,
+            &Link::Bus(BusChoice::Session),
             apbus::Error::ZBus(zbus::Error::FDO(Box::new(zbus::fdo::Error::AccessDenied(
                 "Rejected send message".into(),
             )))),

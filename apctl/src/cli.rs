@@ -31,7 +31,9 @@ domains in hex, queues as APQNs like 05.0004 (adapter.domain, hex, as lszcrypt s
 )]
 pub struct Cli {
     /// The bus apd listens on: system, session, or a D-Bus address
-    /// (unix:path=...). Default: $APCTL_BUS, else system.
+    /// (unix:path=...). Default: $APCTL_BUS, else apd's private socket
+    /// (/run/apd/private or $APCTL_PRIVATE_SOCKET; root only, as
+    /// systemctl's), else the system bus.
     #[arg(
         long,
         global = true,

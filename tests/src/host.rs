@@ -286,6 +286,36 @@ impl Host {
         self.run_client(cmd, args)
     }
 
+    /// apd's private socket on a FUSE host.
+    pub fn private_socket(&self) -> PathBuf {
+        self.runtime_dir().join(apbus::PRIVATE_SOCKET_NAME)
+    }
+
+    /// Runs apctl as `uid` (None: root) the way an admin does on a host:
+    /// no bus named, so it tries apd's private socket first (this host's:
+    /// `APCTL_PRIVATE_SOCKET`) and falls back to the system bus.
+    pub fn apctl_unnamed(&self, uid: Option<u32>, args: &[&str]) -> Output {
+        let mut cmd = match uid {
+            None => Command::new(bin("apctl")),
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={uid}"))
+                    .arg("--clear-groups")
+                    .arg("--")
+                    .arg(bin("apctl"));
+                c
+            }
+        };
+        cmd.args(args)
+            .env_remove("APCTL_BUS")
+            .env(apbus::PRIVATE_SOCKET_ENV, self.private_socket())
+            .env("APCTL_CHZDEV_RULE", self.chzdev_rule())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run apctl {}: {e}", args.join(" ")))
+    }
+
     fn run_client(&self, mut cmd: Command, args: &[&str]) -> Output {
         // Not the machine's chzdev rule: the host's own (absent unless a
         // test writes it).

@@ -8,6 +8,8 @@ pub mod mdevs;
 pub mod monitor;
 pub mod state;
 
+use std::path::PathBuf;
+
 use crate::bus::{self, Apd, BusChoice};
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -48,11 +50,27 @@ pub struct Ctx {
     pub style: Style,
     /// `--bus` / `APCTL_BUS`.
     pub bus: BusChoice,
+    /// apd's private socket, tried before the bus when no bus is named.
+    pub private: Option<PathBuf>,
 }
 
 impl Ctx {
-    /// Connects to apd's bus.
+    /// Connects to apd: on its private socket where that works (root,
+    /// no bus named), else on the bus.
     pub async fn connect(&self) -> Result<Apd, CliError> {
+        if let Some(path) = &self.private {
+            match Apd::connect_private(path).await {
+                Ok(apd) => return Ok(apd),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "private socket unusable; using the bus");
+                }
+            }
+        }
+        self.connect_bus().await
+    }
+
+    /// Connects to apd's bus (signals are only there).
+    pub async fn connect_bus(&self) -> Result<Apd, CliError> {
         Apd::connect(self.bus.clone()).await
     }
 }
@@ -67,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             Style::detect()
         },
         bus: bus::choose(cli.bus.as_deref())?,
+        private: bus::private_socket(cli.bus.is_some()),
     };
     match cli.command {
         Command::Status => host::status(&ctx).await,

@@ -152,7 +152,8 @@ fn print(h: &Happening, json: bool) -> bool {
 /// stdout, one line each, flushed at once; a closed stdout ends monitor
 /// quietly.
 pub async fn monitor(ctx: &Ctx) -> Result<Outcome, CliError> {
-    let apd = ctx.connect().await?;
+    // apd's signals are sent on the bus only, never on its private socket.
+    let apd = ctx.connect_bus().await?;
     let bad_rule = |e: zbus::Error| CliError::failed(format!("cannot watch apd: {e}"));
     let signals =
         MessageStream::for_match_rule(apd_rule().map_err(bad_rule)?, &apd.connection, None)
@@ -167,7 +168,7 @@ pub async fn monitor(ctx: &Ctx) -> Result<Outcome, CliError> {
         .map_err(|e| CliError::failed(format!("cannot watch for SIGTERM: {e}")))?;
     // Read after subscribing: a change in between arrives as a signal too.
     let mut follower = current_view(&apd).await?;
-    output::note(&format!("watching apd on {} (Ctrl-C to stop)", apd.bus));
+    output::note(&format!("watching apd on {} (Ctrl-C to stop)", apd.link));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
