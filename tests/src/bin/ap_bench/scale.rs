@@ -568,6 +568,24 @@ fn dbus_call_floor(host: &Host) -> Res<Option<Duration>> {
 }
 
 /// mdevctl (1.4.0) run with `root` as its `/`.
+/// One apctl run as root runs it on a host: no bus named, so on apd's
+/// private socket.
+fn time_apctl_private(host: &Host, args: &[&str]) -> Res<Duration> {
+    check_interrupted()?;
+    let start = Instant::now();
+    let out = host.apctl_unnamed(None, args);
+    let took = start.elapsed();
+    if out.status.success() {
+        Ok(took)
+    } else {
+        Err(format!(
+            "apctl {} on the private socket: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 fn run_mdevctl(bin: &Path, root: &Path, args: &[&str]) -> Res<()> {
     let out = std::process::Command::new(bin)
         .args(args)
@@ -619,14 +637,16 @@ fn start_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize) -> Re
         )?;
     }
     let (bare_uuid, sh_uuid) = (bench_uuid(0xba4e, 0), bench_uuid(0xba4e, 1));
-    let (mut bare, mut bare_sh, mut apctl, mut mdevctl_start) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut bare_sh, mut apctl, mut private, mut mdevctl_start) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut floor = Some(Vec::new());
     for _ in 0..START_ROUNDS {
         check_interrupted()?;
         bare.push(bare_start_writes(host.sysfs(), &bare_uuid, &a_s, &d_s)?);
         bare_sh.push(bare_start_process(host.sysfs(), &sh_uuid, &a_s, &d_s)?);
         apctl.push(time_apctl(host, &["start", "bench-one"], 0)?.0);
+        time_apctl(host, &["stop", "bench-one"], 0)?;
+        private.push(time_apctl_private(host, &["start", "bench-one"])?);
         time_apctl(host, &["stop", "bench-one"], 0)?;
         if let Some((bin, root)) = &mdevctl {
             let start = Instant::now();
@@ -661,10 +681,18 @@ fn start_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize) -> Re
         format!("`apctl start` (one mdev, 1 APQN), {with}"),
         &apctl,
     )?;
+    report.add(
+        FUSE,
+        l,
+        format!("`apctl start` on apd's private socket (root, no bus named), {with}"),
+        &private,
+    )?;
     let mut note = format!(
-        "FUSE, {l} host, {with}: `apctl start` {} of its bare writes, {} of the same writes from `sh -c`",
+        "FUSE, {l} host, {with}: `apctl start` {} of its bare writes, {} of the same writes from `sh -c`; on the private socket {} and {}",
         ratio(median(&apctl), median(&bare)),
         ratio(median(&apctl), median(&bare_sh)),
+        ratio(median(&private), median(&bare)),
+        ratio(median(&private), median(&bare_sh)),
     );
     if mdevctl.is_some() {
         report.add(
@@ -674,8 +702,9 @@ fn start_rows(report: &mut Report, host: &Host, spec: &HostSpec, k: usize) -> Re
             &mdevctl_start,
         )?;
         note.push_str(&format!(
-            ", {} of `mdevctl start`",
-            ratio(median(&apctl), median(&mdevctl_start))
+            "; of `mdevctl start`: {} through the bus, {} on the private socket",
+            ratio(median(&apctl), median(&mdevctl_start)),
+            ratio(median(&private), median(&mdevctl_start))
         ));
     }
     note.push('.');
