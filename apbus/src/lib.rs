@@ -14,6 +14,7 @@
 pub mod bus;
 pub mod error;
 pub mod proxy;
+pub mod socket;
 pub mod types;
 
 pub use error::{Error, ErrorKind};

@@ -11,19 +11,13 @@
 //! the bus: `apctl monitor` and other tools use the bus.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
-use zbus::connection::socket::{ReadHalf, Split, WriteHalf};
-use zbus::connection::{AuthMechanism, Socket};
-use zbus::fdo::ConnectionCredentials;
-use zbus::message::Message;
 
 use super::Root;
 
@@ -112,7 +106,7 @@ impl Drop for PrivateSocket {
 /// One peer: the handshake, the root object, and the connection kept until
 /// the peer closes it.
 async fn serve_peer(stream: UnixStream, root: &Root) {
-    let stream = match PeerStream::new(stream) {
+    let stream = match apbus::socket::UnixPeer::server(stream) {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(error = %e, "private socket: a peer without credentials");
@@ -137,132 +131,4 @@ async fn serve_peer(stream: UnixStream, root: &Root) {
         }
     };
     conn.closed().await;
-}
-
-/// A peer's stream with the credentials the kernel gave at its connect
-/// (SO_PEERCRED: uid and pid). zbus asks for them twice, for the
-/// handshake's EXTERNAL check and for [`super::auth`]; its own socket
-/// reads the peer's /proc files each time (a third of a millisecond per
-/// call on a small host), for groups and a pidfd nobody here uses.
-#[derive(Debug)]
-struct PeerStream {
-    stream: UnixStream,
-    credentials: Credentials,
-}
-
-/// What the kernel said of the peer at its connect.
-#[derive(Debug, Clone, Copy)]
-struct Credentials {
-    uid: u32,
-    pid: Option<u32>,
-}
-
-impl Credentials {
-    fn zbus(self) -> ConnectionCredentials {
-        let c = ConnectionCredentials::default().set_unix_user_id(self.uid);
-        match self.pid {
-            Some(pid) => c.set_process_id(pid),
-            None => c,
-        }
-    }
-}
-
-impl PeerStream {
-    fn new(stream: UnixStream) -> io::Result<PeerStream> {
-        let cred = stream.peer_cred()?;
-        let credentials = Credentials {
-            uid: cred.uid(),
-            pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
-        };
-        Ok(PeerStream {
-            stream,
-            credentials,
-        })
-    }
-}
-
-impl Socket for PeerStream {
-    type ReadHalf = PeerRead;
-    type WriteHalf = PeerWrite;
-
-    fn split(self) -> Split<PeerRead, PeerWrite> {
-        let (read, write) = self.stream.into_split();
-        Split::new(
-            PeerRead {
-                inner: read,
-                credentials: self.credentials,
-            },
-            PeerWrite {
-                inner: write,
-                credentials: self.credentials,
-            },
-        )
-    }
-}
-
-/// The read half: tokio's, with the credentials of [`PeerStream`].
-#[derive(Debug)]
-struct PeerRead {
-    inner: OwnedReadHalf,
-    credentials: Credentials,
-}
-
-/// The write half: tokio's, with the credentials of [`PeerStream`].
-#[derive(Debug)]
-struct PeerWrite {
-    inner: OwnedWriteHalf,
-    credentials: Credentials,
-}
-
-#[zbus::export::async_trait::async_trait]
-impl ReadHalf for PeerRead {
-    async fn receive_message(
-        &mut self,
-        seq: u64,
-        already_received_bytes: &mut Vec<u8>,
-        already_received_fds: &mut Vec<OwnedFd>,
-    ) -> zbus::Result<Message> {
-        self.inner
-            .receive_message(seq, already_received_bytes, already_received_fds)
-            .await
-    }
-
-    async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-        self.inner.recvmsg(buf).await
-    }
-
-    fn can_pass_unix_fd(&self) -> bool {
-        self.inner.can_pass_unix_fd()
-    }
-
-    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(self.credentials.zbus())
-    }
-
-    fn auth_mechanism(&self) -> AuthMechanism {
-        self.inner.auth_mechanism()
-    }
-}
-
-#[zbus::export::async_trait::async_trait]
-impl WriteHalf for PeerWrite {
-    async fn send_message(&mut self, msg: &Message) -> zbus::Result<()> {
-        self.inner.send_message(msg).await
-    }
-
-    async fn sendmsg(&mut self, buffer: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
-        self.inner.sendmsg(buffer, fds).await
-    }
-
-    async fn close(&mut self) -> io::Result<()> {
-        self.inner.close().await
-    }
-
-    fn can_pass_unix_fd(&self) -> bool {
-        self.inner.can_pass_unix_fd()
-    }
-
-    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(self.credentials.zbus())
-    }
 }
