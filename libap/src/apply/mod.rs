@@ -504,11 +504,16 @@ pub fn execute_journaled(
     known: &Known,
 ) -> Result<ApplyReport, ApplyError> {
     // Directories a definition write may create; removed again on rollback
-    // when they were not there before and are empty.
-    let created_dirs: Vec<PathBuf> = [store.mdevs_dir(), store.dir().to_path_buf()]
-        .into_iter()
-        .filter(|d| !d.exists())
-        .collect();
+    // when they were not there before and are empty. A plan of live steps
+    // writes no definition (a start, a stop: looked at for none).
+    let created_dirs: Vec<PathBuf> = if steps.iter().all(Step::is_live) {
+        Vec::new()
+    } else {
+        [store.mdevs_dir(), store.dir().to_path_buf()]
+            .into_iter()
+            .filter(|d| !d.exists())
+            .collect()
+    };
     let total = steps.len();
     let mut undo = Changes {
         journal,
