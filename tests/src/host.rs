@@ -188,9 +188,17 @@ impl Host {
         &self.config
     }
 
-    /// apd's `--runtime-dir` (its intent journal) on a FUSE host.
+    /// apd's `--runtime-dir` (its intent journal, its private socket) on
+    /// a FUSE host: the one the options give, else the host's own.
     pub fn runtime_dir(&self) -> PathBuf {
-        self.root.join("run")
+        let given = self.apd_args.iter().enumerate().find_map(|(i, a)| {
+            match a.strip_prefix("--runtime-dir") {
+                Some("") => self.apd_args.get(i + 1).cloned(),
+                Some(v) => v.strip_prefix('=').map(str::to_string),
+                None => None,
+            }
+        });
+        given.map_or_else(|| self.root.join("run"), PathBuf::from)
     }
 
     /// The simulator's uevent socket (a FUSE host): a `SOCK_SEQPACKET`
