@@ -8,7 +8,7 @@ mod apd_support;
 use std::process::{Command, Output};
 
 use apd_support::*;
-use e2e::{command_exists, BusPolicy, Host, HostOptions, SEED_HOST};
+use e2e::{command_exists, describe, BusPolicy, Host, HostOptions, SEED_HOST};
 
 const NOBODY: &str = "65534";
 
@@ -22,15 +22,6 @@ fn as_nobody(program: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} as nobody: {e}"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -75,7 +66,7 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
         apbus::MANAGER_INTERFACE,
         "GetStatus",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", describe(&o));
     let o = busctl(&[
         "call",
         apbus::BUS_NAME,
@@ -83,11 +74,11 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
         apbus::MANAGER_INTERFACE,
         "ListMdevs",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", describe(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(GUEST1_UUID),
         "{}",
-        text(&o)
+        describe(&o)
     );
     let o = busctl(&[
         "get-property",
@@ -96,7 +87,7 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
         apbus::HOST_INTERFACE,
         "ApMask",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", describe(&o));
     let path = apbus::mdev_path(GUEST1_UUID);
     let o = busctl(&[
         "get-property",
@@ -105,11 +96,11 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
         apbus::MDEV_INTERFACE,
         "GuestMatrix",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", describe(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("05.0004"),
         "{}",
-        text(&o)
+        describe(&o)
     );
 
     // Every change is refused by apd, naming the uid and what to do.
@@ -146,7 +137,7 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
     ];
     for (method, args) in changes {
         let o = gdbus(method, args);
-        let all = text(&o);
+        let all = describe(&o);
         assert!(!o.status.success(), "{method} must be refused: {all}");
         assert!(
             all.contains("org.apctl.Apd1.Error.AccessDenied"),
@@ -186,7 +177,7 @@ fn a_caller_that_is_not_root_reads_but_cannot_change_anything() {
     assert!(
         !o.status.success(),
         "nobody must not own the name: {}",
-        text(&o)
+        describe(&o)
     );
     // apd keeps serving.
     c.run(m.get_status()).expect("still serving");

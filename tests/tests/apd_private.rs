@@ -10,19 +10,10 @@ mod apd_support;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::process::Output;
 
-use e2e::{command_exists, Host, SEED_HOST};
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use e2e::{command_exists, describe, Host, SEED_HOST};
 
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", text(o));
+    assert!(o.status.success(), "{}", describe(o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -65,11 +56,11 @@ fn roots_apctl_uses_the_private_socket_and_sees_what_the_bus_shows() {
     assert_eq!(listed[0]["active"], true, "{listed}");
     // A refusal keeps apd's sentence and exit status.
     let o = root(&host, &["define", "--name", "guest1", "-a", "7", "-d", "4"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("guest1"),
         "{}",
-        text(&o)
+        describe(&o)
     );
 
     // Peers close and give their place back: more apctl runs than apd
@@ -83,11 +74,11 @@ fn roots_apctl_uses_the_private_socket_and_sees_what_the_bus_shows() {
     host.stop_apd();
     assert!(!socket.exists(), "the socket outlived apd");
     let o = root(&host, &["status"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("system bus"),
         "{}",
-        text(&o)
+        describe(&o)
     );
 
     // A killed apd leaves its socket behind; the next one replaces it.
@@ -111,17 +102,17 @@ fn a_caller_that_is_not_root_changes_nothing_through_the_private_socket() {
     // The socket's mode keeps others out; nobody falls back to the system
     // bus (no apd there).
     let o = host.apctl_unnamed(Some(65534), &["start", "guest1"]);
-    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ne!(o.status.code(), Some(0), "{}", describe(&o));
     // With the mode opened, apd itself refuses from the peer's uid.
     let socket = host.private_socket();
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let o = host.apctl_unnamed(Some(65534), &["start", "guest1"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("uid 65534 may not start mdev guest1") && err.contains("private socket"),
         "{}",
-        text(&o)
+        describe(&o)
     );
     // Reading stays open to the peer; nothing was started.
     let listed = ok(&host.apctl_unnamed(Some(65534), &["--json", "list"]));
