@@ -514,3 +514,60 @@ fn control_domains_in(text: &str) -> Vec<u32> {
         .map(|r| r.unwrap_or_else(|e| panic!("{line}: {e}")))
         .collect()
 }
+
+/// A start that waits for apd's writer while another tool makes its mdev
+/// (empty, under the definition's UUID) finds it active when its turn
+/// comes: apd creates an mdev the model has as inactive without a look
+/// first, and the kernel's EEXIST is taken as "made meanwhile". Nothing is
+/// written to it: the other tool's (empty) matrix stays.
+#[test]
+fn a_start_finds_the_mdev_another_tool_made_while_it_waited_active() {
+    let Some(host) = fuse_host() else { return };
+    host.apctl_ok(&["masks", "--apmask", SEED_APMASK, "--aqmask", SEED_AQMASK]);
+    host.apctl_ok(&["define", "--name", "guest1", "-a", "5,6", "-d", "4,0xab"]);
+    host.apctl_ok(&["define", "--name", "guest2", "-a", "5", "-d", "0x47,0xff"]);
+    host.apctl_ok(&["start", "guest2"]);
+    let guest2 = host.apctl_json(&["list"]);
+    let uuid = |name: &str| -> String {
+        guest2
+            .as_array()
+            .and_then(|a| a.iter().find(|m| m["name"] == name))
+            .and_then(|m| m["uuid"].as_str())
+            .unwrap_or_else(|| panic!("{name} in {guest2}"))
+            .to_string()
+    };
+    let (g1, g2) = (uuid("guest1"), uuid("guest2"));
+    // guest2's next write is slow: apd holds its writer through it.
+    let dir2 = format!("devices/vfio_ap/matrix/{g2}");
+    for attr in ["ap_config", "unassign_domain"] {
+        host.control("delay", &format!("{dir2}/{attr} 1500"));
+    }
+    let slow = host.apctl_spawn(&["unassign", "guest2", "-d", "0xff"]);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // The start waits for the writer, ahead of apd's uevents.
+    let start = host.apctl_spawn(&["start", "guest1"]);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    host.write(
+        "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create",
+        &g1,
+    )
+    .expect("another tool creates guest1's mdev");
+    let slow = slow.wait_with_output().expect("unassign");
+    assert!(slow.status.success(), "{}", describe(&slow));
+    let start = start.wait_with_output().expect("start");
+    assert!(start.status.success(), "{}", describe(&start));
+    for attr in ["ap_config", "unassign_domain"] {
+        host.control("delay", &format!("{dir2}/{attr} 0"));
+    }
+    assert_eq!(
+        host.read(&format!("devices/vfio_ap/matrix/{g1}/matrix")),
+        "",
+        "the start wrote to the other tool's mdev"
+    );
+    let listed = host.apctl_json(&["list"]);
+    let guest1 = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["name"] == "guest1"))
+        .unwrap_or_else(|| panic!("guest1 in {listed}"));
+    assert_eq!(guest1["active"], true, "{listed}");
+}

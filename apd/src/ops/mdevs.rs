@@ -40,6 +40,15 @@ pub fn changed(current: &Matrix, ids: &Matrix, add: bool) -> Matrix {
     )
 }
 
+/// Whether a start failed at its create because an mdev with its UUID
+/// exists (the kernel's EEXIST): nothing was written, and the mdev is
+/// someone else's or one apd has not seen yet.
+fn created_meanwhile(failure: &ApplyError) -> bool {
+    failure.index == 1
+        && matches!(*failure.failed_step, Step::Create { .. })
+        && failure.cause.errno() == Some(libc::EEXIST)
+}
+
 impl Engine {
     /// Resolves `arg` and re-reads that mdev under the lock, with `also`
     /// in the same read ([`Stale::before_change`] where the change's
@@ -56,7 +65,15 @@ impl Engine {
     /// `Start`.
     pub async fn start(&self, arg: &str) -> Result<(), Error> {
         let w = self.change().await?;
-        let (uuid, _) = self.sync_mdev(arg, Stale::none()).await?;
+        let uuid = self.state().resolve(arg)?;
+        // One the model has as active is read again (it may be gone). One
+        // it has as inactive is created without a look first: an mdev made
+        // meanwhile under that UUID fails the create with EEXIST, and
+        // `start_locked` reads it then (a FUSE lookup and a hop to a
+        // blocking thread fewer per start).
+        if self.state().host.mdevs.contains_key(&uuid) {
+            self.sync(Stale::mdev(uuid)).await?;
+        }
         let result = self.start_locked(w.held(), uuid, StepLog::Info).await;
         if result.is_ok() {
             // A successful start by hand ends an automatic start's failure.
@@ -166,6 +183,13 @@ impl Engine {
                 // the write: the check on a fresh read names the culprit.
                 let now = Stale::unannounced().and(Stale::before_change());
                 if let Ok(now) = self.sync(now).await {
+                    if created_meanwhile(&failure) && now.mdevs.contains_key(&uuid) {
+                        // Another tool made it since the model last saw
+                        // the host: active, as a read first would have
+                        // found it (a start never changes a running mdev).
+                        tracing::debug!(uuid = %uuid, "made by another tool meanwhile; nothing to start");
+                        return Ok(Started::Already);
+                    }
                     check(&now).map_err(refused)?;
                 }
                 Err(kernel_refusal(&format!("start {who}"), &failure))
