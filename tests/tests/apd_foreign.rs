@@ -527,16 +527,7 @@ fn a_start_finds_the_mdev_another_tool_made_while_it_waited_active() {
     host.apctl_ok(&["define", "--name", "guest1", "-a", "5,6", "-d", "4,0xab"]);
     host.apctl_ok(&["define", "--name", "guest2", "-a", "5", "-d", "0x47,0xff"]);
     host.apctl_ok(&["start", "guest2"]);
-    let guest2 = host.apctl_json(&["list"]);
-    let uuid = |name: &str| -> String {
-        guest2
-            .as_array()
-            .and_then(|a| a.iter().find(|m| m["name"] == name))
-            .and_then(|m| m["uuid"].as_str())
-            .unwrap_or_else(|| panic!("{name} in {guest2}"))
-            .to_string()
-    };
-    let (g1, g2) = (uuid("guest1"), uuid("guest2"));
+    let (g1, g2) = (uuid_of(&host, "guest1"), uuid_of(&host, "guest2"));
     // guest2's next write is slow: apd holds its writer through it.
     let dir2 = format!("devices/vfio_ap/matrix/{g2}");
     for attr in ["ap_config", "unassign_domain"] {
@@ -564,10 +555,6 @@ fn a_start_finds_the_mdev_another_tool_made_while_it_waited_active() {
         "",
         "the start wrote to the other tool's mdev"
     );
-    let listed = host.apctl_json(&["list"]);
-    let guest1 = listed
-        .as_array()
-        .and_then(|a| a.iter().find(|m| m["name"] == "guest1"))
-        .unwrap_or_else(|| panic!("guest1 in {listed}"));
-    assert_eq!(guest1["active"], true, "{listed}");
+    let guest1 = &list(&host)["guest1"];
+    assert_eq!(guest1["active"], true, "{guest1}");
 }
