@@ -273,25 +273,12 @@ impl Host {
 
     /// Runs apctl against this host's bus (`APCTL_BUS`).
     pub fn apctl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(bin("apctl"));
-        cmd.args(args);
-        self.run_client(cmd, args)
+        self.run_client(apctl_command(None, args), args, true)
     }
 
     /// Runs apctl as another user (`setpriv`; the tests run as root).
     pub fn apctl_as(&self, uid: u32, gid: u32, args: &[&str]) -> Output {
-        assert!(
-            command_exists("setpriv"),
-            "setpriv is not installed (Debian: util-linux)"
-        );
-        let mut cmd = Command::new("setpriv");
-        cmd.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .arg("--")
-            .arg(bin("apctl"))
-            .args(args);
-        self.run_client(cmd, args)
+        self.run_client(apctl_command(Some((uid, gid)), args), args, true)
     }
 
     /// apd's private socket on a FUSE host.
@@ -303,32 +290,22 @@ impl Host {
     /// no bus named, so it tries apd's private socket first (this host's:
     /// `APCTL_PRIVATE_SOCKET`) and falls back to the system bus.
     pub fn apctl_unnamed(&self, uid: Option<u32>, args: &[&str]) -> Output {
-        let mut cmd = match uid {
-            None => Command::new(bin("apctl")),
-            Some(uid) => {
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={uid}"))
-                    .arg("--clear-groups")
-                    .arg("--")
-                    .arg(bin("apctl"));
-                c
-            }
-        };
-        cmd.args(args)
-            .env_remove("APCTL_BUS")
-            .env(apbus::PRIVATE_SOCKET_ENV, self.private_socket())
-            .env("APCTL_CHZDEV_RULE", self.chzdev_rule())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run apctl {}: {e}", args.join(" ")))
+        let cmd = apctl_command(uid.map(|u| (u, u)), args);
+        self.run_client(cmd, args, false)
     }
 
-    fn run_client(&self, mut cmd: Command, args: &[&str]) -> Output {
+    /// Runs `cmd` (apctl) on this host's bus (`APCTL_BUS`), or with no bus
+    /// named and this host's private socket.
+    fn run_client(&self, mut cmd: Command, args: &[&str], bus_named: bool) -> Output {
+        if bus_named {
+            cmd.env("APCTL_BUS", self.bus_address());
+        } else {
+            cmd.env_remove("APCTL_BUS")
+                .env(apbus::PRIVATE_SOCKET_ENV, self.private_socket());
+        }
         // Not the machine's chzdev rule: the host's own (absent unless a
         // test writes it).
-        cmd.env("APCTL_BUS", self.bus_address())
-            .env("APCTL_CHZDEV_RULE", self.chzdev_rule())
+        cmd.env("APCTL_CHZDEV_RULE", self.chzdev_rule())
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run apctl {}: {e}", args.join(" ")))
@@ -751,6 +728,28 @@ fn redirect(cmd: &mut Command, log: &File, path: &Path) {
         .try_clone()
         .unwrap_or_else(|e| panic!("cannot duplicate {}: {e}", path.display()));
     cmd.stdout(out).stderr(err);
+}
+
+/// apctl with `args`, as root or as `(uid, gid)` through `setpriv` (the
+/// tests run as root).
+fn apctl_command(user: Option<(u32, u32)>, args: &[&str]) -> Command {
+    let Some((uid, gid)) = user else {
+        let mut cmd = Command::new(bin("apctl"));
+        cmd.args(args);
+        return cmd;
+    };
+    assert!(
+        command_exists("setpriv"),
+        "setpriv is not installed (Debian: util-linux)"
+    );
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(bin("apctl"))
+        .args(args);
+    cmd
 }
 
 /// Status, stdout and stderr of a finished command, for failure messages.
