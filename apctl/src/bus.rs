@@ -76,9 +76,9 @@ impl Apd {
             Err(e) => Err(e),
         }
         .map_err(|e| connect_error(&bus, &e))?;
-        Apd::on(Link::Bus(bus), connection)
+        Apd::on(Link::Bus(bus.clone()), connection)
             .await
-            .map_err(|(link, e)| connect_error(&link, &e))
+            .map_err(|e| connect_error(&bus, &e))
     }
 
     /// Connects to apd's private socket at `path`, or says why not (the
@@ -97,22 +97,20 @@ impl Apd {
             .map_err(|e| e.to_string())?;
         Apd::on(Link::Private(path.to_path_buf()), connection)
             .await
-            .map_err(|(_, e)| e.to_string())
+            .map_err(|e| e.to_string())
     }
 
-    async fn on(link: Link, connection: zbus::Connection) -> Result<Apd, (Link, zbus::Error)> {
-        match ManagerProxy::builder(&connection)
+    /// apd's Manager on `connection`, reached by `link`.
+    async fn on(link: Link, connection: zbus::Connection) -> zbus::Result<Apd> {
+        let manager = ManagerProxy::builder(&connection)
             .cache_properties(CacheProperties::No)
             .build()
-            .await
-        {
-            Ok(manager) => Ok(Apd {
-                link,
-                connection,
-                manager,
-            }),
-            Err(e) => Err((link, e)),
-        }
+            .await?;
+        Ok(Apd {
+            link,
+            connection,
+            manager,
+        })
     }
 
     /// Turns an error of a call to apd into the sentence to print.
@@ -121,7 +119,7 @@ impl Apd {
     }
 }
 
-fn connect_error(bus: &dyn fmt::Display, e: &zbus::Error) -> CliError {
+fn connect_error(bus: &BusChoice, e: &zbus::Error) -> CliError {
     CliError::failed(format!(
         "cannot reach apd on {bus}: cannot connect to the bus ({}); is the D-Bus daemon running? Use --bus or {} for another bus.",
         plain(&e.to_string()),
