@@ -21,7 +21,8 @@ use zbus::message::Message;
 #[derive(Debug)]
 pub struct UnixPeer {
     stream: UnixStream,
-    credentials: Credentials,
+    /// A server's peer; a client is never asked for its server's.
+    credentials: Option<Credentials>,
     unix_fds: bool,
 }
 
@@ -55,19 +56,19 @@ impl UnixPeer {
     /// client asks.
     pub fn server(stream: UnixStream) -> io::Result<UnixPeer> {
         Ok(UnixPeer {
-            credentials: Credentials::of(&stream)?,
+            credentials: Some(Credentials::of(&stream)?),
             stream,
             unix_fds: true,
         })
     }
 
     /// A client's end that passes no file descriptors.
-    pub fn client_without_fds(stream: UnixStream) -> io::Result<UnixPeer> {
-        Ok(UnixPeer {
-            credentials: Credentials::of(&stream)?,
+    pub fn client_without_fds(stream: UnixStream) -> UnixPeer {
+        UnixPeer {
+            credentials: None,
             stream,
             unix_fds: false,
-        })
+        }
     }
 }
 
@@ -96,7 +97,7 @@ impl Socket for UnixPeer {
 #[derive(Debug)]
 pub struct PeerRead {
     inner: OwnedReadHalf,
-    credentials: Credentials,
+    credentials: Option<Credentials>,
     unix_fds: bool,
 }
 
@@ -104,7 +105,7 @@ pub struct PeerRead {
 #[derive(Debug)]
 pub struct PeerWrite {
     inner: OwnedWriteHalf,
-    credentials: Credentials,
+    credentials: Option<Credentials>,
     unix_fds: bool,
 }
 
@@ -130,7 +131,10 @@ impl ReadHalf for PeerRead {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(self.credentials.zbus())
+        match self.credentials {
+            Some(c) => Ok(c.zbus()),
+            None => self.inner.peer_credentials().await,
+        }
     }
 
     fn auth_mechanism(&self) -> AuthMechanism {
@@ -157,6 +161,9 @@ impl WriteHalf for PeerWrite {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        Ok(self.credentials.zbus())
+        match self.credentials {
+            Some(c) => Ok(c.zbus()),
+            None => self.inner.peer_credentials().await,
+        }
     }
 }

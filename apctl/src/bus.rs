@@ -87,7 +87,7 @@ impl Apd {
     pub async fn connect_private(path: &Path) -> Result<Apd, String> {
         let stream = tokio::net::UnixStream::connect(path)
             .await
-            .and_then(apbus::socket::UnixPeer::client_without_fds)
+            .map(apbus::socket::UnixPeer::client_without_fds)
             .map_err(|e| e.to_string())?;
         // apctl passes no file descriptors: the handshake is one round trip.
         let connection = zbus::connection::Builder::socket(stream)
