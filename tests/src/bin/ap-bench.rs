@@ -612,9 +612,20 @@ fn adapter(adapters: &[AdapterInfo], id: u32) -> Option<&AdapterInfo> {
 
 /// Runs apctl and returns its wall clock; `expect_exit` is the status it must end with.
 fn time_apctl(host: &Host, args: &[&str], expect_exit: i32) -> Res<(Duration, Output)> {
+    time_apctl_by(host, args, expect_exit, Host::apctl)
+}
+
+/// [`time_apctl`], apctl run by `run` (on the host's bus, or as root runs
+/// it on a host: [`Host::apctl_unnamed`]).
+fn time_apctl_by(
+    host: &Host,
+    args: &[&str],
+    expect_exit: i32,
+    run: impl FnOnce(&Host, &[&str]) -> Output,
+) -> Res<(Duration, Output)> {
     check_interrupted()?;
     let start = Instant::now();
-    let out = host.apctl(args);
+    let out = run(host, args);
     let elapsed = start.elapsed();
     if out.status.code() != Some(expect_exit) {
         return Err(format!(

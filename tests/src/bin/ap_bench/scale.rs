@@ -19,8 +19,8 @@ use tokio::runtime::Runtime;
 
 use super::{
     apsim_reads, bench_uuid, check_interrupted, count_active, fmt_count, fmt_duration, mask_with,
-    mask_without, new_temp_dir, ready_after, start_host, time_apctl, write, write_boot_config,
-    write_mdevctl_dir, Client, HostSpec, Report, Res,
+    mask_without, new_temp_dir, ready_after, start_host, time_apctl, time_apctl_by, write,
+    write_boot_config, write_mdevctl_dir, Client, HostSpec, Report, Res,
 };
 
 const CREATE: &str = "devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create";
@@ -571,19 +571,7 @@ fn dbus_call_floor(host: &Host) -> Res<Option<Duration>> {
 /// One apctl run as root runs it on a host: no bus named, so on apd's
 /// private socket.
 fn time_apctl_private(host: &Host, args: &[&str]) -> Res<Duration> {
-    check_interrupted()?;
-    let start = Instant::now();
-    let out = host.apctl_unnamed(None, args);
-    let took = start.elapsed();
-    if out.status.success() {
-        Ok(took)
-    } else {
-        Err(format!(
-            "apctl {} on the private socket: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    time_apctl_by(host, args, 0, |h, a| h.apctl_unnamed(None, a)).map(|(took, _)| took)
 }
 
 fn run_mdevctl(bin: &Path, root: &Path, args: &[&str]) -> Res<()> {
