@@ -34,7 +34,7 @@
 //! meanwhile (`EEXIST`) then fails the run, which is rolled back.
 //!
 //! With a [`Journal`] ([`execute_journaled`]) each change is announced
-//! in it, synced, before it is made, so a writer killed half-way can be
+//! in it before it is made, so a writer killed half-way can be
 //! undone by the next one ([`Journal::recover`]).
 //!
 //! The caller holds the writer lock (`/run/lock/s390apconfig.lock`);
