@@ -27,7 +27,8 @@ mod scale;
 const USAGE: &str =
     "usage: ap-bench [--smoke] [--runs N] [--heavy-runs N] [--backend fuse|in-process]
                 [--boot-budget SECS] [--skip-fuse-big | --fuse-big]
-                [--no-scale | --scale-only] [--idle-secs N] [--write FILE]
+                [--no-scale | --scale-only] [--scale-hosts N,..] [--idle-secs N]
+                [--write FILE]
 
 End-to-end timings of apctl, apd's D-Bus calls, boot restore and uevent
 handling, on the big host (256 adapters x 256 domains), the seed host and a
@@ -57,6 +58,8 @@ in-process simulator. Build first: cargo build --release --workspace
                      installed under target/mdevctl); `queues`; `list -d`
                      beside mdevctl's; apd idle
   --scale-only       only the scale section
+  --scale-hosts N,.. the scale section's square hosts (16, 64, 256; default
+                     all three), e.g. 256 to rerun the big host's rows alone
   --idle-secs N      how long apd is watched idle in the scale section
                      (default 60)
   --write FILE       also replace the section between the ap-bench markers in
@@ -122,6 +125,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
         fuse_big: FuseBig::List,
         scale: Some(scale::ScaleOpts {
             ks: vec![10, 100, 1000],
+            hosts: scale::HOSTS.to_vec(),
             runs: 3,
             idle: Duration::from_secs(60),
         }),
@@ -153,6 +157,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
             "--fuse-big-list" => opts.fuse_big = FuseBig::List,
             "--no-scale" => opts.scale = None,
             "--scale-only" => opts.scale_only = true,
+            "--scale-hosts" => {
+                let v = value("--scale-hosts")?;
+                let hosts = scale::parse_hosts(&v)?;
+                if let Some(s) = opts.scale.as_mut() {
+                    s.hosts = hosts;
+                }
+            }
             "--idle-secs" => {
                 let secs = positive("--idle-secs", &value("--idle-secs")?)?;
                 if let Some(s) = opts.scale.as_mut() {

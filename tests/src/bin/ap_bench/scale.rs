@@ -31,10 +31,32 @@ const FUSE: Mode = Mode::Fuse;
 pub struct ScaleOpts {
     /// Autostart mdevs per boot restore.
     pub ks: Vec<usize>,
+    /// The square hosts, by adapters (a subset of [`HOSTS`]).
+    pub hosts: Vec<usize>,
     /// Runs of the repeated rows.
     pub runs: usize,
     /// How long apd is watched idle.
     pub idle: Duration,
+}
+
+/// The square hosts the section runs on by default, by adapters.
+pub const HOSTS: [usize; 3] = [16, 64, 256];
+
+/// `--scale-hosts`: a comma-separated subset of [`HOSTS`].
+pub fn parse_hosts(v: &str) -> Res<Vec<usize>> {
+    let hosts: Vec<usize> = v
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .ok()
+                .filter(|n| HOSTS.contains(n))
+                .ok_or_else(|| {
+                    format!("--scale-hosts {v:?}: give some of 16, 64, 256, comma-separated")
+                })
+        })
+        .collect::<Res<_>>()?;
+    Ok(HOSTS.into_iter().filter(|n| hosts.contains(n)).collect())
 }
 
 /// A square host: `n` adapters × `n` usage domains (the big host for 256).
@@ -786,11 +808,11 @@ pub fn run(report: &mut Report, rt: &Runtime, opts: &ScaleOpts) -> Res<()> {
     if mdevctl_binary().is_none() {
         report.note(NO_MDEVCTL.to_owned());
     }
-    for n in [16, 64, 256] {
+    for &n in &opts.hosts {
         check_interrupted()?;
         start_row(report, &grid(n))?;
     }
-    for n in [16, 64, 256] {
+    for &n in &opts.hosts {
         let spec = grid(n);
         let mut kept = None;
         for &k in &opts.ks {
