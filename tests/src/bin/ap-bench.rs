@@ -1581,6 +1581,16 @@ mod tests {
     }
 
     #[test]
+    fn scale_hosts_are_a_subset_in_the_sections_order() {
+        assert_eq!(scale::parse_hosts("256").expect("256"), vec![256]);
+        assert_eq!(scale::parse_hosts("256, 16").expect("two"), vec![16, 256]);
+        for bad in ["", "32", "16,,64", "x", "-16", "16;64"] {
+            let e = scale::parse_hosts(bad).expect_err(bad);
+            assert!(e.contains("give some of 16, 64, 256"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn boot_projection_doubles_the_last_slope() {
         assert!(project(&[], 5).is_none());
         assert!(project(&[(0, Duration::from_millis(100))], 5).is_none());

@@ -52,7 +52,11 @@ pub fn parse_hosts(v: &str) -> Res<Vec<usize>> {
                 .ok()
                 .filter(|n| HOSTS.contains(n))
                 .ok_or_else(|| {
-                    format!("--scale-hosts {v:?}: give some of 16, 64, 256, comma-separated")
+                    let known: Vec<String> = HOSTS.iter().map(usize::to_string).collect();
+                    format!(
+                        "--scale-hosts {v:?}: give some of {}, comma-separated",
+                        known.join(", ")
+                    )
                 })
         })
         .collect::<Res<_>>()?;
