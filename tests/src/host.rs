@@ -97,6 +97,11 @@ pub struct Host {
     apd_spawned: Option<Instant>,
     /// When the last apd start spawned apd and when apd said READY=1.
     apd_start_times: Option<(Instant, Instant)>,
+    /// apd's own runtime dir: on tmpfs when the machine has `/dev/shm`,
+    /// as `/run/apd` is on a host (the journal's writes cost what they
+    /// cost there).
+    run: PathBuf,
+    _run_dir: Option<TempDir>,
     // Last field: dropped after everything above has stopped.
     _dir: TempDir,
 }
@@ -127,6 +132,10 @@ impl Host {
         };
         fs::create_dir_all(&config)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", config.display()));
+        let run_dir = tmpfs_dir("ap-e2e-run-");
+        let run = run_dir
+            .as_ref()
+            .map_or_else(|| root.join("run"), |d| d.path().to_path_buf());
 
         // Built before anything starts, so a panic half-way still tears
         // down what did start.
@@ -149,6 +158,8 @@ impl Host {
             apd_ready: false,
             apd_spawned: None,
             apd_start_times: None,
+            run,
+            _run_dir: run_dir,
             _dir: dir,
         };
         host.bus = Some(Bus::start_in(&host.root, opts.policy));
@@ -198,7 +209,7 @@ impl Host {
                 None => None,
             }
         });
-        given.map_or_else(|| self.root.join("run"), PathBuf::from)
+        given.map_or_else(|| self.run.clone(), PathBuf::from)
     }
 
     /// The simulator's uevent socket (a FUSE host): a `SOCK_SEQPACKET`
@@ -704,6 +715,22 @@ impl Drop for Host {
         self.stop_apsim();
         self.bus = None;
     }
+}
+
+/// A fresh directory on `/dev/shm` (tmpfs), reachable by the other uids
+/// some tests run clients under; `None` where the machine has no
+/// `/dev/shm`.
+fn tmpfs_dir(prefix: &str) -> Option<TempDir> {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(shm)
+        .ok()?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).ok()?;
+    Some(dir)
 }
 
 /// Whether FUSE mode can run here: /dev/fuse exists and this process can
