@@ -58,7 +58,7 @@ pub struct Cli {
     pub log_level: String,
 
     /// Where apd keeps its intent journal (`apply.journal`): every change
-    /// is announced there, synced, before it is made, so that when apd is
+    /// is announced there before it is made, so that when apd is
     /// killed half-way (kill -9, a crash) its next start undoes that change
     /// (the caller never got an answer) before the boot restore. Runtime
     /// state, as the kernel's: a reboot must clear it (systemd's

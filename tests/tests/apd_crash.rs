@@ -244,7 +244,7 @@ fn kill_9_in_the_middle_of_a_command_leaves_it_undone_or_done() {
         let out = client.wait_with_output().expect("apctl ends when apd dies");
         slow(&host, c, 0);
         host.start_apd();
-        assert_no_journal(&host, &what);
+        assert_journal_empty(&host, &what);
         let now = state(&host);
         if now == base {
             undone += 1;
@@ -338,7 +338,7 @@ fn kill_9_during_a_boot_restore_of_256_mdevs_converges() {
             host.spawn_apd();
         }
         host.wait_apd_ready();
-        assert_no_journal(&host, "after the restore");
+        assert_journal_empty(&host, "after the restore");
         let now = state(&host);
         assert!(
             now == want,

@@ -3,12 +3,16 @@
 //! can be undone by the next one.
 //!
 //! Before each write the executor appends one line, the [`Undo`] of the
-//! change it is about to make; when the plan has finished
-//! or rolled back the file is removed. A journal found at start belongs
-//! to an operation whose caller never got an answer, so "nothing" is the
-//! outcome: [`Journal::recover`] undoes its entries in reverse order, each
-//! only where its change is there now (a write that never happened is
-//! skipped, a write whose answer was lost is undone), and removes it.
+//! change it is about to make; when the plan has finished or rolled back
+//! the file is emptied. It stays open from one plan to the next: a boot
+//! restore of 1,000 mdevs runs 1,000 plans, and a create and a remove of
+//! the file for each cost more than the writes they announce. An empty
+//! file (or none) means nothing is pending. A journal found with entries at
+//! start belongs to an operation whose caller never got an answer, so
+//! "nothing" is the outcome: [`Journal::recover`] undoes its entries in
+//! reverse order, each only where its change is there now (a write that
+//! never happened is skipped, a write whose answer was lost is undone),
+//! and removes it.
 //!
 //! The journal lives as long as the kernel state it describes: in a
 //! runtime directory that a reboot clears (`/run/apd`). A journal of an
@@ -33,6 +37,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 /// The journal's file name in its directory.
@@ -44,10 +49,14 @@ const HEADER: &str = "apd-intent-journal 1 boot=";
 /// Where the kernel says which boot this is.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
-/// The intent journal of one writer, in a runtime directory.
+/// The intent journal of one writer, in a runtime directory. Its clones
+/// share the open file.
 #[derive(Debug, Clone)]
 pub struct Journal {
     path: PathBuf,
+    /// The file, open (append-only) from the first plan on; `None` before
+    /// it and after a failure, so that the next plan opens it afresh.
+    file: Arc<Mutex<Option<File>>>,
 }
 
 /// What [`Journal::recover`] found and did.
@@ -81,7 +90,20 @@ impl Journal {
     pub fn new(dir: impl AsRef<Path>) -> Journal {
         Journal {
             path: dir.as_ref().join(JOURNAL_FILE),
+            file: Arc::default(),
         }
+    }
+
+    /// Whether the file holds a plan not finished (entries, or a header
+    /// alone): what [`Journal::recover`] would look at.
+    pub fn pending(&self) -> bool {
+        fs::metadata(&self.path).is_ok_and(|m| m.len() > 0)
+    }
+
+    /// The shared file handle; a run that panicked holding it (a kill in
+    /// the tests) left it as it was, entries and all.
+    fn handle(&self) -> MutexGuard<'_, Option<File>> {
+        self.file.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The journal file's path.
@@ -89,21 +111,25 @@ impl Journal {
         &self.path
     }
 
-    /// Starts the journal of a plan: an empty one with its header.
-    pub(super) fn begin(&self) -> Result<Recorder, StoreError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| io_err(dir, "create directory", &e))?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&self.path)
-            .map_err(|e| io_err(&self.path, "create", &e))?;
-        file.write_all(format!("{HEADER}{}\n", boot_id()).as_bytes())
-            .map_err(|e| io_err(&self.path, "write", &e))?;
+    /// Starts the journal of a plan: its header goes in with the first
+    /// entry, in one write(2). The file is empty here: the last plan
+    /// emptied it, or recovery removed it.
+    pub(super) fn begin(&self) -> Result<Recorder<'_>, StoreError> {
+        let mut handle = self.handle();
+        if handle.is_none() {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(dir).map_err(|e| io_err(dir, "create directory", &e))?;
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&self.path)
+                .map_err(|e| io_err(&self.path, "create", &e))?;
+            *handle = Some(file);
+        }
         Ok(Recorder {
-            file,
-            path: self.path.clone(),
+            handle,
+            path: &self.path,
+            header: Some(format!("{HEADER}{}\n", boot_id())),
         })
     }
 
@@ -112,6 +138,8 @@ impl Journal {
     /// the writer lock.
     pub fn recover(&self, sysfs: &dyn Sysfs) -> Result<Option<Recovery>, StoreError> {
         let text = match fs::read(&self.path) {
+            // Empty: the last plan finished.
+            Ok(bytes) if bytes.is_empty() => return Ok(None),
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&self.path, "read", &e)),
@@ -140,35 +168,55 @@ impl Journal {
                 }
             }
         }
+        // The next plan opens the file afresh, not the removed one.
+        *self.handle() = None;
         fs::remove_file(&self.path).map_err(|e| io_err(&self.path, "remove", &e))?;
         Ok(Some(recovery))
     }
 }
 
-/// Appends the intents of one plan run to its journal.
+/// Appends the intents of one plan run to its journal; holds the file
+/// for the run (one writer at a time).
 #[derive(Debug)]
-pub(super) struct Recorder {
-    file: File,
-    path: PathBuf,
+pub(super) struct Recorder<'j> {
+    handle: MutexGuard<'j, Option<File>>,
+    path: &'j Path,
+    /// The header, until the first entry takes it along.
+    header: Option<String>,
 }
 
-impl Recorder {
+impl Recorder<'_> {
     /// Records `undo` (the change about to be made): one write(2), whole
     /// in the file once it returns, for the next apd of this boot.
     pub(super) fn record(&mut self, undo: &Undo) -> Result<(), StoreError> {
-        let mut line = entry(undo);
+        let mut line = self.header.take().unwrap_or_default();
+        line.push_str(&entry(undo));
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .map_err(|e| io_err(&self.path, "write", &e))
+        let written = match self.handle.as_mut() {
+            Some(file) => file.write_all(line.as_bytes()),
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        written.map_err(|e| {
+            // Half a line may be in: it reads as a write never made. The
+            // next plan opens the file again.
+            *self.handle = None;
+            io_err(self.path, "write", &e)
+        })
     }
 
-    /// The plan has finished or rolled back: its journal goes.
-    pub(super) fn finish(self) {
-        drop(self.file);
-        if let Err(e) = fs::remove_file(&self.path) {
+    /// The plan has finished or rolled back: its journal is emptied.
+    pub(super) fn finish(mut self) {
+        let emptied = match self.handle.as_ref() {
+            Some(file) => file.set_len(0),
+            None => fs::remove_file(self.path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        if let Err(e) = emptied {
+            *self.handle = None;
             // The next start would undo a plan that ended: say so loudly.
-            tracing::error!(path = %self.path.display(), error = %e, "cannot remove the intent journal of a finished plan");
+            tracing::error!(path = %self.path.display(), error = %e, "cannot empty the intent journal of a finished plan");
         }
     }
 }

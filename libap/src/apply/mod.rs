@@ -178,7 +178,7 @@ impl Live {
 struct Changes<'j> {
     undo: Vec<Undo>,
     journal: Option<&'j Journal>,
-    recorder: Option<journal::Recorder>,
+    recorder: Option<journal::Recorder<'j>>,
 }
 
 impl Changes<'_> {
@@ -223,7 +223,7 @@ impl Changes<'_> {
         Ok(())
     }
 
-    /// The run has ended, done or rolled back: its journal goes.
+    /// The run has ended, done or rolled back: its journal is emptied.
     fn finish(self) {
         if let Some(r) = self.recorder {
             r.finish();
@@ -493,8 +493,8 @@ macro_rules! step_event {
 /// before it is made, each step logged as `log` says, on a host of which
 /// the caller read what `known` says. On the first failure every completed step is
 /// undone in reverse order and the error says which step failed, why, and
-/// whether the rollback was complete. The journal is removed when the run
-/// ends either way: only a writer killed half-way leaves one.
+/// whether the rollback was complete. The journal is emptied when the run
+/// ends either way: only a writer killed half-way leaves entries.
 pub fn execute_journaled(
     steps: &[Step],
     sysfs: &dyn Sysfs,
