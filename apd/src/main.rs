@@ -192,7 +192,9 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     // Restore under the writer, so that early callers wait for it.
     let writer = engine.boot_writer().await;
     restore::load(&engine).await;
-    engine.publish().await;
+    // The mdev objects go on the bus once, after the restore (which ends
+    // with a publish); early callers wait for the writer meanwhile.
+    engine.publish_baseline().await;
     let reply = conn
         .request_name_with_flags(apbus::BUS_NAME, RequestNameFlags::DoNotQueue.into())
         .await

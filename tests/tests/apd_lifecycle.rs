@@ -291,6 +291,57 @@ fn reboot_restores_autostart_mdevs_and_leaves_manual_ones_down() {
     assert!(!mdev_exists(&host, GUEST2_UUID));
 }
 
+/// The bus sees a boot restore as its end state: each mdev object is
+/// added once, already started (not added stopped, then changed), and each
+/// start is still told as an `mdev-started` event.
+#[test]
+fn a_boot_restore_adds_each_mdev_object_once_as_started() {
+    need_fuse!();
+    let mut host = Host::start(SEED_HOST);
+    {
+        let c = Client::new(&host);
+        let m = c.manager();
+        c.run(m.define(&guest1(true))).expect("define guest1");
+        c.run(m.define(&guest2(true))).expect("define guest2");
+        seed_masks(&c);
+    }
+    host.stop_apd();
+    host.restart_apsim();
+    // Listening from before apd's start, as a client on the bus at boot.
+    let c = Client::new(&host);
+    let objects = c.record_objects();
+    let events = c.record_events();
+    let changes: Vec<_> = [GUEST1_UUID, GUEST2_UUID]
+        .iter()
+        .map(|u| c.record_properties(&apbus::mdev_path(u), "org.apctl.Apd1.Mdev"))
+        .collect();
+    host.start_apd();
+    host.wait_for("both mdev-started events", || {
+        [GUEST1_UUID, GUEST2_UUID]
+            .iter()
+            .all(|u| events.any(|e| e.starts_with(&format!("mdev-started {u}"))))
+    });
+    // The restore's own uevents come back after READY: they change nothing.
+    let status = c.run(c.manager().get_status()).expect("GetStatus");
+    assert_eq!(status.active, 2, "{status:?}");
+    let mut added = objects.items();
+    added.sort();
+    let mut want: Vec<String> = [GUEST1_UUID, GUEST2_UUID]
+        .iter()
+        .map(|u| format!("+{}", apbus::mdev_path(u)))
+        .collect();
+    want.sort();
+    assert_eq!(added, want, "each object added once, none removed");
+    for (uuid, changed) in [GUEST1_UUID, GUEST2_UUID].iter().zip(&changes) {
+        assert_eq!(
+            changed.items(),
+            Vec::<String>::new(),
+            "{uuid}: added as started, so no property of it changed"
+        );
+        assert!(c.run(c.mdev(uuid).active()).expect("Active"));
+    }
+}
+
 #[test]
 fn apd_started_before_vfio_ap_restores_when_the_module_loads() {
     need_fuse!();

@@ -173,7 +173,10 @@ pub async fn follow(
     while let Some(Update { change, shown }) = updates.recv().await {
         match change {
             Change::Model(state) => {
-                publisher.publish_model(&engine, state).await;
+                publisher.publish_model(&engine, state, true).await;
+            }
+            Change::Baseline(state) => {
+                publisher.publish_model(&engine, state, false).await;
             }
             Change::StartFailed { uuid, message } => {
                 let ev = Event::new("start-failed", uuid.hyphenated().to_string(), message);
@@ -284,6 +287,9 @@ pub struct Publisher {
     last: tokio::sync::Mutex<Snapshot>,
     /// The model `last` shows, when it came from one.
     last_model: tokio::sync::Mutex<Option<Arc<State>>>,
+    /// Whether the mdev objects of `last` are on the bus (not after a
+    /// [`Change::Baseline`], until the next model).
+    exported: std::sync::atomic::AtomicBool,
 }
 
 impl Publisher {
@@ -293,6 +299,7 @@ impl Publisher {
             conn,
             last: tokio::sync::Mutex::new(Snapshot::default()),
             last_model: tokio::sync::Mutex::new(None),
+            exported: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -301,7 +308,9 @@ impl Publisher {
     /// InterfacesAdded/Removed, and the events the change means. Only the
     /// mdevs that may have changed since the model before are made and
     /// compared ([`Shown`]). Failures to emit are logged, never fatal.
-    pub async fn publish_model(&self, engine: &Arc<Engine>, state: Arc<State>) {
+    /// With `export` false (a [`Change::Baseline`]) the mdev objects are
+    /// left off the bus until the next model.
+    pub async fn publish_model(&self, engine: &Arc<Engine>, state: Arc<State>, export: bool) {
         let mut last_model = self.last_model.lock().await;
         let mut last = self.last.lock().await;
         let shown = Shown::of(&state, last_model.as_deref(), &last.host.adapters);
@@ -321,11 +330,22 @@ impl Publisher {
         if let Err(e) = self.apply_host(&last.host, &shown.host).await {
             tracing::warn!(error = %e, "cannot publish the host properties");
         }
-        if let Err(e) = self.apply_mdevs(engine, &changes).await {
-            tracing::warn!(error = %e, "cannot publish the mdev objects");
+        use std::sync::atomic::Ordering;
+        let on_bus = self.exported.swap(export, Ordering::SeqCst);
+        if on_bus && export {
+            if let Err(e) = self.apply_mdevs(engine, &changes).await {
+                tracing::warn!(error = %e, "cannot publish the mdev objects");
+            }
         }
         drop(changes);
         last.show(shown);
+        if !on_bus && export {
+            // After the baseline: every object goes on the bus as shown now.
+            let all: Vec<MdevChange<'_>> = last.mdevs.values().map(|m| (None, Some(m))).collect();
+            if let Err(e) = self.apply_mdevs(engine, &all).await {
+                tracing::warn!(error = %e, "cannot publish the mdev objects");
+            }
+        }
         drop(last);
         *last_model = Some(state);
         drop(last_model);

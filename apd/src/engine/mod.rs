@@ -79,6 +79,12 @@ pub struct Engine {
 pub enum Change {
     /// The model as it is now.
     Model(Arc<State>),
+    /// The model before the boot restore: the Host properties go on the
+    /// bus, the mdev objects wait for the model after it (each then added
+    /// once, with its state after the restore, and not added, then changed
+    /// a thousand times over), and the events of that next model are told
+    /// against this one.
+    Baseline(Arc<State>),
     /// An automatic start failed (the first time with this sentence).
     StartFailed {
         /// The mdev.
@@ -392,6 +398,12 @@ impl Engine {
     pub async fn publish(&self) {
         let state = Arc::new(self.state().clone());
         self.tell(Change::Model(state)).await;
+    }
+
+    /// Publishes the model before the boot restore ([`Change::Baseline`]).
+    pub async fn publish_baseline(&self) {
+        let state = Arc::new(self.state().clone());
+        self.tell(Change::Baseline(state)).await;
     }
 
     /// Asks for a re-read of what the kernel changes without a uevent (the
