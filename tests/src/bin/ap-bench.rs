@@ -1340,7 +1340,8 @@ fn section(report: &Report, total: Duration) -> String {
          domains (generated; room for 1,000 disjoint mdevs); the scale rows \
          (issue 17) run on generated 16x16 and 64x64 hosts and on the big one \
          (256x256): a bare row is this process writing or reading only what \
-         is needed (open, write or read, close per attribute, as echo and cat), \
+         is needed (per attribute: open, one write or read, close; opened for \
+         writing without the truncate of `echo >`, as apd does), \
          the boot anchor on a fresh mount of the same host. 1,000 defined = \
          imported mdevctl definitions, inactive.\n\n",
     );

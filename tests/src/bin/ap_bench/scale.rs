@@ -105,8 +105,21 @@ fn label(spec: &HostSpec) -> &'static str {
     }
 }
 
+/// The least a program can do to store `value` in an attribute: open it
+/// for writing (no O_CREAT, no O_TRUNC: `echo >`'s truncate is two more
+/// FUSE requests, which apd does not make either), one write(2), close.
 fn put(sys: &Path, rel: &str, value: &str) -> Res<()> {
-    fs::write(sys.join(rel), value).map_err(|e| format!("bare write {value:?} > {rel}: {e}"))
+    let fail = |e: std::io::Error| format!("bare write {value:?} > {rel}: {e}");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .open(sys.join(rel))
+        .map_err(fail)?;
+    match std::io::Write::write(&mut file, value.as_bytes()).map_err(fail)? {
+        n if n == value.len() => Ok(()),
+        n => Err(format!(
+            "bare write {value:?} > {rel}: short write of {n} bytes"
+        )),
+    }
 }
 
 fn get(sys: &Path, rel: &str) -> Res<String> {
