@@ -161,6 +161,9 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
     // A change an earlier apd was killed in the middle of is undone first:
     // its caller never got an answer, and the restore then starts afresh.
     restore::recover(&engine).await;
+    // The definitions are read from disk while the host is read through
+    // sysfs (after the recovery, which may give a file its old content).
+    let store_read = restore::read_store(&engine);
 
     // The one whole read: from here on uevents and our own writes keep the
     // model current. No AP bus means the wrong root or not an s390 host.
@@ -191,7 +194,7 @@ async fn run(cli: Cli, bus: BusChoice) -> Result<(), String> {
 
     // Restore under the writer, so that early callers wait for it.
     let writer = engine.boot_writer().await;
-    restore::load(&engine).await;
+    restore::load_read(&engine, store_read.await).await;
     // The mdev objects go on the bus once, after the restore (which ends
     // with a publish); early callers wait for the writer meanwhile.
     engine.publish_baseline().await;

@@ -66,11 +66,28 @@ pub async fn recover(engine: &Engine) {
     }
 }
 
+/// What [`read_store`] read: the definitions and the persistent masks.
+pub type StoreRead = (
+    libap::store::LoadReport,
+    Result<Masks, libap::store::StoreError>,
+);
+type Masks = (Option<libap::mask::ApMask>, Option<libap::mask::ApMask>);
+
+/// Reads the store on a blocking thread, for [`load_read`] (at start,
+/// while the host is read).
+pub fn read_store(engine: &Engine) -> tokio::task::JoinHandle<StoreRead> {
+    let store = engine.store().clone();
+    tokio::task::spawn_blocking(move || (store.load(), store.load_masks()))
+}
+
 /// Loads the store into the model (definitions, load errors, persistent
 /// masks). Never fails: bad files are reported and skipped.
 pub async fn load(engine: &Engine) {
-    let store = engine.store().clone();
-    let loaded = tokio::task::spawn_blocking(move || (store.load(), store.load_masks())).await;
+    load_read(engine, read_store(engine).await).await;
+}
+
+/// [`load`] from what [`read_store`] read.
+pub async fn load_read(engine: &Engine, loaded: Result<StoreRead, tokio::task::JoinError>) {
     let mut s = engine.state();
     s.defs_mut().clear();
     s.load_errors.clear();
