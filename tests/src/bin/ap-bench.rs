@@ -133,6 +133,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
         write: None,
     };
     let mut runs = None;
+    // The scale section's settings, applied once every flag is read: in
+    // any order, and refused where the section does not run.
+    let (mut scale_hosts, mut idle) = (None, None);
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -159,16 +162,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
             "--scale-only" => opts.scale_only = true,
             "--scale-hosts" => {
                 let v = value("--scale-hosts")?;
-                let hosts = scale::parse_hosts(&v)?;
-                if let Some(s) = opts.scale.as_mut() {
-                    s.hosts = hosts;
-                }
+                scale_hosts = Some(scale::parse_hosts(&v)?);
             }
             "--idle-secs" => {
                 let secs = positive("--idle-secs", &value("--idle-secs")?)?;
-                if let Some(s) = opts.scale.as_mut() {
-                    s.idle = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX));
-                }
+                idle = Some(Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX)));
             }
             "--write" => opts.write = Some(PathBuf::from(value("--write")?)),
             "--help" | "-h" => return Err(String::new()),
@@ -182,6 +180,22 @@ fn parse_args(args: impl Iterator<Item = String>) -> Res<Opts> {
     }
     if opts.scale_only && opts.scale.is_none() {
         return Err("--scale-only and --no-scale (or --smoke) exclude each other".to_owned());
+    }
+    match opts.scale.as_mut() {
+        Some(s) => {
+            if let Some(hosts) = scale_hosts {
+                s.hosts = hosts;
+            }
+            s.idle = idle.unwrap_or(s.idle);
+        }
+        None if scale_hosts.is_some() || idle.is_some() => {
+            return Err(
+                "--scale-hosts and --idle-secs set the scale section, which --no-scale \
+                 (or --smoke) skips"
+                    .to_owned(),
+            );
+        }
+        None => {}
     }
     opts.runs = runs.unwrap_or(if opts.smoke { 2 } else { 20 });
     Ok(opts)
@@ -1640,6 +1654,18 @@ mod tests {
         assert!(idle.scale_only);
         assert_eq!(idle.scale.map(|s| s.idle), Some(Duration::from_secs(5)));
         assert!(parse(&["--scale-only", "--no-scale"]).is_err());
+        // The scale section's settings in any order, refused without it.
+        let hosts = parse(&["--scale-hosts", "256", "--scale-only"]).expect("args");
+        assert_eq!(hosts.scale.map(|s| s.hosts), Some(vec![256]));
+        for refused in [
+            &["--no-scale", "--scale-hosts", "256"][..],
+            &["--scale-hosts", "256", "--no-scale"],
+            &["--idle-secs", "5", "--smoke"],
+            &["--smoke", "--idle-secs", "5"],
+        ] {
+            let err = parse(refused).expect_err("the scale section does not run");
+            assert!(err.contains("--no-scale"), "{refused:?}: {err}");
+        }
         assert_eq!(
             parse(&["--fuse-big"]).expect("args").fuse_big,
             FuseBig::Ready
