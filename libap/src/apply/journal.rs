@@ -36,6 +36,7 @@ use crate::validate::AssignKind;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::ffi::OsStringExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
@@ -116,6 +117,14 @@ impl Journal {
     /// emptied it, or recovery removed it.
     pub(super) fn begin(&self) -> Result<Recorder<'_>, StoreError> {
         let mut handle = self.handle();
+        // A file unlinked under apd (an admin's rm, a cleanup of /run)
+        // would take the next entries with it: one fstat per plan tells.
+        if handle
+            .as_ref()
+            .is_some_and(|f| f.metadata().map_or(true, |m| m.nlink() == 0))
+        {
+            *handle = None;
+        }
         if handle.is_none() {
             let dir = self.path.parent().unwrap_or(Path::new("."));
             fs::create_dir_all(dir).map_err(|e| io_err(dir, "create directory", &e))?;
@@ -430,6 +439,42 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    /// One file for every plan: emptied when a plan ends (nothing to
+    /// recover), entries left by a killed one, and a new file when the
+    /// old one was unlinked under apd.
+    #[test]
+    fn the_file_is_emptied_between_plans_and_made_again_when_unlinked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::new(dir.path().join("run"));
+        let sysfs = crate::sysfs::DirSysfs::new(dir.path());
+        let uuid = Uuid::parse_str("62177883-f1bb-47f0-914d-32a22e3a8804").expect("uuid");
+        let created = Undo::Created { uuid };
+
+        let mut plan = journal.begin().expect("begin");
+        plan.record(&created).expect("record");
+        assert!(journal.pending());
+        plan.finish();
+        assert!(journal.path().exists() && !journal.pending());
+        assert_eq!(journal.recover(&sysfs).expect("recover"), None);
+
+        // Killed half-way: the header goes in again with the first entry.
+        let mut plan = journal.begin().expect("begin");
+        plan.record(&created).expect("record");
+        drop(plan);
+        let text = fs::read_to_string(journal.path()).expect("read");
+        assert!(text.starts_with(HEADER), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+
+        // Unlinked under apd: the next plan's entries land in a new file.
+        fs::remove_file(journal.path()).expect("remove");
+        let mut plan = journal.begin().expect("begin");
+        plan.record(&created).expect("record");
+        drop(plan);
+        let recovery = journal.recover(&sysfs).expect("recover").expect("entries");
+        assert_eq!((recovery.absent, recovery.failed.len()), (1, 0));
+        assert!(!journal.path().exists());
     }
 
     #[test]
