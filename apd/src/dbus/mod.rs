@@ -15,6 +15,7 @@ pub mod socket;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use apbus::bus::BusChoice;
@@ -289,7 +290,7 @@ pub struct Publisher {
     last_model: tokio::sync::Mutex<Option<Arc<State>>>,
     /// Whether the mdev objects of `last` are on the bus (not after a
     /// [`Change::Baseline`], until the next model).
-    exported: std::sync::atomic::AtomicBool,
+    exported: AtomicBool,
 }
 
 impl Publisher {
@@ -299,7 +300,7 @@ impl Publisher {
             conn,
             last: tokio::sync::Mutex::new(Snapshot::default()),
             last_model: tokio::sync::Mutex::new(None),
-            exported: std::sync::atomic::AtomicBool::new(true),
+            exported: AtomicBool::new(true),
         }
     }
 
@@ -330,7 +331,6 @@ impl Publisher {
         if let Err(e) = self.apply_host(&last.host, &shown.host).await {
             tracing::warn!(error = %e, "cannot publish the host properties");
         }
-        use std::sync::atomic::Ordering;
         let on_bus = self.exported.swap(export, Ordering::SeqCst);
         if on_bus && export {
             if let Err(e) = self.apply_mdevs(engine, &changes).await {
