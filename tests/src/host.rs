@@ -99,9 +99,8 @@ pub struct Host {
     apd_start_times: Option<(Instant, Instant)>,
     /// apd's own runtime dir: on tmpfs when the machine has `/dev/shm`,
     /// as `/run/apd` is on a host (the journal's writes cost what they
-    /// cost there).
-    run: PathBuf,
-    _run_dir: Option<TempDir>,
+    /// cost there); else `run` in the host's directory.
+    run_dir: Option<TempDir>,
     // Last field: dropped after everything above has stopped.
     _dir: TempDir,
 }
@@ -132,10 +131,6 @@ impl Host {
         };
         fs::create_dir_all(&config)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", config.display()));
-        let run_dir = tmpfs_dir("ap-e2e-run-");
-        let run = run_dir
-            .as_ref()
-            .map_or_else(|| root.join("run"), |d| d.path().to_path_buf());
 
         // Built before anything starts, so a panic half-way still tears
         // down what did start.
@@ -158,8 +153,7 @@ impl Host {
             apd_ready: false,
             apd_spawned: None,
             apd_start_times: None,
-            run,
-            _run_dir: run_dir,
+            run_dir: tmpfs_dir("ap-e2e-run-"),
             _dir: dir,
         };
         host.bus = Some(Bus::start_in(&host.root, opts.policy));
@@ -209,7 +203,14 @@ impl Host {
                 None => None,
             }
         });
-        given.map_or_else(|| self.run.clone(), PathBuf::from)
+        given.map_or_else(
+            || {
+                self.run_dir
+                    .as_ref()
+                    .map_or_else(|| self.root.join("run"), |d| d.path().to_path_buf())
+            },
+            PathBuf::from,
+        )
     }
 
     /// The simulator's uevent socket (a FUSE host): a `SOCK_SEQPACKET`
